@@ -1,0 +1,381 @@
+"""ROI pairs -> displacement field on the fixed grid (SAMReg Eq. 10, in millimetres).
+
+The map from fixed to moving space is T(p) = A p + t + v(p): a linear
+pre-alignment (A, t) fitted on the pairs, plus a cubic B-spline field v
+optimised with PyTorch so that every warped moving ROI overlaps its fixed
+partner: loss = mean over pairs of (soft Dice loss + size-normalised MSE)
++ smoothness * (L2 of the field gradient, or bending energy). Optimisation
+runs coarse to fine on a crop around the fixed ROIs and stops when the loss
+stops improving. Everything is in LPS mm, so spacing and direction matrices
+are honoured exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from ..errors import PromptRegisterError
+from ..geometry import Geometry
+from ..io.transforms import displacement_field_transform
+from ..roipairs import RoiPairs
+from .bspline import BSplineGrid
+from .linear import LINEAR_MODELS, LinearFit, fit_linear
+
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass
+class FitOptions:
+    """Settings of the dense stage (defaults chosen by bench/sweep_dense.py; see docs/dense-sweep.md).
+
+    Attributes:
+        linear: pre-alignment model: 'none', 'translation', 'rigid' or 'affine'.
+        nonrigid: optimise the B-spline field after the linear pre-alignment.
+        grid_spacing_mm: distance between B-spline control points.
+        smoothness: weight of the regulariser.
+        regulariser: 'gradient' (L2 of the field's spatial gradient) or 'bending'.
+        levels: resolution levels, each twice as fine as the one before.
+        max_iterations: cap per level; the convergence rule usually stops earlier.
+        min_iterations: iterations per level before convergence is tested.
+        tolerance: stop a level when a window of iterations improves the loss by
+            less than this fraction.
+        window: iterations per convergence window.
+        learning_rate_mm: Adam step for control-point displacements, in mm.
+        margin_mm: the loss is evaluated on the fixed ROIs' bounding box grown by this.
+        max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
+        weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+        seed: seeds torch, for bit-identical runs on CPU.
+    """
+
+    linear: str = "affine"
+    nonrigid: bool = True
+    grid_spacing_mm: float = 6.0
+    smoothness: float = 0.05
+    regulariser: str = "gradient"
+    levels: int = 3
+    max_iterations: int = 300
+    min_iterations: int = 30
+    tolerance: float = 2e-3
+    window: int = 10
+    learning_rate_mm: float = 0.5
+    margin_mm: float = 15.0
+    max_eval_voxels: int = 1_000_000
+    weighting: str = "equal"
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.linear not in LINEAR_MODELS:
+            raise PromptRegisterError(f"linear must be one of {', '.join(LINEAR_MODELS)}; got {self.linear!r}.")
+        if self.regulariser not in ("gradient", "bending"):
+            raise PromptRegisterError(f"regulariser must be 'gradient' or 'bending'; got {self.regulariser!r}.")
+        if self.weighting not in ("equal", "score"):
+            raise PromptRegisterError(f"weighting must be 'equal' or 'score'; got {self.weighting!r}.")
+        for name in ("grid_spacing_mm", "learning_rate_mm", "max_eval_voxels", "levels", "window"):
+            if not getattr(self, name) > 0:
+                raise PromptRegisterError(f"{name} must be positive; got {getattr(self, name)}.")
+        if self.smoothness < 0 or self.margin_mm < 0 or self.max_iterations < 0:
+            raise PromptRegisterError("smoothness, margin_mm and max_iterations must not be negative.")
+
+
+@dataclass
+class LevelReport:
+    level: int
+    voxel_mm: Tuple[float, float, float]
+    eval_shape: Tuple[int, int, int]
+    iterations: int
+    loss_start: float
+    loss_end: float
+    stopped: str
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    """Output of fit_transform.
+
+    Attributes:
+        field: displacement T(p) - p in LPS mm on the fixed grid, (k, j, i, 3), float64;
+            includes the linear part.
+        fixed_geometry: the grid of `field`.
+        linear: the pre-alignment alone.
+        levels: what each resolution level did.
+        device: where the optimisation ran.
+    """
+
+    field: np.ndarray
+    fixed_geometry: Geometry
+    linear: LinearFit
+    levels: List[LevelReport] = field(default_factory=list)
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    def transform(self) -> sitk.DisplacementFieldTransform:
+        """The ITK displacement-field transform (fixed -> moving, resampling convention)."""
+        return displacement_field_transform(self.field, self.fixed_geometry)
+
+    def summary(self) -> Dict[str, object]:
+        return {
+            "linear_model": self.linear.model,
+            "linear_note": self.linear.note,
+            "device": self.device,
+            "seconds": round(self.seconds, 3),
+            "levels": [asdict(level) for level in self.levels],
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for an absent device is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PromptRegisterError(f"Device {name!r} was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto.")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise PromptRegisterError(f"Unknown device {name!r}; use auto, cpu or cuda.") from None
+
+
+def fit_transform(
+    pairs: RoiPairs,
+    options: Optional[FitOptions] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> FitResult:
+    """Fit the fixed -> moving transform that aligns every ROI pair.
+
+    Arguments:
+        pairs: ROI pairs; fixed masks on the fixed grid, moving masks on the moving grid.
+        options: see FitOptions.
+        progress: called as progress(stage, fraction in [0, 1]).
+    Returns:
+        FitResult whose field maps fixed point p to moving point p + field(p).
+    """
+    options = options or FitOptions()
+    options.validate()
+    if len(pairs) == 0:
+        raise PromptRegisterError("No ROI pairs to register: nothing corresponds between the images.")
+    report = progress or (lambda stage, fraction: None)
+    started = time.perf_counter()
+    torch.manual_seed(options.seed)
+    device = resolve_device(options.device)
+
+    report("linear", 0.0)
+    linear = fit_linear(pairs, options.linear)
+    fixed = pairs.fixed_geometry
+    levels: List[LevelReport] = []
+    if options.nonrigid and options.max_iterations > 0:
+        problem = _Problem(pairs, linear, options, device)
+        parameters = problem.optimise(levels, report)
+        field_mm = problem.full_field(parameters)
+    else:
+        field_mm = _linear_field(fixed, linear)
+    report("done", 1.0)
+    return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started)
+
+
+def _linear_field(geometry: Geometry, linear: LinearFit) -> np.ndarray:
+    points = geometry.voxel_centres()
+    return linear.apply(points) - points
+
+
+class _Problem:
+    """Tensors and geometry shared by all optimisation levels."""
+
+    def __init__(self, pairs: RoiPairs, linear: LinearFit, options: FitOptions, device: torch.device) -> None:
+        self.pairs, self.linear, self.options, self.device = pairs, linear, options, device
+        self.dtype = torch.float32
+        self.fixed, self.moving = pairs.fixed_geometry, pairs.moving_geometry
+        self.grid = BSplineGrid(self.fixed.size, self.fixed.spacing, options.grid_spacing_mm)
+        scores = np.array([max(p.score, 0.0) for p in pairs], dtype=float)
+        weights = scores if options.weighting == "score" and scores.sum() > 0 else np.ones(len(pairs))
+        self.pair_weights = torch.as_tensor(weights / weights.sum(), device=device, dtype=self.dtype)
+        self.crop = _bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
+        self.moving_crop = _bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, 0.0, pad_voxels=2)
+        self.planar_normal = (
+            self.fixed.direction_matrix[:, int(np.argmin(self.fixed.size))] if min(self.fixed.size) == 1 else None
+        )
+
+    # -- level set-up -----------------------------------------------------------
+    def level_voxel_mm(self) -> List[float]:
+        """Target voxel size (mm) of each level, finest last."""
+        extent = [(hi - lo) * s for (lo, hi), s in zip(self.crop, self.fixed.spacing)]
+        finest = max(min(self.fixed.spacing), (float(np.prod(extent)) / self.options.max_eval_voxels) ** (1 / 3))
+        return [finest * 2 ** (self.options.levels - 1 - level) for level in range(self.options.levels)]
+
+    def _fixed_level(self, voxel_mm: float) -> Tuple[torch.Tensor, List[np.ndarray], Tuple[float, ...], Tuple[int, ...]]:
+        """Soft fixed masks pooled to the level, and the voxel positions of the pooled centres."""
+        factors = tuple(_pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, self.crop))
+        (i0, i1), (j0, j1), (k0, k1) = self.crop
+        masks = np.stack([p.fixed_mask[k0:k1, j0:j1, i0:i1] for p in self.pairs]).astype(np.float32)
+        tensor = _pool(torch.as_tensor(masks, device=self.device), factors)
+        positions = [
+            lo + f * np.arange(n) + (f - 1) / 2.0
+            for (lo, _), f, n in zip(self.crop, factors, tensor.shape[:0:-1])
+        ]
+        level_mm = tuple(f * s for f, s in zip(factors, self.fixed.spacing))
+        return tensor, positions, level_mm, factors
+
+    def _moving_level(self, voxel_mm: float) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Moving masks pooled to the level; affine map from LPS to grid_sample coordinates."""
+        factors = tuple(_pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.moving.spacing, self.moving_crop))
+        (i0, i1), (j0, j1), (k0, k1) = self.moving_crop
+        masks = np.stack([p.moving_mask[k0:k1, j0:j1, i0:i1] for p in self.pairs]).astype(np.float32)
+        tensor = _pool(torch.as_tensor(masks, device=self.device), factors)
+        pooled_size = tensor.shape[:0:-1]  # (i, j, k)
+        # moving index x -> pooled index b = (x - lo - (f - 1) / 2) / f -> normalised 2 b / (n - 1) - 1
+        scale = np.array([2.0 / (f * (n - 1)) if n > 1 else 0.0 for f, n in zip(factors, pooled_size)])
+        offset = np.array(
+            [-(lo + (f - 1) / 2.0) * s - 1.0 if n > 1 else 0.0 for (lo, _), f, n, s in zip(self.moving_crop, factors, pooled_size, scale)]
+        )
+        to_index = np.linalg.inv(self.moving.index_to_physical_matrix)
+        matrix = np.diag(scale) @ to_index  # LPS -> normalised, linear part
+        translation = offset - matrix @ np.asarray(self.moving.origin)
+        return tensor, matrix, translation
+
+    # -- optimisation -------------------------------------------------------------
+    def optimise(self, reports: List[LevelReport], progress: ProgressCallback) -> torch.Tensor:
+        parameters = torch.zeros(self.grid.parameter_shape, device=self.device, dtype=self.dtype, requires_grad=True)
+        level_sizes = self.level_voxel_mm()
+        for level, voxel_mm in enumerate(level_sizes):
+            started = time.perf_counter()
+            fixed_masks, positions, level_mm, _ = self._fixed_level(voxel_mm)
+            moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
+            weights = self.grid.weights(positions, self.device, self.dtype)
+            # Linear part of T, already in grid_sample coordinates, at the level's voxel centres.
+            index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1)  # (k, j, i, 3) as (i, j, k)
+            points = self.fixed.index_to_physical(index)
+            base = self.linear.apply(points) @ to_normalised.T + normalised_offset
+            base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[None]
+            to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
+            optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
+
+            def loss_fn() -> torch.Tensor:
+                displacement = self._displacement(parameters, weights)  # (3, k, j, i) mm
+                grid = base_t + torch.einsum("akji,ab->kjib", displacement, to_normalised_t)[None]
+                warped = F.grid_sample(moving_masks[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+                return self._similarity(warped, fixed_masks) + self.options.smoothness * self._smoothness(displacement, level_mm)
+
+            history: List[float] = []
+            stopped = "max_iterations"
+            for iteration in range(self.options.max_iterations):
+                optimiser.zero_grad(set_to_none=True)
+                loss = loss_fn()
+                loss.backward()
+                optimiser.step()
+                history.append(float(loss.detach()))
+                if not math.isfinite(history[-1]):
+                    raise PromptRegisterError("The dense optimisation diverged (loss is not finite); lower learning_rate_mm.")
+                progress(f"dense level {level + 1}/{len(level_sizes)}", (level + (iteration + 1) / self.options.max_iterations) / len(level_sizes))
+                if _converged(history, self.options):
+                    stopped = "converged"
+                    break
+            with torch.no_grad():
+                final = float(loss_fn())
+            reports.append(
+                LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
+            )
+        return parameters.detach()
+
+    def _displacement(self, parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        displacement = BSplineGrid.evaluate(parameters, weights)
+        if self.planar_normal is not None:  # 2D images: keep displacements in the image plane
+            normal = torch.as_tensor(self.planar_normal, device=displacement.device, dtype=displacement.dtype)
+            displacement = displacement - torch.einsum("a,akji->kji", normal, displacement)[None] * normal[:, None, None, None]
+        return displacement
+
+    def _similarity(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """Weighted mean over pairs of soft Dice loss + MSE normalised by the fixed ROI size."""
+        dims = (1, 2, 3)
+        intersection = (warped * fixed).sum(dims)
+        total = warped.sum(dims) + fixed.sum(dims)
+        dice_loss = 1.0 - (2.0 * intersection + 1e-3) / (total + 1e-3)
+        mse = ((warped - fixed) ** 2).sum(dims) / (fixed.sum(dims) + 1e-3)
+        return (self.pair_weights * (dice_loss + mse)).sum()
+
+    def _smoothness(self, displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
+        if self.options.smoothness == 0:
+            return displacement.sum() * 0.0
+        if self.options.regulariser == "bending":
+            return self._bending(displacement, level_mm)
+        return self._gradient_energy(displacement, level_mm)
+
+    @staticmethod
+    def _gradient_energy(displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
+        """Mean squared spatial gradient (dimensionless) of the displacement field."""
+        terms = []
+        for axis, h in zip((3, 2, 1), level_mm):  # i, j, k are tensor axes 3, 2, 1
+            if displacement.shape[axis] > 1:
+                terms.append((torch.diff(displacement, dim=axis) / h).pow(2).mean())
+        return torch.stack(terms).sum() if terms else displacement.sum() * 0.0
+
+    @staticmethod
+    def _bending(displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
+        """Mean squared second derivatives along each axis (mm^-1), a cheap bending energy."""
+        terms = []
+        for axis, h in zip((3, 2, 1), level_mm):
+            if displacement.shape[axis] > 2:
+                terms.append((torch.diff(displacement, n=2, dim=axis) / h**2).pow(2).mean())
+        return torch.stack(terms).sum() if terms else displacement.sum() * 0.0
+
+    def full_field(self, parameters: torch.Tensor, chunk: int = 16) -> np.ndarray:
+        """Total displacement (linear + B-spline) on the whole fixed grid, (k, j, i, 3) float64."""
+        size_i, size_j, size_k = self.fixed.size
+        wi, wj, wk = self.grid.weights([np.arange(size_i), np.arange(size_j), np.arange(size_k)], self.device, torch.float64)
+        params = parameters.to(torch.float64)
+        partial = torch.einsum("akji,xi->akjx", params, wi)
+        partial = torch.einsum("akjx,yj->akyx", partial, wj)
+        out = np.empty(self.fixed.shape + (3,), dtype=np.float64)
+        i, j = np.meshgrid(np.arange(size_i), np.arange(size_j), indexing="xy")
+        for start in range(0, size_k, chunk):
+            stop = min(start + chunk, size_k)
+            v = torch.einsum("akyx,zk->zyxa", partial, wk[start:stop]).cpu().numpy()
+            if self.planar_normal is not None:
+                v = v - (v @ self.planar_normal)[..., None] * self.planar_normal
+            k = np.arange(start, stop)[:, None, None] * np.ones_like(i, dtype=float)[None]
+            index = np.stack([np.broadcast_to(i, k.shape), np.broadcast_to(j, k.shape), k], axis=-1).astype(float)
+            points = self.fixed.index_to_physical(index)
+            out[start:stop] = self.linear.apply(points) - points + v
+        return out
+
+
+def _converged(history: List[float], options: FitOptions) -> bool:
+    window = options.window
+    if len(history) < max(options.min_iterations, 2 * window) or len(history) % window:
+        return False
+    previous = float(np.mean(history[-2 * window : -window]))
+    latest = float(np.mean(history[-window:]))
+    return (previous - latest) <= options.tolerance * max(abs(previous), 1e-8)
+
+
+def _pool_factor(voxel_mm: float, spacing: float, extent: int) -> int:
+    return int(max(1, min(round(voxel_mm / spacing), extent)))
+
+
+def _pool(masks: torch.Tensor, factors_ijk: Sequence[int]) -> torch.Tensor:
+    """Average-pool (K, k, j, i) masks by per-axis factors, zero-padding partial blocks."""
+    kernel = tuple(int(f) for f in factors_ijk[::-1])
+    if kernel == (1, 1, 1):
+        return masks
+    pad = []
+    for size, f in zip(masks.shape[:0:-1], factors_ijk):  # i, j, k order for F.pad
+        pad.extend([0, (-size) % f])
+    return F.avg_pool3d(F.pad(masks, pad)[None], kernel_size=kernel, stride=kernel)[0]
+
+
+def _bounding_box(mask: np.ndarray, geometry: Geometry, margin_mm: float, pad_voxels: int = 0) -> Tuple[Tuple[int, int], ...]:
+    """[lo, hi) index ranges along (i, j, k) around a mask, grown by margin_mm, inside the grid."""
+    ranges = []
+    for numpy_axis, (size, spacing) in zip((2, 1, 0), zip(geometry.size, geometry.spacing)):
+        present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != numpy_axis)))[0]
+        grow = int(math.ceil(margin_mm / spacing)) + pad_voxels
+        ranges.append((max(0, int(present[0]) - grow), min(size, int(present[-1]) + 1 + grow)))
+    return tuple(ranges)

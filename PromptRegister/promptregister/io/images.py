@@ -1,0 +1,146 @@
+"""Read any SimpleITK-readable image as a Volume; write volumes and label maps atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import PromptRegisterError
+from ..volume import Volume
+from .atomic import atomic_output
+
+#: Refuse volumes larger than this many voxels (about 1.2 GB as float32);
+#: a user can crop or downsample, or raise the limit explicitly.
+DEFAULT_MAX_VOXELS = 300_000_000
+
+_RGB_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def read_volume(
+    path: str | os.PathLike,
+    *,
+    series_id: Optional[str] = None,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
+    allow_nan: bool = False,
+) -> Volume:
+    """Read an image file or a DICOM series folder as a 3D Volume in LPS.
+
+    Arguments:
+        path: NIfTI, NRRD, MHA, ... file; a folder holding one DICOM series; or a
+            PNG/JPEG (read as a one-slice volume, colour converted to grey).
+        series_id: which DICOM series to read when the folder holds several.
+        max_voxels: refuse larger volumes with a message saying what to do.
+        allow_nan: keep NaN/inf voxels instead of refusing the image.
+
+    Returns:
+        The volume with its voxel array (k, j, i) and geometry.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PromptRegisterError(f"Image not found: {path}. Check the path (relative paths start from {Path.cwd()}).")
+    image = _read_dicom_folder(path, series_id) if path.is_dir() else _read_file(path)
+    image = _to_scalar_3d(image, path)
+    size = image.GetSize()
+    if int(np.prod(size)) > max_voxels:
+        raise PromptRegisterError(
+            f"{path} has {int(np.prod(size)):,} voxels (size {size}), more than the limit of {max_voxels:,}. "
+            "Crop it to the region of interest or downsample it first."
+        )
+    volume = Volume.from_sitk(image)
+    if not allow_nan and np.issubdtype(volume.array.dtype, np.floating) and not np.isfinite(volume.array).all():
+        bad = int((~np.isfinite(volume.array)).sum())
+        raise PromptRegisterError(
+            f"{path} contains {bad:,} NaN or infinite voxel values. Replace them (e.g. with 0) before registering."
+        )
+    return volume
+
+
+def read_label_map(path: str | os.PathLike, **kwargs) -> Volume:
+    """Read a label map: integer labels >= 0 (0 = background), returned as int32."""
+    volume = read_volume(path, **kwargs)
+    values = volume.array
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.allclose(values, np.round(values)):
+            raise PromptRegisterError(
+                f"{path} is not a label map: it holds non-integer values. Pass a segmentation with integer labels."
+            )
+        values = np.round(values)
+    if values.min() < 0:
+        raise PromptRegisterError(f"{path} holds negative label values ({values.min():g}); labels must be >= 0.")
+    return volume.with_array(values.astype(np.int32))
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write a volume (any format SimpleITK knows by suffix) atomically."""
+    with atomic_output(path) as temporary:
+        sitk.WriteImage(volume.to_sitk(), str(temporary), compress)
+    return Path(path)
+
+
+def write_label_map(labels: Volume, path: str | os.PathLike) -> Path:
+    """Write an integer label map atomically (as uint16 when it fits, else int32)."""
+    array = labels.array
+    dtype = np.uint16 if array.size == 0 or (array.min() >= 0 and array.max() < 65536) else np.int32
+    return write_volume(labels.with_array(array.astype(dtype)), path)
+
+
+def _read_file(path: Path) -> sitk.Image:
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise PromptRegisterError(
+            f"Cannot read {path} as an image ({_first_line(error)}). Supported: NIfTI, NRRD, MHA/MHD, "
+            "DICOM series folders, PNG/JPEG and other formats SimpleITK reads."
+        ) from None
+
+
+def _read_dicom_folder(folder: Path, series_id: Optional[str]) -> sitk.Image:
+    series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+    if not series:
+        raise PromptRegisterError(f"{folder} is a folder but holds no DICOM series. Pass an image file or a DICOM folder.")
+    if series_id is None:
+        if len(series) > 1:
+            raise PromptRegisterError(
+                f"{folder} holds {len(series)} DICOM series ({', '.join(series)}); choose one with series_id."
+            )
+        series_id = series[0]
+    elif series_id not in series:
+        raise PromptRegisterError(f"DICOM series {series_id} is not in {folder}; it holds {', '.join(series)}.")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id))
+    return reader.Execute()
+
+
+def _to_scalar_3d(image: sitk.Image, path: Path) -> sitk.Image:
+    """Accept 2D/3D scalar images, colour 2D pictures and 4D images with one volume."""
+    if image.GetDimension() == 4:
+        if image.GetSize()[3] != 1:
+            raise PromptRegisterError(
+                f"{path} is a 4D image with {image.GetSize()[3]} volumes (a time series or multi-channel image). "
+                "Registration takes one 3D volume: extract the volume or channel you want first."
+            )
+        image = image[:, :, :, 0]
+    if image.GetDimension() not in (2, 3):
+        raise PromptRegisterError(f"{path} is {image.GetDimension()}D; PromptRegister reads 2D and 3D images.")
+    components = image.GetNumberOfComponentsPerPixel()
+    if components != 1:
+        if components in (3, 4) and (image.GetDimension() == 2 or path.suffix.lower() in _RGB_SUFFIXES):
+            rgb = sitk.GetArrayFromImage(image)[..., :3].astype(np.float32)
+            grey = sitk.GetImageFromArray(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
+            grey.CopyInformation(image)
+            image = grey
+        else:
+            raise PromptRegisterError(
+                f"{path} has {components} values per voxel (a vector or colour volume); pass a scalar image."
+            )
+    return image
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(("sitk::", "Exception thrown"))]
+    return (meaningful or lines or ["unknown error"])[-1][:200]
