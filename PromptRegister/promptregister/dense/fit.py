@@ -59,7 +59,7 @@ class FitOptions:
     linear: str = "affine"
     nonrigid: bool = True
     grid_spacing_mm: float = 6.0
-    smoothness: float = 0.05
+    smoothness: float = 1.0
     regulariser: str = "gradient"
     levels: int = 3
     max_iterations: int = 300
@@ -241,6 +241,21 @@ class _Problem:
         translation = offset - matrix @ np.asarray(self.moving.origin)
         return tensor, matrix, translation
 
+    def _smoothness_grid(self, voxel_mm: float) -> Tuple[List[np.ndarray], Tuple[float, ...]]:
+        """Positions covering the whole fixed image where the regulariser is evaluated.
+
+        The similarity only sees the crop around the ROIs, but the field must stay
+        smooth everywhere, so the penalty covers the whole image at a step no finer
+        than the level and no coarser than half the control spacing.
+        """
+        positions, steps_mm = [], []
+        for size, spacing, control in zip(self.fixed.size, self.fixed.spacing, self.grid.spacing_voxels):
+            step = max(1.0, min(voxel_mm / spacing, control / 2.0))
+            count = max(1, int(math.floor((size - 1) / step)) + 1)
+            positions.append(np.arange(count) * step)
+            steps_mm.append(step * spacing)
+        return positions, tuple(steps_mm)
+
     # -- optimisation -------------------------------------------------------------
     def optimise(self, reports: List[LevelReport], progress: ProgressCallback) -> torch.Tensor:
         parameters = torch.zeros(self.grid.parameter_shape, device=self.device, dtype=self.dtype, requires_grad=True)
@@ -250,6 +265,8 @@ class _Problem:
             fixed_masks, positions, level_mm, _ = self._fixed_level(voxel_mm)
             moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
             weights = self.grid.weights(positions, self.device, self.dtype)
+            smooth_positions, smooth_mm = self._smoothness_grid(voxel_mm)
+            smooth_weights = self.grid.weights(smooth_positions, self.device, self.dtype)
             # Linear part of T, already in grid_sample coordinates, at the level's voxel centres.
             index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1)  # (k, j, i, 3) as (i, j, k)
             points = self.fixed.index_to_physical(index)
@@ -262,7 +279,8 @@ class _Problem:
                 displacement = self._displacement(parameters, weights)  # (3, k, j, i) mm
                 grid = base_t + torch.einsum("akji,ab->kjib", displacement, to_normalised_t)[None]
                 warped = F.grid_sample(moving_masks[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-                return self._similarity(warped, fixed_masks) + self.options.smoothness * self._smoothness(displacement, level_mm)
+                penalty = self._smoothness(self._displacement(parameters, smooth_weights), smooth_mm)
+                return self._similarity(warped, fixed_masks) + self.options.smoothness * penalty
 
             history: List[float] = []
             stopped = "max_iterations"

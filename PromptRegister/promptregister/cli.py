@@ -1,0 +1,276 @@
+"""Command line: `promptregister fit | warp | evaluate`.
+
+Every user-fixable problem ends with a one-line `error: ...` and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from . import __version__
+from .errors import PromptRegisterError
+
+EXAMPLES = """examples:
+  promptregister fit --fixed F.nii.gz --moving M.nii.gz \\
+      --fixed-labels FL.nii.gz --moving-labels ML.nii.gz --out transform.h5
+  promptregister warp --reference F.nii.gz --moving M.nii.gz --transform transform.h5 --out warped.nii.gz
+  promptregister evaluate --fixed-labels FL.nii.gz --moving-labels ML.nii.gz --transform transform.h5
+
+Coordinates are ITK LPS millimetres. A transform maps fixed points to moving
+points (ITK's resampling convention; Slicer loads it as the grid transform's
+FromParent), so `warp` resamples the moving image onto the fixed grid.
+"""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.handler(args) or 0)
+    except PromptRegisterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptregister",
+        description="Training-free, prompt-driven image registration: ROI pairs -> displacement field.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"promptregister {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_fit(commands)
+    _add_warp(commands)
+    _add_evaluate(commands)
+    return parser
+
+
+# -- fit ---------------------------------------------------------------------------
+def _add_fit(commands: argparse._SubParsersAction) -> None:
+    from .dense.fit import FitOptions
+
+    defaults = FitOptions()
+    p = commands.add_parser(
+        "fit",
+        help="fit a transform that aligns label k of the moving image with label k of the fixed image",
+        description="Fit the fixed -> moving transform from pairs of corresponding labels "
+        "(label k in the fixed map <-> label k in the moving map): a linear pre-alignment "
+        "from the label centroids and bounding boxes, then a smooth B-spline displacement field.",
+    )
+    p.add_argument("--fixed", help="fixed (reference) image; if given, its grid must match --fixed-labels")
+    p.add_argument("--moving", help="moving image; if given, its grid must match --moving-labels")
+    p.add_argument("--fixed-labels", required=True, help="label map on the fixed grid")
+    p.add_argument("--moving-labels", required=True, help="label map on the moving grid")
+    p.add_argument("--labels", type=_int_list, help="comma-separated labels to use (default: all labels in both)")
+    p.add_argument("--out", required=True, help="output transform: .h5 (recommended), .tfm, or .nii.gz (displacement field)")
+    p.add_argument("--linear-only", action="store_true", help="stop after the linear pre-alignment")
+    p.add_argument("--linear", choices=["none", "translation", "rigid", "affine"], default=defaults.linear, help="pre-alignment model (default %(default)s)")
+    p.add_argument("--grid-spacing", type=float, default=defaults.grid_spacing_mm, metavar="MM", help="B-spline control point spacing in mm (default %(default)s)")
+    p.add_argument("--smoothness", type=float, default=defaults.smoothness, help="regulariser weight (default %(default)s)")
+    p.add_argument("--regulariser", choices=["gradient", "bending"], default=defaults.regulariser, help="(default %(default)s)")
+    p.add_argument("--max-iterations", type=int, default=defaults.max_iterations, help="cap per resolution level (default %(default)s)")
+    p.add_argument("--device", default=defaults.device, help="auto, cpu or cuda (default %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--warped", help="also write the moving image resampled onto the fixed grid")
+    p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_fit)
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from .dense.fit import FitOptions, fit_transform
+    from .geometry import require_same_grid
+    from .io import read_label_map, read_volume, write_transform, write_volume
+    from .io.atomic import check_writable
+    from .metrics import dice
+    from .roipairs import RoiPairs
+    from .warp import warp_volume
+
+    out = Path(args.out)
+    check_writable(out)
+    if args.warped:
+        check_writable(Path(args.warped))
+    fixed_labels = read_label_map(args.fixed_labels)
+    moving_labels = read_label_map(args.moving_labels)
+    moving_image = None
+    if args.fixed:
+        require_same_grid(read_volume(args.fixed).geometry, fixed_labels.geometry, "fixed image", "fixed label map")
+    if args.moving:
+        moving_image = read_volume(args.moving)
+        require_same_grid(moving_image.geometry, moving_labels.geometry, "moving image", "moving label map")
+    if args.warped and moving_image is None:
+        raise PromptRegisterError("--warped needs --moving (the image to resample).")
+    pairs = RoiPairs.from_label_maps(fixed_labels, moving_labels, args.labels)
+    options = FitOptions(
+        linear=args.linear,
+        nonrigid=not args.linear_only,
+        grid_spacing_mm=args.grid_spacing,
+        smoothness=args.smoothness,
+        regulariser=args.regulariser,
+        max_iterations=args.max_iterations,
+        device=args.device,
+        seed=args.seed,
+    )
+    with _progress_bar(args.quiet) as progress:
+        result = fit_transform(pairs, options, progress)
+    transform = result.linear.to_sitk() if args.linear_only else result.transform()
+    write_transform(transform, out)
+    if args.warped:
+        write_volume(warp_volume(moving_image, transform, fixed_labels.geometry), args.warped)
+    warped_labels = warp_volume(moving_labels, transform, fixed_labels.geometry, labels=True).array
+    summary = result.summary()
+    summary["transform"] = str(out)
+    summary["dice_after"] = {pair.name: dice(pair.fixed_mask, warped_labels == pair.source["label"]) for pair in pairs}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        note = f" ({result.linear.note})" if result.linear.note else ""
+        print(f"linear pre-alignment: {result.linear.model}{note}")
+        for level in result.levels:
+            print(f"level {level.level}: {level.iterations} iterations, loss {level.loss_start:.3f} -> {level.loss_end:.3f} ({level.stopped}, {level.seconds:.1f} s)")
+        print(_table(["pair", "Dice after"], [[name, f"{value:.3f}"] for name, value in summary["dice_after"].items()]))
+        print(f"wrote {out} in {result.seconds:.1f} s on {result.device}")
+    return 0
+
+
+# -- warp --------------------------------------------------------------------------
+def _add_warp(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "warp",
+        help="resample a moving image onto the reference grid through a transform",
+        description="Resample the moving image onto the reference (fixed) grid: out(p) = moving(T(p)).",
+    )
+    p.add_argument("--reference", required=True, help="image whose grid the output takes (the fixed image)")
+    p.add_argument("--moving", required=True, help="image or label map to resample")
+    p.add_argument("--transform", required=True, help="fixed -> moving transform (.h5, .tfm or displacement-field image)")
+    p.add_argument("--out", required=True, help="output image")
+    p.add_argument("--labels", action="store_true", help="the moving image is a label map: nearest-neighbour, integer output")
+    p.set_defaults(handler=_run_warp)
+
+
+def _run_warp(args: argparse.Namespace) -> int:
+    from .io import read_label_map, read_transform, read_volume, write_label_map, write_volume
+    from .io.atomic import check_writable
+    from .warp import warp_volume
+
+    check_writable(Path(args.out))
+    reference = read_volume(args.reference)
+    moving = read_label_map(args.moving) if args.labels else read_volume(args.moving)
+    warped = warp_volume(moving, read_transform(args.transform), reference.geometry, labels=args.labels)
+    (write_label_map if args.labels else write_volume)(warped, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# -- evaluate ----------------------------------------------------------------------
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="Dice, HD95, centroid distance, TRE and Jacobian figures of a transform",
+        description="Compare the fixed labels with the moving labels before (identity) and after the transform.",
+    )
+    p.add_argument("--fixed-labels", required=True)
+    p.add_argument("--moving-labels", required=True)
+    p.add_argument("--transform", required=True, help="fixed -> moving transform")
+    p.add_argument("--labels", type=_int_list, help="comma-separated labels (default: all labels in both)")
+    p.add_argument("--fixed-landmarks", help="CSV (x,y,z per row) or Slicer .fcsv of fixed landmarks")
+    p.add_argument("--moving-landmarks", help="the corresponding moving landmarks, same order")
+    p.add_argument("--landmark-space", choices=["lps", "ras"], default="lps", help="space of CSV landmarks (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_registration
+    from .io import read_label_map, read_transform
+    from .landmarks import read_landmarks
+
+    if bool(args.fixed_landmarks) != bool(args.moving_landmarks):
+        raise PromptRegisterError("Give both --fixed-landmarks and --moving-landmarks, or neither.")
+    fixed_points = read_landmarks(args.fixed_landmarks, args.landmark_space) if args.fixed_landmarks else None
+    moving_points = read_landmarks(args.moving_landmarks, args.landmark_space) if args.moving_landmarks else None
+    report = evaluate_registration(
+        read_label_map(args.fixed_labels), read_label_map(args.moving_labels), read_transform(args.transform), args.labels, fixed_points, moving_points
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    header = ["label", "Dice before", "Dice after", "HD95 before (mm)", "HD95 after (mm)", "centroid before (mm)", "centroid after (mm)"]
+    keys = ["dice_before", "dice_after", "hd95_mm_before", "hd95_mm_after", "centroid_mm_before", "centroid_mm_after"]
+    rows = [[str(row["label"])] + [_number(row[k]) for k in keys] for row in report["labels"]]
+    rows.append(["mean"] + [_number(report["mean"][k]) for k in keys])
+    print(_table(header, rows))
+    jac = report["jacobian"]
+    print(f"Jacobian determinant: min {jac['jacobian_min']:.3f}, max {jac['jacobian_max']:.3f}, folding {jac['folding_percent']:.3f} % of voxels")
+    if "tre" in report:
+        tre = report["tre"]
+        print(f"TRE: {tre['before_mean_mm']:.2f} mm before, {tre['after_mean_mm']:.2f} mm after (max {tre['after_max_mm']:.2f} mm)")
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------
+def _int_list(text: str) -> List[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _number(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _table(header: List[str], rows: List[List[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).rjust(width) for cell, width in zip(row, widths)) for row in [header] + rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+class _progress_bar:
+    """tqdm bar driven by progress(stage, fraction) callbacks; silent when quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self.shown: tuple = ("", -1)
+
+    def __enter__(self) -> Callable[[str, float], None]:
+        if not self.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", file=sys.stderr)
+        return self.update
+
+    def update(self, stage: str, fraction: float) -> None:
+        if self.bar is None:
+            return
+        percent = int(100 * min(max(fraction, 0.0), 1.0))
+        if (stage, percent) == self.shown:
+            return
+        self.shown = (stage, percent)
+        self.bar.set_description_str(stage, refresh=False)
+        self.bar.n = percent
+        self.bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

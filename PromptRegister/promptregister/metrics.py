@@ -1,0 +1,94 @@
+"""Registration quality figures, all in physical units (mm) and per label.
+
+Every function takes arrays on one grid (warp first) and a Geometry for the
+spacing and direction, so distances are in millimetres, never in pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import PromptRegisterError
+from .geometry import Geometry
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean masks; NaN when both are empty."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = int(a.sum()) + int(b.sum())
+    return float(2.0 * np.logical_and(a, b).sum() / total) if total else float("nan")
+
+
+def _surface_distances(a: np.ndarray, b: np.ndarray, spacing_kji: np.ndarray) -> np.ndarray:
+    """Distances (mm) from each surface voxel of a to the nearest surface voxel of b."""
+    surface_a = a & ~ndimage.binary_erosion(a, border_value=0)
+    surface_b = b & ~ndimage.binary_erosion(b, border_value=0)
+    distance_to_b = ndimage.distance_transform_edt(~surface_b, sampling=spacing_kji)
+    return distance_to_b[surface_a]
+
+
+def hausdorff95(a: np.ndarray, b: np.ndarray, geometry: Geometry) -> float:
+    """Symmetric 95th-percentile Hausdorff distance (mm): the larger of the two directed ones.
+
+    NaN when either mask is empty.
+    """
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    if not a.any() or not b.any():
+        return float("nan")
+    spacing = np.asarray(geometry.spacing[::-1])
+    return float(max(np.percentile(_surface_distances(a, b, spacing), 95), np.percentile(_surface_distances(b, a, spacing), 95)))
+
+
+def centroid(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """LPS centroid (mm) of a boolean mask's voxel centres."""
+    k, j, i = np.nonzero(mask)
+    if k.size == 0:
+        return np.full(3, np.nan)
+    return geometry.index_to_physical(np.array([i.mean(), j.mean(), k.mean()]))
+
+
+def centroid_distance(a: np.ndarray, b: np.ndarray, geometry: Geometry) -> float:
+    """Distance (mm) between the centroids of two masks on the same grid."""
+    return float(np.linalg.norm(centroid(a, geometry) - centroid(b, geometry)))
+
+
+def target_registration_error(mapped_fixed_points: np.ndarray, moving_points: np.ndarray) -> np.ndarray:
+    """Per-landmark TRE (mm): |T(fixed landmark) - corresponding moving landmark|."""
+    mapped_fixed_points, moving_points = np.atleast_2d(mapped_fixed_points), np.atleast_2d(moving_points)
+    if mapped_fixed_points.shape != moving_points.shape:
+        raise PromptRegisterError(
+            f"Landmark counts differ: {len(mapped_fixed_points)} fixed vs {len(moving_points)} moving; they must correspond one to one."
+        )
+    return np.linalg.norm(mapped_fixed_points - moving_points, axis=1)
+
+
+def jacobian_determinant(field: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """det(I + du/dx) of the map p -> p + u(p), with derivatives in physical space, (k, j, i)."""
+    index_to_physical = geometry.index_to_physical_matrix
+    # d u / d index: central differences along i, j, k (numpy axes 2, 1, 0).
+    derivative = np.zeros(field.shape[:3] + (3, 3))
+    for index_axis, numpy_axis in ((0, 2), (1, 1), (2, 0)):
+        if field.shape[numpy_axis] > 1:
+            derivative[..., :, index_axis] = np.gradient(field, axis=numpy_axis)
+    jacobian = np.eye(3) + derivative @ np.linalg.inv(index_to_physical)
+    if min(geometry.size) == 1:  # a 2D image: no through-plane derivative exists; treat it as identity
+        flat = int(np.argmin(geometry.size))
+        normal = geometry.direction_matrix[:, flat]
+        jacobian = jacobian + np.outer(normal, normal) - jacobian @ np.outer(normal, normal)
+    return np.linalg.det(jacobian)
+
+
+def jacobian_stats(field: np.ndarray, geometry: Geometry, mask: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """Min, max, mean and standard deviation of the Jacobian determinant and % of voxels <= 0 (folding)."""
+    determinant = jacobian_determinant(field, geometry)
+    values = determinant[mask] if mask is not None else determinant.ravel()
+    return {
+        "jacobian_min": float(values.min()),
+        "jacobian_max": float(values.max()),
+        "jacobian_mean": float(values.mean()),
+        "jacobian_std": float(values.std()),
+        "folding_percent": float(100.0 * (values <= 0).mean()),
+    }
