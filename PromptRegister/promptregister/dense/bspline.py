@@ -21,8 +21,8 @@ def control_points_along(num_voxels: int, spacing_voxels: float) -> int:
     return int(math.floor(max(num_voxels - 1, 0) / spacing_voxels)) + 4
 
 
-def cubic_bspline_weights(positions: np.ndarray, spacing_voxels: float, num_control: int) -> np.ndarray:
-    """Matrix W (len(positions), num_control) with field(x) = W @ control values.
+def cubic_bspline_taps(positions: np.ndarray, spacing_voxels: float, num_control: int) -> Tuple[np.ndarray, np.ndarray]:
+    """First supporting control point (n,) and the four cubic weights (n, 4) of each position.
 
     Positions beyond the grid are clamped to its support, so evaluating slightly
     outside the image (padding at a coarse level) stays well defined.
@@ -31,7 +31,7 @@ def cubic_bspline_weights(positions: np.ndarray, spacing_voxels: float, num_cont
     u = np.clip(u, 0.0, num_control - 3 - 1e-9)
     base = np.floor(u).astype(int)
     t = u - base
-    basis = np.stack(
+    taps = np.stack(
         [
             (1 - t) ** 3 / 6,
             (3 * t**3 - 6 * t**2 + 4) / 6,
@@ -40,10 +40,16 @@ def cubic_bspline_weights(positions: np.ndarray, spacing_voxels: float, num_cont
         ],
         axis=1,
     )
-    weights = np.zeros((len(u), num_control))
-    rows = np.arange(len(u))
+    return base, taps
+
+
+def cubic_bspline_weights(positions: np.ndarray, spacing_voxels: float, num_control: int) -> np.ndarray:
+    """Matrix W (len(positions), num_control) with field(x) = W @ control values."""
+    base, taps = cubic_bspline_taps(positions, spacing_voxels, num_control)
+    weights = np.zeros((len(base), num_control))
+    rows = np.arange(len(base))
     for offset in range(4):
-        weights[rows, base + offset] = basis[:, offset]
+        weights[rows, base + offset] = taps[:, offset]
     return weights
 
 
@@ -71,6 +77,10 @@ class BSplineGrid:
             for p, s, n in zip(positions_ijk, self.spacing_voxels, self.num_control_ijk)
         )
 
+    def taps(self, positions: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
+        """cubic_bspline_taps for voxel positions along one index axis (0 = i, 1 = j, 2 = k)."""
+        return cubic_bspline_taps(positions, self.spacing_voxels[axis], self.num_control_ijk[axis])
+
     @staticmethod
     def evaluate(parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Field (3, nk, nj, ni) on the tensor grid of positions the weights were built for."""
@@ -78,3 +88,23 @@ class BSplineGrid:
         field = torch.einsum("akji,xi->akjx", parameters, wi)
         field = torch.einsum("akjx,yj->akyx", field, wj)
         return torch.einsum("akyx,zk->azyx", field, wk)
+
+    @staticmethod
+    def evaluate_at(
+        parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...], ji_index: torch.Tensor, k_base: torch.Tensor, k_taps: torch.Tensor
+    ) -> torch.Tensor:
+        """Field (n, 3) at n scattered voxels of the weights' tensor grid.
+
+        Voxel m is (k, j, i) with ji_index[m] = j * num_i + i, and k given by its
+        first supporting control point k_base[m] and four weights k_taps[m]
+        (cubic_bspline_taps). The i and j contractions run on the whole (j, i)
+        plane, which is small; the k contraction touches 4 control points per
+        voxel, so the cost follows the number of voxels asked for.
+        """
+        wi, wj, _ = weights
+        components, control_k = parameters.shape[0], parameters.shape[1]
+        plane = torch.einsum("akyi,xi->yxka", torch.einsum("akji,yj->akyi", parameters, wj), wi)
+        rows = plane.reshape(-1, components)  # row (j * num_i + i) * control_k + c
+        first = ji_index * control_k + k_base
+        picked = rows.index_select(0, (first[:, None] + torch.arange(4, device=first.device)).reshape(-1))
+        return (picked.reshape(-1, 4, components) * k_taps[:, :, None]).sum(1)

@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
@@ -50,6 +51,9 @@ class FitOptions:
         window: iterations per convergence window.
         learning_rate_mm: Adam step for control-point displacements, in mm.
         margin_mm: the loss is evaluated on the fixed ROIs' bounding box grown by this.
+        band_mm: at the finest level the loss looks only at points this close to a
+            fixed ROI's boundary (twice as far at each coarser level); deeper points
+            are taken as overlapping. Bounds the work by ROI surface, not volume.
         max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
         weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
@@ -66,8 +70,9 @@ class FitOptions:
     min_iterations: int = 30
     tolerance: float = 2e-3
     window: int = 10
-    learning_rate_mm: float = 0.5
+    learning_rate_mm: float = 1.0
     margin_mm: float = 15.0
+    band_mm: float = 5.0
     max_eval_voxels: int = 1_000_000
     weighting: str = "equal"
     device: str = "auto"
@@ -92,6 +97,7 @@ class LevelReport:
     level: int
     voxel_mm: Tuple[float, float, float]
     eval_shape: Tuple[int, int, int]
+    band_points: int
     iterations: int
     loss_start: float
     loss_end: float
@@ -245,12 +251,12 @@ class _Problem:
         """Positions covering the whole fixed image where the regulariser is evaluated.
 
         The similarity only sees the crop around the ROIs, but the field must stay
-        smooth everywhere, so the penalty covers the whole image at a step no finer
-        than the level and no coarser than half the control spacing.
+        smooth everywhere, so the penalty covers the whole image, sampled at half
+        the control spacing (a cubic B-spline has no finer detail to penalise).
         """
         positions, steps_mm = [], []
         for size, spacing, control in zip(self.fixed.size, self.fixed.spacing, self.grid.spacing_voxels):
-            step = max(1.0, min(voxel_mm / spacing, control / 2.0))
+            step = max(1.0, control / 2.0)
             count = max(1, int(math.floor((size - 1) / step)) + 1)
             positions.append(np.arange(count) * step)
             steps_mm.append(step * spacing)
@@ -267,20 +273,30 @@ class _Problem:
             weights = self.grid.weights(positions, self.device, self.dtype)
             smooth_positions, smooth_mm = self._smoothness_grid(voxel_mm)
             smooth_weights = self.grid.weights(smooth_positions, self.device, self.dtype)
-            # Linear part of T, already in grid_sample coordinates, at the level's voxel centres.
-            index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1)  # (k, j, i, 3) as (i, j, k)
-            points = self.fixed.index_to_physical(index)
-            base = self.linear.apply(points) @ to_normalised.T + normalised_offset
-            base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[None]
+            band = _Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (len(level_sizes) - 1 - level))
+            # Linear part of T in grid_sample coordinates, at the band's points only.
+            index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
+            base = self.linear.apply(self.fixed.index_to_physical(index)) @ to_normalised.T + normalised_offset
+            base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[band.indices.to(self.device)]  # (K, P, 3)
             to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
+            band = band.to(self.device)
+            moving_batch = moving_masks[:, None]  # pair k samples only its own moving mask
             optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
 
+            plane_size = len(positions[0]) * len(positions[1])
+            flat = band.indices.reshape(-1)
+            base_k, taps_k = self.grid.taps(positions[2], 2)
+            k_base = torch.as_tensor(base_k, device=self.device)[flat // plane_size]
+            k_taps = torch.as_tensor(taps_k, device=self.device, dtype=self.dtype)[flat // plane_size]
+            ji_index = flat % plane_size
+
             def loss_fn() -> torch.Tensor:
-                displacement = self._displacement(parameters, weights)  # (3, k, j, i) mm
-                grid = base_t + torch.einsum("akji,ab->kjib", displacement, to_normalised_t)[None]
-                warped = F.grid_sample(moving_masks[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+                displacement = BSplineGrid.evaluate_at(parameters, weights, ji_index, k_base, k_taps)  # (K * P, 3) mm
+                displacement = self._project(displacement.T).T.reshape(base_t.shape)
+                grid = base_t + displacement @ to_normalised_t
+                warped = F.grid_sample(moving_batch, grid[:, None, None], mode="bilinear", padding_mode="zeros", align_corners=True)
                 penalty = self._smoothness(self._displacement(parameters, smooth_weights), smooth_mm)
-                return self._similarity(warped, fixed_masks) + self.options.smoothness * penalty
+                return self._similarity(warped[:, 0, 0, 0] * band.valid, band) + self.options.smoothness * penalty
 
             history: List[float] = []
             stopped = "max_iterations"
@@ -299,24 +315,32 @@ class _Problem:
             with torch.no_grad():
                 final = float(loss_fn())
             reports.append(
-                LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
+                LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), int(band.valid.sum()), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
             )
         return parameters.detach()
 
     def _displacement(self, parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        displacement = BSplineGrid.evaluate(parameters, weights)
-        if self.planar_normal is not None:  # 2D images: keep displacements in the image plane
-            normal = torch.as_tensor(self.planar_normal, device=displacement.device, dtype=displacement.dtype)
-            displacement = displacement - torch.einsum("a,akji->kji", normal, displacement)[None] * normal[:, None, None, None]
-        return displacement
+        """Field (3, k, j, i) in mm on the tensor grid the weights were built for."""
+        return self._project(BSplineGrid.evaluate(parameters, weights))
 
-    def _similarity(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        """Weighted mean over pairs of soft Dice loss + MSE normalised by the fixed ROI size."""
-        dims = (1, 2, 3)
-        intersection = (warped * fixed).sum(dims)
-        total = warped.sum(dims) + fixed.sum(dims)
+    def _project(self, displacement: torch.Tensor) -> torch.Tensor:
+        """For 2D images keep displacement vectors (3, ...) in the image plane."""
+        if self.planar_normal is None:
+            return displacement
+        normal = torch.as_tensor(self.planar_normal, device=displacement.device, dtype=displacement.dtype)
+        along = torch.einsum("a,a...->...", normal, displacement)
+        return displacement - normal.reshape((3,) + (1,) * along.dim()) * along[None]
+
+    def _similarity(self, warped: torch.Tensor, band: "_Band") -> torch.Tensor:
+        """Weighted mean over pairs of soft Dice loss + MSE normalised by the fixed ROI size.
+
+        Points deeper inside a fixed ROI than the band count as overlapping
+        (warped value 1), points farther outside as empty: see _Band.
+        """
+        intersection = band.interior + (warped * band.values).sum(1)
+        total = band.interior + warped.sum(1) + band.fixed_total
         dice_loss = 1.0 - (2.0 * intersection + 1e-3) / (total + 1e-3)
-        mse = ((warped - fixed) ** 2).sum(dims) / (fixed.sum(dims) + 1e-3)
+        mse = ((warped - band.values) ** 2).sum(1) / (band.fixed_total + 1e-3)
         return (self.pair_weights * (dice_loss + mse)).sum()
 
     def _smoothness(self, displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
@@ -363,6 +387,62 @@ class _Problem:
             points = self.fixed.index_to_physical(index)
             out[start:stop] = self.linear.apply(points) - points + v
         return out
+
+
+@dataclass
+class _Band:
+    """Per pair, the points of a level's crop near the fixed ROI boundary.
+
+    Where the residual displacement is smaller than the band, points deeper
+    inside the fixed ROI are covered by the warped moving ROI and points farther
+    outside are not, so they add constants to Dice and nothing to the gradient.
+    Padding entries (valid == 0) make one rectangular batch for grid_sample.
+
+    Attributes:
+        indices: (K, P) flat indices into the level's crop grid.
+        valid: (K, P) 1 for real band points, 0 for padding.
+        values: (K, P) soft fixed-mask values at the points.
+        interior: (K,) fixed mass deeper inside than the band.
+        fixed_total: (K,) total fixed mass.
+    """
+
+    indices: torch.Tensor
+    valid: torch.Tensor
+    values: torch.Tensor
+    interior: torch.Tensor
+    fixed_total: torch.Tensor
+
+    @classmethod
+    def build(cls, fixed_masks: torch.Tensor, level_mm: Sequence[float], width_mm: float) -> "_Band":
+        masks = fixed_masks.detach().cpu().numpy()
+        sampling = tuple(level_mm[::-1])
+        chosen, interior = [], []
+        for mask in masks:
+            inside = mask > 0.5
+            depth = ndimage.distance_transform_edt(inside, sampling=sampling)
+            distance = ndimage.distance_transform_edt(~inside, sampling=sampling)
+            band = np.where(inside, depth <= width_mm, distance <= width_mm) | ((mask > 0) & ~inside)
+            chosen.append(np.flatnonzero(band))
+            interior.append(float(mask[inside & ~band].sum()))
+        length = max(len(c) for c in chosen)
+        indices = np.zeros((len(chosen), length), dtype=np.int64)
+        valid = np.zeros((len(chosen), length), dtype=np.float32)
+        for k, c in enumerate(chosen):
+            indices[k, : len(c)] = c
+            valid[k, : len(c)] = 1.0
+        flat = masks.reshape(len(masks), -1)
+        values = np.take_along_axis(flat, indices, axis=1) * valid
+        dtype = fixed_masks.dtype
+        return cls(
+            torch.as_tensor(indices),
+            torch.as_tensor(valid, dtype=dtype),
+            torch.as_tensor(values, dtype=dtype),
+            torch.as_tensor(interior, dtype=dtype),
+            torch.as_tensor(flat.sum(axis=1), dtype=dtype),
+        )
+
+    def to(self, device: torch.device) -> "_Band":
+        return _Band(*(t.to(device) for t in (self.indices, self.valid, self.values, self.interior, self.fixed_total)))
 
 
 def _converged(history: List[float], options: FitOptions) -> bool:

@@ -1,0 +1,74 @@
+"""Shared fixtures: the real images in ../shared/data (missing data is an error, not a skip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from promptregister.io import read_label_map, read_volume
+from promptregister.volume import Volume
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path:
+    root = Path(os.environ.get("PROMPTREGISTER_DATA", REPO.parent / "shared" / "data"))
+    if not (root / "hippocampus_mr").is_dir():
+        raise RuntimeError(
+            f"Test data not found at {root}. Put the shared data folder beside the repository "
+            "(../shared/data) or set PROMPTREGISTER_DATA to its path."
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _data_root()
+
+
+@pytest.fixture(scope="session")
+def hippocampus(data_root: Path):
+    """Loader: hippocampus(case) -> (image Volume, label Volume)."""
+    folder = data_root / "hippocampus_mr"
+
+    def load(case: str) -> Tuple[Volume, Volume]:
+        return read_volume(folder / f"case{case}_t1.nii.gz"), read_label_map(folder / f"case{case}_hippocampus.nii.gz")
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def hippocampus_paths(data_root: Path):
+    folder = data_root / "hippocampus_mr"
+
+    def paths(case: str) -> Tuple[Path, Path]:
+        return folder / f"case{case}_t1.nii.gz", folder / f"case{case}_hippocampus.nii.gz"
+
+    return paths
+
+
+def resample_to(volume: Volume, size, spacing, origin, direction, labels: bool) -> Volume:
+    """The same physical content on another grid (used to test geometry invariance)."""
+    reference = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    reference.SetSpacing([float(s) for s in spacing])
+    reference.SetOrigin([float(o) for o in origin])
+    reference.SetDirection([float(d) for d in np.asarray(direction).ravel()])
+    source = volume.to_sitk()
+    if not labels:
+        source = sitk.Cast(source, sitk.sitkFloat32)
+    out = sitk.Resample(source, reference, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, 0)
+    result = Volume.from_sitk(out)
+    return result.with_array(result.array.astype(np.int32)) if labels else result
+
+
+def rotation_matrix(axis, degrees: float) -> np.ndarray:
+    axis = np.asarray(axis, dtype=float)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(degrees)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
