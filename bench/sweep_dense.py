@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=6, help="number of (fixed, moving) pairs")
     parser.add_argument("--spacings", default="4,6,8")
-    parser.add_argument("--smoothness", default="0.5,1,2,4")
+    parser.add_argument("--smoothness", default="0.01,0.02,0.05,0.1")
     args = parser.parse_args()
     pairs = [(CASES[2 * n], CASES[2 * n + 1]) for n in range(args.pairs)]
     data = {case: read_label_map(DATA / f"case{case}_hippocampus.nii.gz") for pair in pairs for case in pair}

@@ -41,7 +41,9 @@ class FitOptions:
         linear: pre-alignment model: 'none', 'translation', 'rigid' or 'affine'.
         nonrigid: optimise the B-spline field after the linear pre-alignment.
         grid_spacing_mm: distance between B-spline control points.
-        smoothness: weight of the regulariser.
+        smoothness: weight of the regulariser, which is the integral of the squared
+            field gradient (or bending) over the whole image divided by the volume
+            of the fixed ROIs, so the balance does not change with the image extent.
         regulariser: 'gradient' (L2 of the field's spatial gradient) or 'bending'.
         levels: resolution levels, each twice as fine as the one before.
         max_iterations: cap per level; the convergence rule usually stops earlier.
@@ -63,7 +65,7 @@ class FitOptions:
     linear: str = "affine"
     nonrigid: bool = True
     grid_spacing_mm: float = 6.0
-    smoothness: float = 1.0
+    smoothness: float = 0.05
     regulariser: str = "gradient"
     levels: int = 3
     max_iterations: int = 300
@@ -206,6 +208,8 @@ class _Problem:
         self.pair_weights = torch.as_tensor(weights / weights.sum(), device=device, dtype=self.dtype)
         self.crop = _bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
         self.moving_crop = _bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, 0.0, pad_voxels=2)
+        roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
+        self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / roi_volume
         self.planar_normal = (
             self.fixed.direction_matrix[:, int(np.argmin(self.fixed.size))] if min(self.fixed.size) == 1 else None
         )
@@ -346,9 +350,10 @@ class _Problem:
     def _smoothness(self, displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
         if self.options.smoothness == 0:
             return displacement.sum() * 0.0
+        # Both energies are means over the image; scale them to an integral per ROI volume.
         if self.options.regulariser == "bending":
-            return self._bending(displacement, level_mm)
-        return self._gradient_energy(displacement, level_mm)
+            return self._bending(displacement, level_mm) * self.regulariser_scale
+        return self._gradient_energy(displacement, level_mm) * self.regulariser_scale
 
     @staticmethod
     def _gradient_energy(displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:

@@ -1,0 +1,92 @@
+"""Benchmark cases built from the shared data and from nilearn's MNI152 template.
+
+Each case is (fixed image, moving image, fixed labels, moving labels, true field or None).
+Shared by bench/dense.py and later benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from promptregister.dense.bspline import BSplineGrid
+from promptregister.geometry import Geometry
+from promptregister.io import read_label_map, read_volume
+from promptregister.io.transforms import displacement_field_transform
+from promptregister.volume import Volume
+from promptregister.warp import warp_volume
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HIPPOCAMPUS_PAIRS: List[Tuple[str, str]] = [("001", "004"), ("007", "008"), ("014", "015"), ("019", "020"), ("024", "025")]
+
+
+@dataclass
+class Case:
+    name: str
+    fixed: Volume
+    moving: Volume
+    fixed_labels: Volume
+    moving_labels: Volume
+    truth: Optional[np.ndarray] = None  # field (k, j, i, 3) such that fixed p <-> moving p + truth(p)
+
+
+def hippocampus_case(fixed_case: str, moving_case: str) -> Case:
+    folder = DATA / "hippocampus_mr"
+    load = lambda case: (read_volume(folder / f"case{case}_t1.nii.gz"), read_label_map(folder / f"case{case}_hippocampus.nii.gz"))
+    (fixed, fixed_labels), (moving, moving_labels) = load(fixed_case), load(moving_case)
+    return Case(f"hippocampus {fixed_case}<-{moving_case}", fixed, moving, fixed_labels, moving_labels)
+
+
+def smooth_field(geometry: Geometry, seed: int, std_mm: float, spacing_mm: float) -> np.ndarray:
+    """A smooth random displacement field (k, j, i, 3) in mm."""
+    grid = BSplineGrid(geometry.size, geometry.spacing, spacing_mm)
+    control = torch.as_tensor(np.random.default_rng(seed).normal(0.0, std_mm, grid.parameter_shape))
+    weights = grid.weights([np.arange(n) for n in geometry.size], torch.device("cpu"), torch.float64)
+    return BSplineGrid.evaluate(control, weights).permute(1, 2, 3, 0).numpy().copy()
+
+
+def _mni_file(kind: str) -> Path:
+    import nilearn
+
+    return Path(nilearn.__file__).parent / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
+
+
+def mni_case(size=(200, 200, 96), seed: int = 0) -> Case:
+    """MNI152 T1 on a size[0] x size[1] x size[2] grid, 5 ROIs, a known smooth deformation.
+
+    ROIs: left and right white matter, frontal, occipital and inferior (cerebellar)
+    grey matter. fixed(p) = template(p + u(p)), moving = template.
+    """
+    t1 = read_volume(_mni_file("t1"))
+    g = t1.geometry
+    extent = np.asarray(g.spacing) * np.asarray(g.size)
+    spacing = extent / np.asarray(size)
+    origin = np.asarray(g.origin) - np.asarray(g.spacing) / 2 + spacing / 2
+    target = Geometry.create(size, spacing, origin, g.direction)
+    identity = sitk.Transform(3, sitk.sitkIdentity)
+    moving = warp_volume(t1, identity, target)
+    grey = warp_volume(read_volume(_mni_file("gm")), identity, target).array > 0.5
+    white = warp_volume(read_volume(_mni_file("wm")), identity, target).array > 0.5
+    points = target.voxel_centres()
+    brain = grey | white
+    centre = points[brain].mean(axis=0)
+    low, high = np.percentile(points[brain], 2, axis=0), np.percentile(points[brain], 98, axis=0)
+    x, y, z = (points[..., a] for a in range(3))
+    labels = np.zeros(target.shape, np.int32)
+    labels[white & (x < centre[0] - 3)] = 1
+    labels[white & (x > centre[0] + 3)] = 2
+    # LPS: +y is posterior, +z superior.
+    labels[grey & (y < low[1] + 0.25 * (high[1] - low[1]))] = 3
+    labels[grey & (y > low[1] + 0.8 * (high[1] - low[1]))] = 4
+    labels[grey & (z < low[2] + 0.2 * (high[2] - low[2]))] = 5
+    moving_labels = Volume(labels, target)
+    truth = smooth_field(target, seed, std_mm=6.0, spacing_mm=40.0)
+    transform = displacement_field_transform(truth, target)
+    fixed = warp_volume(moving, transform, target)
+    fixed_labels = warp_volume(moving_labels, transform, target, labels=True)
+    return Case(f"MNI152 {size[0]}x{size[1]}x{size[2]}, 5 ROIs", fixed, moving, fixed_labels, moving_labels, truth)
