@@ -10,7 +10,7 @@ differentiate through at every optimisation step.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -53,6 +53,32 @@ def cubic_bspline_weights(positions: np.ndarray, spacing_voxels: float, num_cont
     return weights
 
 
+# Integrals of products of unit-spacing cubic B-splines shifted by 0..3 knots:
+# mass  = integral B(x) B(x - d) dx,  slope = integral B'(x) B'(x - d) dx.
+_MASS = (151 / 315, 397 / 1680, 1 / 42, 1 / 5040)
+_SLOPE = (2 / 3, -1 / 8, -1 / 5, -1 / 120)
+
+
+def _symmetric_kernel(taps: Sequence[float]) -> List[float]:
+    return list(taps[:0:-1]) + list(taps)
+
+
+def _filter_along(values: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """Correlate with a short symmetric kernel along one dimension, zeros outside.
+
+    Shifted slices and a weighted sum: much faster on the CPU than conv3d for
+    a 7-tap kernel on a small grid.
+    """
+    reach = (len(kernel) - 1) // 2
+    size = values.shape[dim]
+    padding = [0, 0] * (values.dim() - 1 - dim) + [reach, reach]
+    padded = torch.nn.functional.pad(values, padding)
+    out = kernel[0] * padded.narrow(dim, 0, size)
+    for offset in range(1, len(kernel)):
+        out = out + kernel[offset] * padded.narrow(dim, offset, size)
+    return out
+
+
 class BSplineGrid:
     """A cubic B-spline control grid over an image grid (index axes i, j, k)."""
 
@@ -76,6 +102,25 @@ class BSplineGrid:
             torch.as_tensor(cubic_bspline_weights(p, s, n), device=device, dtype=dtype)
             for p, s, n in zip(positions_ijk, self.spacing_voxels, self.num_control_ijk)
         )
+
+    def gradient_energy(self, parameters: torch.Tensor, spacing_mm_ijk: Sequence[float]) -> torch.Tensor:
+        """Exact integral over space of |grad v|^2 (mm^3; the gradient is dimensionless).
+
+        For a tensor-product spline the integral is a quadratic form in the
+        coefficients with banded 1D factors (mass and slope Gram matrices), so
+        it costs three 7-tap filters per axis instead of sampling the field.
+        """
+        knots_mm = [c * s for c, s in zip(self.spacing_voxels, spacing_mm_ijk)]
+        mass = torch.tensor(_symmetric_kernel(_MASS), dtype=parameters.dtype, device=parameters.device)
+        slope = torch.tensor(_symmetric_kernel(_SLOPE), dtype=parameters.dtype, device=parameters.device)
+        total = parameters.new_zeros(())
+        for derivative_axis in range(3):  # index axis i, j, k
+            filtered = parameters
+            for axis in range(3):
+                kernel = slope / knots_mm[axis] if axis == derivative_axis else mass * knots_mm[axis]
+                filtered = _filter_along(filtered, kernel, dim=3 - axis)
+            total = total + (parameters * filtered).sum()
+        return total
 
     def taps(self, positions: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
         """cubic_bspline_taps for voxel positions along one index axis (0 = i, 1 = j, 2 = k)."""

@@ -64,8 +64,8 @@ class FitOptions:
 
     linear: str = "affine"
     nonrigid: bool = True
-    grid_spacing_mm: float = 6.0
-    smoothness: float = 0.05
+    grid_spacing_mm: float = 4.0
+    smoothness: float = 0.1
     regulariser: str = "gradient"
     levels: int = 3
     max_iterations: int = 300
@@ -208,8 +208,8 @@ class _Problem:
         self.pair_weights = torch.as_tensor(weights / weights.sum(), device=device, dtype=self.dtype)
         self.crop = _bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
         self.moving_crop = _bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, 0.0, pad_voxels=2)
-        roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
-        self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / roi_volume
+        self.roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
+        self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / self.roi_volume
         self.planar_normal = (
             self.fixed.direction_matrix[:, int(np.argmin(self.fixed.size))] if min(self.fixed.size) == 1 else None
         )
@@ -254,9 +254,10 @@ class _Problem:
     def _smoothness_grid(self, voxel_mm: float) -> Tuple[List[np.ndarray], Tuple[float, ...]]:
         """Positions covering the whole fixed image where the regulariser is evaluated.
 
-        The similarity only sees the crop around the ROIs, but the field must stay
-        smooth everywhere, so the penalty covers the whole image, sampled at half
-        the control spacing (a cubic B-spline has no finer detail to penalise).
+        Used by the bending energy, which is sampled; the gradient energy is an
+        exact integral (BSplineGrid.gradient_energy). The similarity only sees the
+        crop around the ROIs, but the field must stay smooth everywhere, so the
+        samples cover the whole image at half the control spacing.
         """
         positions, steps_mm = [], []
         for size, spacing, control in zip(self.fixed.size, self.fixed.spacing, self.grid.spacing_voxels):
@@ -276,7 +277,7 @@ class _Problem:
             moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
             weights = self.grid.weights(positions, self.device, self.dtype)
             smooth_positions, smooth_mm = self._smoothness_grid(voxel_mm)
-            smooth_weights = self.grid.weights(smooth_positions, self.device, self.dtype)
+            smooth_weights = self.grid.weights(smooth_positions, self.device, self.dtype) if self.options.regulariser == "bending" else None
             band = _Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (len(level_sizes) - 1 - level))
             # Linear part of T in grid_sample coordinates, at the band's points only.
             index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
@@ -299,7 +300,7 @@ class _Problem:
                 displacement = self._project(displacement.T).T.reshape(base_t.shape)
                 grid = base_t + displacement @ to_normalised_t
                 warped = F.grid_sample(moving_batch, grid[:, None, None], mode="bilinear", padding_mode="zeros", align_corners=True)
-                penalty = self._smoothness(self._displacement(parameters, smooth_weights), smooth_mm)
+                penalty = self._smoothness(parameters, smooth_weights, smooth_mm)
                 return self._similarity(warped[:, 0, 0, 0] * band.valid, band) + self.options.smoothness * penalty
 
             history: List[float] = []
@@ -347,22 +348,13 @@ class _Problem:
         mse = ((warped - band.values) ** 2).sum(1) / (band.fixed_total + 1e-3)
         return (self.pair_weights * (dice_loss + mse)).sum()
 
-    def _smoothness(self, displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
+    def _smoothness(self, parameters: torch.Tensor, weights: Optional[Tuple[torch.Tensor, ...]], step_mm: Sequence[float]) -> torch.Tensor:
+        """The regulariser per mm^3 of ROI, so its balance does not change with the image extent."""
         if self.options.smoothness == 0:
-            return displacement.sum() * 0.0
-        # Both energies are means over the image; scale them to an integral per ROI volume.
+            return parameters.sum() * 0.0
         if self.options.regulariser == "bending":
-            return self._bending(displacement, level_mm) * self.regulariser_scale
-        return self._gradient_energy(displacement, level_mm) * self.regulariser_scale
-
-    @staticmethod
-    def _gradient_energy(displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
-        """Mean squared spatial gradient (dimensionless) of the displacement field."""
-        terms = []
-        for axis, h in zip((3, 2, 1), level_mm):  # i, j, k are tensor axes 3, 2, 1
-            if displacement.shape[axis] > 1:
-                terms.append((torch.diff(displacement, dim=axis) / h).pow(2).mean())
-        return torch.stack(terms).sum() if terms else displacement.sum() * 0.0
+            return self._bending(self._displacement(parameters, weights), step_mm) * self.regulariser_scale
+        return self.grid.gradient_energy(parameters, self.fixed.spacing) / self.roi_volume
 
     @staticmethod
     def _bending(displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
