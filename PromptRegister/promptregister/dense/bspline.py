@@ -79,6 +79,36 @@ def _filter_along(values: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch
     return out
 
 
+def _apply_gradient_gram(parameters: torch.Tensor, knots_mm: Sequence[float]) -> torch.Tensor:
+    """Q c for the gradient-energy quadratic form (see BSplineGrid.gradient_energy)."""
+    mass = torch.tensor(_symmetric_kernel(_MASS), dtype=parameters.dtype, device=parameters.device)
+    slope = torch.tensor(_symmetric_kernel(_SLOPE), dtype=parameters.dtype, device=parameters.device)
+    result = torch.zeros_like(parameters)
+    for derivative_axis in range(3):  # index axis i, j, k
+        filtered = parameters
+        for axis in range(3):
+            kernel = slope / knots_mm[axis] if axis == derivative_axis else mass * knots_mm[axis]
+            filtered = _filter_along(filtered, kernel, dim=3 - axis)
+        result = result + filtered
+    return result
+
+
+class _QuadraticEnergy(torch.autograd.Function):
+    """E = c^T Q c with dE/dc = 2 Q c (Q symmetric), computed once in forward."""
+
+    @staticmethod
+    def forward(ctx, parameters: torch.Tensor, knots_mm: Tuple[float, ...]) -> torch.Tensor:  # type: ignore[override]
+        with torch.no_grad():
+            applied = _apply_gradient_gram(parameters, knots_mm)
+        ctx.save_for_backward(applied)
+        return (parameters * applied).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):  # type: ignore[override]
+        (applied,) = ctx.saved_tensors
+        return 2.0 * grad_output * applied, None
+
+
 class BSplineGrid:
     """A cubic B-spline control grid over an image grid (index axes i, j, k)."""
 
@@ -106,21 +136,13 @@ class BSplineGrid:
     def gradient_energy(self, parameters: torch.Tensor, spacing_mm_ijk: Sequence[float]) -> torch.Tensor:
         """Exact integral over space of |grad v|^2 (mm^3; the gradient is dimensionless).
 
-        For a tensor-product spline the integral is a quadratic form in the
-        coefficients with banded 1D factors (mass and slope Gram matrices), so
-        it costs three 7-tap filters per axis instead of sampling the field.
+        For a tensor-product spline the integral is a quadratic form c^T Q c in
+        the coefficients with banded 1D factors (mass and slope Gram matrices):
+        three 7-tap filters per axis instead of sampling the field, and the
+        gradient 2 Q c comes with the value, without an autograd graph.
         """
         knots_mm = [c * s for c, s in zip(self.spacing_voxels, spacing_mm_ijk)]
-        mass = torch.tensor(_symmetric_kernel(_MASS), dtype=parameters.dtype, device=parameters.device)
-        slope = torch.tensor(_symmetric_kernel(_SLOPE), dtype=parameters.dtype, device=parameters.device)
-        total = parameters.new_zeros(())
-        for derivative_axis in range(3):  # index axis i, j, k
-            filtered = parameters
-            for axis in range(3):
-                kernel = slope / knots_mm[axis] if axis == derivative_axis else mass * knots_mm[axis]
-                filtered = _filter_along(filtered, kernel, dim=3 - axis)
-            total = total + (parameters * filtered).sum()
-        return total
+        return _QuadraticEnergy.apply(parameters, tuple(knots_mm))
 
     def taps(self, positions: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
         """cubic_bspline_taps for voxel positions along one index axis (0 = i, 1 = j, 2 = k)."""

@@ -64,8 +64,8 @@ class FitOptions:
 
     linear: str = "affine"
     nonrigid: bool = True
-    grid_spacing_mm: float = 4.0
-    smoothness: float = 0.1
+    grid_spacing_mm: float = 3.0
+    smoothness: float = 0.05
     regulariser: str = "gradient"
     levels: int = 3
     max_iterations: int = 300
@@ -235,19 +235,24 @@ class _Problem:
         return tensor, positions, level_mm, factors
 
     def _moving_level(self, voxel_mm: float) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Moving masks pooled to the level; affine map from LPS to grid_sample coordinates."""
-        factors = tuple(_pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.moving.spacing, self.moving_crop))
+        """Moving masks smoothed to the level; affine map from LPS to grid_sample coordinates.
+
+        A centred box filter about one level voxel wide (odd width in voxels)
+        rather than block pooling: block boundaries would depend on how the
+        moving image's axes are ordered or flipped, the centred filter only on
+        its physical content. scipy's box filter costs the same for any width.
+        """
         (i0, i1), (j0, j1), (k0, k1) = self.moving_crop
         masks = np.stack([p.moving_mask[k0:k1, j0:j1, i0:i1] for p in self.pairs]).astype(np.float32)
-        tensor = _pool(torch.as_tensor(masks, device=self.device), factors)
-        pooled_size = tensor.shape[:0:-1]  # (i, j, k)
-        # moving index x -> pooled index b = (x - lo - (f - 1) / 2) / f -> normalised 2 b / (n - 1) - 1
-        scale = np.array([2.0 / (f * (n - 1)) if n > 1 else 0.0 for f, n in zip(factors, pooled_size)])
-        offset = np.array(
-            [-(lo + (f - 1) / 2.0) * s - 1.0 if n > 1 else 0.0 for (lo, _), f, n, s in zip(self.moving_crop, factors, pooled_size, scale)]
-        )
-        to_index = np.linalg.inv(self.moving.index_to_physical_matrix)
-        matrix = np.diag(scale) @ to_index  # LPS -> normalised, linear part
+        width_kji = [2 * int(math.floor((voxel_mm / s - 1) / 2 + 0.5)) + 1 for s in self.moving.spacing[::-1]]
+        if max(width_kji) > 1:
+            masks = np.stack([ndimage.uniform_filter(mask, width_kji, mode="constant") for mask in masks])
+        tensor = torch.as_tensor(masks, device=self.device)
+        size = tensor.shape[:0:-1]  # (i, j, k)
+        # moving index x -> crop index x - lo -> normalised 2 (x - lo) / (n - 1) - 1
+        scale = np.array([2.0 / (n - 1) if n > 1 else 0.0 for n in size])
+        offset = np.array([-lo * s - 1.0 if n > 1 else 0.0 for (lo, _), n, s in zip(self.moving_crop, size, scale)])
+        matrix = np.diag(scale) @ np.linalg.inv(self.moving.index_to_physical_matrix)  # LPS -> normalised, linear part
         translation = offset - matrix @ np.asarray(self.moving.origin)
         return tensor, matrix, translation
 
@@ -282,26 +287,26 @@ class _Problem:
             # Linear part of T in grid_sample coordinates, at the band's points only.
             index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
             base = self.linear.apply(self.fixed.index_to_physical(index)) @ to_normalised.T + normalised_offset
-            base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[band.indices.to(self.device)]  # (K, P, 3)
-            to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
             band = band.to(self.device)
-            moving_batch = moving_masks[:, None]  # pair k samples only its own moving mask
+            base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[band.indices]  # (N, 3)
+            to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
             optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
 
             plane_size = len(positions[0]) * len(positions[1])
-            flat = band.indices.reshape(-1)
             base_k, taps_k = self.grid.taps(positions[2], 2)
-            k_base = torch.as_tensor(base_k, device=self.device)[flat // plane_size]
-            k_taps = torch.as_tensor(taps_k, device=self.device, dtype=self.dtype)[flat // plane_size]
-            ji_index = flat % plane_size
+            k_base = torch.as_tensor(base_k, device=self.device)[band.indices // plane_size]
+            k_taps = torch.as_tensor(taps_k, device=self.device, dtype=self.dtype)[band.indices // plane_size]
+            ji_index = band.indices % plane_size
 
             def loss_fn() -> torch.Tensor:
-                displacement = BSplineGrid.evaluate_at(parameters, weights, ji_index, k_base, k_taps)  # (K * P, 3) mm
-                displacement = self._project(displacement.T).T.reshape(base_t.shape)
-                grid = base_t + displacement @ to_normalised_t
-                warped = F.grid_sample(moving_batch, grid[:, None, None], mode="bilinear", padding_mode="zeros", align_corners=True)
+                displacement = BSplineGrid.evaluate_at(parameters, weights, ji_index, k_base, k_taps)  # (N, 3) mm
+                grid = base_t + self._project(displacement.T).T @ to_normalised_t
+                warped = [  # pair k samples only its own moving mask, at its own band points
+                    F.grid_sample(moving_masks[k][None, None], points[None, None, None], mode="bilinear", padding_mode="zeros", align_corners=True).reshape(-1)
+                    for k, points in enumerate(grid.split(band.sizes))
+                ]
                 penalty = self._smoothness(parameters, smooth_weights, smooth_mm)
-                return self._similarity(warped[:, 0, 0, 0] * band.valid, band) + self.options.smoothness * penalty
+                return self._similarity(warped, band) + self.options.smoothness * penalty
 
             history: List[float] = []
             stopped = "max_iterations"
@@ -320,7 +325,7 @@ class _Problem:
             with torch.no_grad():
                 final = float(loss_fn())
             reports.append(
-                LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), int(band.valid.sum()), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
+                LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), len(band.indices), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
             )
         return parameters.detach()
 
@@ -336,16 +341,20 @@ class _Problem:
         along = torch.einsum("a,a...->...", normal, displacement)
         return displacement - normal.reshape((3,) + (1,) * along.dim()) * along[None]
 
-    def _similarity(self, warped: torch.Tensor, band: "_Band") -> torch.Tensor:
+    def _similarity(self, warped: List[torch.Tensor], band: "_Band") -> torch.Tensor:
         """Weighted mean over pairs of soft Dice loss + MSE normalised by the fixed ROI size.
 
         Points deeper inside a fixed ROI than the band count as overlapping
         (warped value 1), points farther outside as empty: see _Band.
         """
-        intersection = band.interior + (warped * band.values).sum(1)
-        total = band.interior + warped.sum(1) + band.fixed_total
+        values = band.values.split(band.sizes)
+        overlap = torch.stack([(w * v).sum() for w, v in zip(warped, values)])
+        warped_mass = torch.stack([w.sum() for w in warped])
+        squared_error = torch.stack([((w - v) ** 2).sum() for w, v in zip(warped, values)])
+        intersection = band.interior + overlap
+        total = band.interior + warped_mass + band.fixed_total
         dice_loss = 1.0 - (2.0 * intersection + 1e-3) / (total + 1e-3)
-        mse = ((warped - band.values) ** 2).sum(1) / (band.fixed_total + 1e-3)
+        mse = squared_error / (band.fixed_total + 1e-3)
         return (self.pair_weights * (dice_loss + mse)).sum()
 
     def _smoothness(self, parameters: torch.Tensor, weights: Optional[Tuple[torch.Tensor, ...]], step_mm: Sequence[float]) -> torch.Tensor:
@@ -388,23 +397,22 @@ class _Problem:
 
 @dataclass
 class _Band:
-    """Per pair, the points of a level's crop near the fixed ROI boundary.
+    """The points of a level's crop near each fixed ROI's boundary, all pairs concatenated.
 
     Where the residual displacement is smaller than the band, points deeper
     inside the fixed ROI are covered by the warped moving ROI and points farther
     outside are not, so they add constants to Dice and nothing to the gradient.
-    Padding entries (valid == 0) make one rectangular batch for grid_sample.
 
     Attributes:
-        indices: (K, P) flat indices into the level's crop grid.
-        valid: (K, P) 1 for real band points, 0 for padding.
-        values: (K, P) soft fixed-mask values at the points.
+        indices: (N,) flat indices into the level's crop grid, pair after pair.
+        sizes: number of points of each pair.
+        values: (N,) soft fixed-mask values at the points.
         interior: (K,) fixed mass deeper inside than the band.
         fixed_total: (K,) total fixed mass.
     """
 
     indices: torch.Tensor
-    valid: torch.Tensor
+    sizes: List[int]
     values: torch.Tensor
     interior: torch.Tensor
     fixed_total: torch.Tensor
@@ -421,25 +429,19 @@ class _Band:
             band = np.where(inside, depth <= width_mm, distance <= width_mm) | ((mask > 0) & ~inside)
             chosen.append(np.flatnonzero(band))
             interior.append(float(mask[inside & ~band].sum()))
-        length = max(len(c) for c in chosen)
-        indices = np.zeros((len(chosen), length), dtype=np.int64)
-        valid = np.zeros((len(chosen), length), dtype=np.float32)
-        for k, c in enumerate(chosen):
-            indices[k, : len(c)] = c
-            valid[k, : len(c)] = 1.0
         flat = masks.reshape(len(masks), -1)
-        values = np.take_along_axis(flat, indices, axis=1) * valid
+        values = np.concatenate([row[c] for row, c in zip(flat, chosen)])
         dtype = fixed_masks.dtype
         return cls(
-            torch.as_tensor(indices),
-            torch.as_tensor(valid, dtype=dtype),
+            torch.as_tensor(np.concatenate(chosen)),
+            [len(c) for c in chosen],
             torch.as_tensor(values, dtype=dtype),
             torch.as_tensor(interior, dtype=dtype),
             torch.as_tensor(flat.sum(axis=1), dtype=dtype),
         )
 
     def to(self, device: torch.device) -> "_Band":
-        return _Band(*(t.to(device) for t in (self.indices, self.valid, self.values, self.interior, self.fixed_total)))
+        return _Band(self.indices.to(device), self.sizes, self.values.to(device), self.interior.to(device), self.fixed_total.to(device))
 
 
 def _converged(history: List[float], options: FitOptions) -> bool:

@@ -1,8 +1,11 @@
 """Linear pre-alignment from ROI pairs (translation, rigid or affine).
 
 Each pair contributes its centroid and the 8 corners of its LPS-aligned
-bounding box, on both sides; the map fixed -> moving is then a least-squares
-fit of those paired points. When the points cannot determine the requested
+bounding box, on both sides; the map fixed -> moving is then a weighted
+least-squares fit of those paired points. Centroids correspond exactly under
+any motion, box corners only when there is no rotation, so corners get a small
+weight: they decide only what the centroids leave open (scale and rotation
+with one or two ROIs). When the points cannot determine the requested
 model (too few, coplanar, collinear) the fit falls back to fewer degrees of
 freedom and says so.
 """
@@ -59,6 +62,17 @@ def mask_landmarks(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     return np.vstack([points.mean(axis=0), corners])
 
 
+#: Least-squares weight of a bounding-box corner relative to a centroid.
+CORNER_WEIGHT = 1e-3
+
+
+def landmark_weights(count: int) -> np.ndarray:
+    """Weights of paired_landmarks' points: 1 for centroids, CORNER_WEIGHT for corners."""
+    weights = np.full(count, CORNER_WEIGHT)
+    weights[::9] = 1.0
+    return weights
+
+
 def paired_landmarks(pairs: RoiPairs) -> Tuple[np.ndarray, np.ndarray]:
     """Stacked (fixed, moving) landmark points of all pairs, each (9 * K, 3)."""
     if len(pairs) == 0:
@@ -94,8 +108,9 @@ def fit_linear(pairs: RoiPairs, model: str = "affine") -> LinearFit:
     if model == "rigid" and rank < 2:
         notes.append("the ROIs are collinear, rigid needs a plane: using translation")
         model = "translation"
+    weights = np.concatenate([landmark_weights(9 * len(pairs)), np.ones(len(fixed) - 9 * len(pairs))])
     if model == "affine":
-        fit = _fit_affine(fixed, moving)
+        fit = _fit_affine(fixed, moving, weights)
         scales = np.linalg.svd(fit.matrix, compute_uv=False)
         if np.linalg.det(fit.matrix) <= 0 or scales.min() < _AFFINE_SCALE_RANGE[0] or scales.max() > _AFFINE_SCALE_RANGE[1]:
             notes.append(f"the affine fit was implausible (scales {scales.round(2).tolist()}): using rigid")
@@ -104,7 +119,7 @@ def fit_linear(pairs: RoiPairs, model: str = "affine") -> LinearFit:
             fit.note = "; ".join(notes)
             return fit
     if model == "rigid":
-        fit = _fit_rigid(fixed, moving)
+        fit = _fit_rigid(fixed, moving, weights)
     else:
         fit = LinearFit(np.eye(3), moving[::9].mean(axis=0) - fixed[::9].mean(axis=0), "translation")
     fit.note = "; ".join(notes)
@@ -134,16 +149,18 @@ def _add_plane_normals(fixed: np.ndarray, moving: np.ndarray, pairs: RoiPairs) -
     return np.vstack([fixed, extra_fixed]), np.vstack([moving, extra_moving])
 
 
-def _fit_affine(fixed: np.ndarray, moving: np.ndarray) -> LinearFit:
-    design = np.hstack([fixed, np.ones((len(fixed), 1))])
-    solution, *_ = np.linalg.lstsq(design, moving, rcond=None)
+def _fit_affine(fixed: np.ndarray, moving: np.ndarray, weights: np.ndarray) -> LinearFit:
+    root = np.sqrt(weights)[:, None]
+    design = np.hstack([fixed, np.ones((len(fixed), 1))]) * root
+    solution, *_ = np.linalg.lstsq(design, moving * root, rcond=None)
     return LinearFit(solution[:3].T.copy(), solution[3].copy(), "affine")
 
 
-def _fit_rigid(fixed: np.ndarray, moving: np.ndarray) -> LinearFit:
-    """Kabsch: the proper rotation and translation that best map fixed onto moving."""
-    fixed_centre, moving_centre = fixed.mean(axis=0), moving.mean(axis=0)
-    covariance = (fixed - fixed_centre).T @ (moving - moving_centre)
+def _fit_rigid(fixed: np.ndarray, moving: np.ndarray, weights: np.ndarray) -> LinearFit:
+    """Weighted Kabsch: the proper rotation and translation that best map fixed onto moving."""
+    w = weights / weights.sum()
+    fixed_centre, moving_centre = w @ fixed, w @ moving
+    covariance = ((fixed - fixed_centre) * w[:, None]).T @ (moving - moving_centre)
     u, _, vt = np.linalg.svd(covariance)
     sign = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
     rotation = vt.T @ np.diag([1.0, 1.0, sign]) @ u.T
