@@ -2,11 +2,13 @@
 
 For each case (hippocampus MR pairs; MNI152 on a 200x200x96 grid with 5 ROIs and
 a known deformation) and each method, prints label Dice, HD95, folding, wall
-time of the registration call, peak memory of the process, and the time ratio
-against our dense stage. Peers get the same information (the label maps) or
-only the images, which is what a user would otherwise run.
+time of the registration call (after a warm-up on a tiny pair, so one-time
+start-up costs are left out for every method), peak memory of the process, and
+the time ratio against our dense stage. Each run is a fresh process. Peers get
+the same information (the label maps) or only the images, which is what a user
+would otherwise run.
 
-Run: python bench/dense.py [--pairs N] [--no-peers] [--markdown]
+Run: python bench/dense.py [--pairs N] [--no-peers] [--no-mni]
 (needs the bench extra: pip install -e ".[bench]")
 """
 

@@ -125,7 +125,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
-    with _progress_bar(args.quiet) as progress:
+    with _ProgressBar(args.quiet) as progress:
         result = fit_transform(pairs, options, progress)
     transform = result.linear.to_sitk() if args.linear_only else result.transform()
     write_transform(transform, out)
@@ -241,7 +241,7 @@ def _table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
-class _progress_bar:
+class _ProgressBar:
     """tqdm bar driven by progress(stage, fraction) callbacks; silent when quiet."""
 
     def __init__(self, quiet: bool) -> None:

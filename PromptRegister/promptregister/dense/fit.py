@@ -207,7 +207,8 @@ class _Problem:
         weights = scores if options.weighting == "score" and scores.sum() > 0 else np.ones(len(pairs))
         self.pair_weights = torch.as_tensor(weights / weights.sum(), device=device, dtype=self.dtype)
         self.crop = _bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
-        self.moving_crop = _bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, 0.0, pad_voxels=2)
+        # Room for the coarsest level's smoothing to spread the moving masks outwards.
+        self.moving_crop = _bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, self.level_voxel_mm()[0], pad_voxels=2)
         self.roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
         self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / self.roi_volume
         self.planar_normal = (
