@@ -6,6 +6,7 @@ methods are scored by the same code.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Tuple
 
@@ -40,8 +41,10 @@ def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.
     # uses every core by default, which is 2 on the benchmark machine)
     _, result = itk.elastix_registration_method(fixed_image, moving_image, parameter_object=parameters, log_to_console=False)
     seconds = time.perf_counter() - started
-    field = itk.transformix_deformation_field(moving_image, result)
-    return np.asarray(itk.array_from_image(field), dtype=np.float64), seconds
+    with tempfile.TemporaryDirectory() as folder:  # transformix writes deformationField.nii there
+        field = itk.transformix_deformation_field(moving_image, result, output_directory=folder)
+        array = np.asarray(itk.array_from_image(field), dtype=np.float64)
+    return array, seconds
 
 
 def ants_syn(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.ndarray, float]:
