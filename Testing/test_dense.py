@@ -216,3 +216,26 @@ def test_bad_options_and_devices_are_clear_errors(hippocampus):
     if not torch.cuda.is_available():
         with pytest.raises(PromptRegisterError, match="no CUDA GPU"):
             fit_transform(pairs, FitOptions(device="cuda"))
+
+
+def test_bspline_refinement_and_energy_are_exact():
+    """Coarse-to-fine grids carry the same spline; the energy equals a dense numerical integral."""
+    size, spacing = (50, 40, 30), (1.0, 1.2, 2.0)
+    fine, coarse = BSplineGrid(size, spacing, 3.0), BSplineGrid(size, spacing, 6.0)
+    coefficients = torch.as_tensor(np.random.default_rng(0).normal(size=coarse.parameter_shape))
+    positions = [np.arange(n, dtype=float) for n in size]
+    before = BSplineGrid.evaluate(coefficients, coarse.weights(positions, torch.device("cpu"), torch.float64))
+    after = BSplineGrid.evaluate(coarse.refine(coefficients, fine), fine.weights(positions, torch.device("cpu"), torch.float64))
+    np.testing.assert_allclose(after.numpy(), before.numpy(), atol=1e-12)
+    # The exact energy integrates over the spline's whole support; a field whose
+    # border coefficients are zero vanishes near the image edge, so a dense sum
+    # over the image (0.25-voxel steps, central differences) is the same integral.
+    small = BSplineGrid((24, 24, 24), (1.0, 1.0, 1.0), 4.0)
+    values = np.zeros(small.parameter_shape)
+    values[:, 3:-3, 3:-3, 3:-3] = np.random.default_rng(1).normal(size=(3,) + tuple(n - 6 for n in small.parameter_shape[1:]))
+    values = torch.as_tensor(values)
+    step = 0.25
+    dense = [np.arange(0, 23 + 1e-9, step)] * 3
+    field = BSplineGrid.evaluate(values, small.weights(dense, torch.device("cpu"), torch.float64)).numpy()
+    numeric = sum((np.gradient(field, step, axis=axis) ** 2).sum() for axis in (1, 2, 3)) * step**3
+    assert float(small.gradient_energy(values, (1.0, 1.0, 1.0))) == pytest.approx(numeric, rel=0.02)

@@ -144,6 +144,37 @@ class BSplineGrid:
         knots_mm = [c * s for c, s in zip(self.spacing_voxels, spacing_mm_ijk)]
         return _QuadraticEnergy.apply(parameters, tuple(knots_mm))
 
+    def refine(self, parameters: torch.Tensor, finer: "BSplineGrid") -> torch.Tensor:
+        """Coefficients on `finer` of the same spline (exact where spacing halves).
+
+        Along an axis whose control spacing is halved, cubic B-spline subdivision:
+        a fine point on a coarse knot gets (c[i-1] + 6 c[i] + c[i+1]) / 8, one half
+        way gets (c[i] + c[i+1]) / 2. An axis with unchanged spacing is copied.
+        """
+        result = parameters
+        for axis in range(3):  # index axis i, j, k -> tensor dim 3, 2, 1
+            dim = 3 - axis
+            coarse, fine = self.spacing_voxels[axis], finer.spacing_voxels[axis]
+            count = finer.num_control_ijk[axis]
+            if abs(coarse - fine) < 1e-9:
+                result = result.narrow(dim, 0, count) if result.shape[dim] >= count else torch.nn.functional.pad(
+                    result, [0, 0] * (3 - dim) + [0, count - result.shape[dim]])
+                continue
+            if abs(coarse - 2 * fine) > 1e-9:
+                raise ValueError("refine() needs the same or half the control spacing along every axis")
+            # Fine point 2i sits half way between coarse points i and i + 1, fine point
+            # 2i + 1 on coarse point i + 1 (fine c <-> (c - 1) h, coarse i <-> (i - 1) 2 h).
+            length = result.shape[dim]
+            padded = torch.nn.functional.pad(result, [0, 0] * (3 - dim) + [0, 2])  # zeros past the end
+            first, second, third = (padded.narrow(dim, offset, length) for offset in (0, 1, 2))
+            halfway = (first + second) / 2
+            on_knots = (first + 6 * second + third) / 8
+            interleaved = torch.stack([halfway, on_knots], dim=dim + 1).flatten(dim, dim + 1)
+            if interleaved.shape[dim] < count:
+                interleaved = torch.nn.functional.pad(interleaved, [0, 0] * (3 - dim) + [0, count - interleaved.shape[dim]])
+            result = interleaved.narrow(dim, 0, count)
+        return result
+
     def taps(self, positions: np.ndarray, axis: int) -> Tuple[np.ndarray, np.ndarray]:
         """cubic_bspline_taps for voxel positions along one index axis (0 = i, 1 = j, 2 = k)."""
         return cubic_bspline_taps(positions, self.spacing_voxels[axis], self.num_control_ijk[axis])

@@ -257,7 +257,7 @@ class _Problem:
         translation = offset - matrix @ np.asarray(self.moving.origin)
         return tensor, matrix, translation
 
-    def _smoothness_grid(self, voxel_mm: float) -> Tuple[List[np.ndarray], Tuple[float, ...]]:
+    def _smoothness_grid(self, grid: BSplineGrid) -> Tuple[List[np.ndarray], Tuple[float, ...]]:
         """Positions covering the whole fixed image where the regulariser is evaluated.
 
         Used by the bending energy, which is sampled; the gradient energy is an
@@ -266,24 +266,47 @@ class _Problem:
         samples cover the whole image at half the control spacing.
         """
         positions, steps_mm = [], []
-        for size, spacing, control in zip(self.fixed.size, self.fixed.spacing, self.grid.spacing_voxels):
+        for size, spacing, control in zip(self.fixed.size, self.fixed.spacing, grid.spacing_voxels):
             step = max(1.0, control / 2.0)
             count = max(1, int(math.floor((size - 1) / step)) + 1)
             positions.append(np.arange(count) * step)
             steps_mm.append(step * spacing)
         return positions, tuple(steps_mm)
 
+    def level_grids(self) -> List[BSplineGrid]:
+        """Control grid of each level: coarse levels use 2x, 4x ... the final spacing.
+
+        A coarse level only resolves coarse motion, so a coarse grid loses
+        nothing there and is much cheaper; its spline is carried to the next
+        grid exactly (BSplineGrid.refine). Where halving is not possible along
+        some axis (control spacing below the voxel size) every level uses the
+        final grid.
+        """
+        levels = self.options.levels
+        grids = [
+            BSplineGrid(self.fixed.size, self.fixed.spacing, self.options.grid_spacing_mm * 2 ** (levels - 1 - level))
+            for level in range(levels - 1)
+        ] + [self.grid]
+        for coarse, fine in zip(grids, grids[1:]):
+            if any(abs(c - 2 * f) > 1e-9 for c, f in zip(coarse.spacing_voxels, fine.spacing_voxels)):
+                return [self.grid] * levels
+        return grids
+
     # -- optimisation -------------------------------------------------------------
     def optimise(self, reports: List[LevelReport], progress: ProgressCallback) -> torch.Tensor:
-        parameters = torch.zeros(self.grid.parameter_shape, device=self.device, dtype=self.dtype, requires_grad=True)
         level_sizes = self.level_voxel_mm()
+        grids = self.level_grids()
+        parameters = torch.zeros(grids[0].parameter_shape, device=self.device, dtype=self.dtype, requires_grad=True)
         for level, voxel_mm in enumerate(level_sizes):
             started = time.perf_counter()
+            grid = grids[level]
+            if level > 0 and grid is not grids[level - 1]:  # the same spline on the finer control grid
+                parameters = grids[level - 1].refine(parameters.detach(), grid).requires_grad_(True)
             fixed_masks, positions, level_mm, _ = self._fixed_level(voxel_mm)
             moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
-            weights = self.grid.weights(positions, self.device, self.dtype)
-            smooth_positions, smooth_mm = self._smoothness_grid(voxel_mm)
-            smooth_weights = self.grid.weights(smooth_positions, self.device, self.dtype) if self.options.regulariser == "bending" else None
+            weights = grid.weights(positions, self.device, self.dtype)
+            smooth_positions, smooth_mm = self._smoothness_grid(grid)
+            smooth_weights = grid.weights(smooth_positions, self.device, self.dtype) if self.options.regulariser == "bending" else None
             band = _Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (len(level_sizes) - 1 - level))
             # Linear part of T in grid_sample coordinates, at the band's points only.
             index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
@@ -294,19 +317,19 @@ class _Problem:
             optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
 
             plane_size = len(positions[0]) * len(positions[1])
-            base_k, taps_k = self.grid.taps(positions[2], 2)
+            base_k, taps_k = grid.taps(positions[2], 2)
             k_base = torch.as_tensor(base_k, device=self.device)[band.indices // plane_size]
             k_taps = torch.as_tensor(taps_k, device=self.device, dtype=self.dtype)[band.indices // plane_size]
             ji_index = band.indices % plane_size
 
             def loss_fn() -> torch.Tensor:
                 displacement = BSplineGrid.evaluate_at(parameters, weights, ji_index, k_base, k_taps)  # (N, 3) mm
-                grid = base_t + self._project(displacement.T).T @ to_normalised_t
+                sample_at = base_t + self._project(displacement.T).T @ to_normalised_t
                 warped = [  # pair k samples only its own moving mask, at its own band points
                     F.grid_sample(moving_masks[k][None, None], points[None, None, None], mode="bilinear", padding_mode="zeros", align_corners=True).reshape(-1)
-                    for k, points in enumerate(grid.split(band.sizes))
+                    for k, points in enumerate(sample_at.split(band.sizes))
                 ]
-                penalty = self._smoothness(parameters, smooth_weights, smooth_mm)
+                penalty = self._smoothness(grid, parameters, smooth_weights, smooth_mm)
                 return self._similarity(warped, band) + self.options.smoothness * penalty
 
             history: List[float] = []
@@ -358,13 +381,13 @@ class _Problem:
         mse = squared_error / (band.fixed_total + 1e-3)
         return (self.pair_weights * (dice_loss + mse)).sum()
 
-    def _smoothness(self, parameters: torch.Tensor, weights: Optional[Tuple[torch.Tensor, ...]], step_mm: Sequence[float]) -> torch.Tensor:
+    def _smoothness(self, grid: BSplineGrid, parameters: torch.Tensor, weights: Optional[Tuple[torch.Tensor, ...]], step_mm: Sequence[float]) -> torch.Tensor:
         """The regulariser per mm^3 of ROI, so its balance does not change with the image extent."""
         if self.options.smoothness == 0:
             return parameters.sum() * 0.0
         if self.options.regulariser == "bending":
             return self._bending(self._displacement(parameters, weights), step_mm) * self.regulariser_scale
-        return self.grid.gradient_energy(parameters, self.fixed.spacing) / self.roi_volume
+        return grid.gradient_energy(parameters, self.fixed.spacing) / self.roi_volume
 
     @staticmethod
     def _bending(displacement: torch.Tensor, level_mm: Sequence[float]) -> torch.Tensor:
