@@ -222,7 +222,7 @@ class _Problem:
         finest = max(min(self.fixed.spacing), (float(np.prod(extent)) / self.options.max_eval_voxels) ** (1 / 3))
         return [finest * 2 ** (self.options.levels - 1 - level) for level in range(self.options.levels)]
 
-    def _fixed_level(self, voxel_mm: float) -> Tuple[torch.Tensor, List[np.ndarray], Tuple[float, ...], Tuple[int, ...]]:
+    def _fixed_level(self, voxel_mm: float) -> Tuple[torch.Tensor, List[np.ndarray], Tuple[float, ...]]:
         """Soft fixed masks pooled to the level, and the voxel positions of the pooled centres."""
         factors = tuple(_pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, self.crop))
         (i0, i1), (j0, j1), (k0, k1) = self.crop
@@ -233,7 +233,7 @@ class _Problem:
             for (lo, _), f, n in zip(self.crop, factors, tensor.shape[:0:-1])
         ]
         level_mm = tuple(f * s for f, s in zip(factors, self.fixed.spacing))
-        return tensor, positions, level_mm, factors
+        return tensor, positions, level_mm
 
     def _moving_level(self, voxel_mm: float) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """Moving masks smoothed to the level; affine map from LPS to grid_sample coordinates.
@@ -302,7 +302,7 @@ class _Problem:
             grid = grids[level]
             if level > 0 and grid is not grids[level - 1]:  # the same spline on the finer control grid
                 parameters = grids[level - 1].refine(parameters.detach(), grid).requires_grad_(True)
-            fixed_masks, positions, level_mm, _ = self._fixed_level(voxel_mm)
+            fixed_masks, positions, level_mm = self._fixed_level(voxel_mm)
             moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
             weights = grid.weights(positions, self.device, self.dtype)
             smooth_positions, smooth_mm = self._smoothness_grid(grid)
