@@ -62,7 +62,6 @@ def _rss_mb() -> float:
 
 def _run(name: str, index: int, method: str) -> Dict[str, float]:
     """One registration in a fresh process, so peak memory belongs to it alone."""
-    import SimpleITK as sitk
 
     from promptregister.io.transforms import displacement_field_transform
     from promptregister.metrics import dice, hausdorff95, jacobian_stats

@@ -102,12 +102,6 @@ class Geometry:
         k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in self.shape), indexing="ij")
         return self.index_to_physical(np.stack([i, j, k], axis=-1))
 
-    def contains_index(self, index: np.ndarray, tolerance: float = 0.5) -> np.ndarray:
-        """True where a continuous index lies inside the grid (half a voxel of slack)."""
-        index = np.asarray(index, dtype=float)
-        upper = np.asarray(self.size, dtype=float) - 1 + tolerance
-        return np.all((index >= -tolerance) & (index <= upper), axis=-1)
-
     def is_close(self, other: "Geometry", tolerance_mm: float = 1e-3) -> bool:
         """Same size and voxel positions within tolerance_mm everywhere."""
         if self.size != other.size:

@@ -7,7 +7,7 @@ structure has the same grey level on every slice of a volume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -49,11 +49,6 @@ class IntensityWindow:
             raise PromptRegisterError(f"Unknown CT window {name!r}; choose one of {', '.join(CT_WINDOWS)}.")
         level, width = CT_WINDOWS[name]
         return cls(level - width / 2.0, level + width / 2.0)
-
-    @classmethod
-    def resolve(cls, array: np.ndarray, preset: Optional[str] = None) -> "IntensityWindow":
-        """A CT preset by name, or the default percentile window when preset is None."""
-        return cls.ct_preset(preset) if preset else cls.from_percentiles(array)
 
     def to_uint8(self, array: np.ndarray) -> np.ndarray:
         scaled = (np.asarray(array, dtype=np.float32) - self.low) * (255.0 / (self.high - self.low))

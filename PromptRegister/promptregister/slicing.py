@@ -16,7 +16,6 @@ from scipy import ndimage
 
 from .errors import PromptRegisterError
 from .geometry import Geometry
-from .volume import Volume
 
 
 def through_plane_axis(geometry: Geometry) -> int:
@@ -124,7 +123,3 @@ class SliceFrame:
         selector[2 - self.axis] = slice_index
         volume[tuple(selector)] = plane
         return volume
-
-    def slice_volume(self, volume: Volume, slice_index: int) -> np.ndarray:
-        """Convenience: resampled slice of a Volume's voxels."""
-        return self.extract(volume.array, slice_index)
