@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from . import __version__
+from .cli_weights import add_weights_command
 from .errors import PromptRegisterError
 
 EXAMPLES = """examples:
@@ -28,9 +29,18 @@ FromParent), so `warp` resamples the moving image onto the fixed grid.
 """
 
 
+HEAVY_COMMANDS = ("fit", "register")
+"""Commands that run PyTorch for long enough to be worth restarting under tcmalloc (see runtime.py)."""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and arguments and arguments[0] in HEAVY_COMMANDS:
+        from .runtime import reexec_with_tcmalloc
+
+        reexec_with_tcmalloc("promptregister", arguments)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
@@ -56,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(commands)
     _add_warp(commands)
     _add_evaluate(commands)
+    add_weights_command(commands)
     return parser
 
 

@@ -1,0 +1,102 @@
+"""`promptregister weights list | fetch NAME | verify [NAME ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import PromptRegisterError
+
+
+def add_weights_command(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "weights",
+        help="list, fetch and verify model checkpoints",
+        description="Known checkpoints are looked for in --weights-dir / $PROMPTREGISTER_WEIGHTS_DIR, then in the "
+                    "user cache; `fetch` downloads one with a progress bar and checks its SHA-256.",
+    )
+    p.add_argument("--weights-dir", help="folder searched first (default: $PROMPTREGISTER_WEIGHTS_DIR)")
+    actions = p.add_subparsers(title="actions", metavar="ACTION")
+    listing = actions.add_parser("list", help="the registry: names, files, sizes, licences and where each was found")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_run_list)
+    fetch = actions.add_parser("fetch", help="download a checkpoint into the user cache (SHA-256 checked)")
+    fetch.add_argument("name")
+    fetch.set_defaults(handler=_run_fetch)
+    verify = actions.add_parser("verify", help="check present checkpoints against their published SHA-256")
+    verify.add_argument("names", nargs="*")
+    verify.set_defaults(handler=_run_verify)
+    p.set_defaults(handler=lambda args: p.print_help() or 1)
+
+
+def _manager(args: argparse.Namespace):
+    from .models.weights import WeightsManager
+
+    return WeightsManager(weights_dir=args.weights_dir)
+
+
+def _size(size) -> str:
+    return "?" if size is None else f"{size / 1e6:,.0f} MB"
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    rows = _manager(args).status()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':22} {'family':17} {'file':34} {'size':>9}  {'sha256':17} {'licence':11} found at")
+    for row in rows:
+        sha = (row["sha256"][:16] + "…") if row["sha256"] else "(none published)"
+        print(f"{row['name']:22} {row['family']:17} {row['file_name']:34} {_size(row['size']):>9}  {sha:17} "
+              f"{row['licence']:11} {row['path'] or '-'}")
+    return 0
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    entry = manager.get(args.name)
+    if entry.family.startswith("hf-"):
+        return _fetch_hub(manager, entry)
+    found = manager.find(args.name)
+    if found is not None:
+        manager.verify(entry, found)
+        print(f"{args.name}: already present and verified at {found}")
+        return 0
+    if not manager.allow_download:
+        raise PromptRegisterError(manager.missing_message(entry))
+    from tqdm import tqdm
+
+    with tqdm(total=entry.size, unit="B", unit_scale=True, desc=entry.file_name, file=sys.stderr) as bar:
+        def progress(done: int, total) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+        path = manager.download(entry, progress)
+    print(f"{args.name}: saved to {path} (SHA-256 {'verified' if entry.sha256 else 'not published'})")
+    return 0
+
+
+def _fetch_hub(manager, entry) -> int:
+    if not manager.allow_download:
+        raise PromptRegisterError(manager.missing_message(entry))
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise PromptRegisterError("huggingface_hub is missing; install the text extra") from None
+    target = manager.cache_dir / entry.file_name
+    try:
+        snapshot_download(entry.architecture, local_dir=str(target))
+    except Exception as error:  # noqa: BLE001 - network and hub errors come in many types
+        raise PromptRegisterError(f"cannot download {entry.architecture} from the hub: {error}") from None
+    print(f"{entry.name}: saved to {target}")
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    rows = _manager(args).verify_all(args.names or None)
+    refused = False
+    for row in rows:
+        refused |= row["result"].startswith("REFUSED")
+        print(f"{row['name']:22} {row['result']}{'' if row['path'] is None else '  ' + row['path']}")
+    return 2 if refused else 0

@@ -1,0 +1,215 @@
+"""A weight-free `Segmenter` built on scikit-image.
+
+For offline use and for tests on real anatomy where no model weights exist.
+- Embeddings: local descriptors at a few scales (smoothed intensity, gradient
+  magnitude, local standard deviation) pooled onto a 64-cell grid over the
+  long side, like SAM's grid, so prototypes and similarity maps work the same.
+- Segment: random walker from the clicked seeds. Outside seeds come from
+  negative clicks, the outside of a box when one is given, and pixels whose
+  smoothed intensity differs from the clicked tissue by more than a tolerance;
+  the three multimask outputs use three tolerances (tight, medium, loose),
+  mirroring SAM's part / object / whole ambiguity.
+- Everything: SLIC superpixels merged by mean intensity, background removed.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .base import (EverythingMasks, EverythingOptions, MaskPrediction, Segmenter, SliceEmbedding, check_prompt,
+                   foreground_mask)
+from .grid import EmbeddingGrid
+
+GRID_CELLS = 64
+SCALES = (1.0, 2.0, 4.0)
+TOLERANCES = (0.10, 0.20, 0.30)  # of the uint8 range; tight / medium / loose
+MAX_SIDE = 256  # slices larger than this are segmented at reduced resolution
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return image[..., :3].mean(axis=2).astype(np.float32) / 255.0
+
+
+def describe(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) float32 local descriptors of one slice, centred near zero so cosine similarity discriminates."""
+    grey = _grey(image)
+    channels = []
+    for sigma in SCALES:
+        smooth = ndimage.gaussian_filter(grey, sigma)
+        channels.append(smooth - 0.5)
+        channels.append(4.0 * ndimage.gaussian_gradient_magnitude(grey, sigma))
+        variance = ndimage.gaussian_filter(grey * grey, 2 * sigma) - ndimage.gaussian_filter(grey, 2 * sigma) ** 2
+        channels.append(2.0 * np.sqrt(np.clip(variance, 0, None)) - 0.1)
+    return np.stack(channels).astype(np.float32)
+
+
+class ClassicalSegmenter(Segmenter):
+    """Random-walker segmentation and superpixel everything mode; no weights, deterministic."""
+
+    name = "classical"
+
+    def __init__(self, cache=None, batch_size: int = 8, beta: float = 4000.0):
+        super().__init__(cache=cache, batch_size=batch_size)
+        self.beta = float(beta)
+
+    @property
+    def identity(self) -> str:
+        return f"classical|v1|{GRID_CELLS}|{SCALES}"
+
+    def grid_for(self, image_size) -> EmbeddingGrid:
+        return EmbeddingGrid.longest_side(image_size, GRID_CELLS, (GRID_CELLS, GRID_CELLS))
+
+    def _encode(self, images: Sequence[np.ndarray]) -> List[tuple]:
+        results = []
+        for image in images:
+            grid = self.grid_for(image.shape[:2])
+            rows, cols = grid._overlap(0), grid._overlap(1)
+            weight = rows.sum(1)[:, None] * cols.sum(1)[None, :]
+            features = np.einsum("gh,chw,kw->cgk", rows, describe(image), cols)
+            features = np.where(weight > 0, features / np.maximum(weight, 1e-12), 0.0)
+            results.append((features.astype(np.float32), grid))
+        return results
+
+    def segment(self, embedding: SliceEmbedding, points: Optional[np.ndarray] = None,
+                labels: Optional[np.ndarray] = None, box: Optional[np.ndarray] = None,
+                multimask: bool = True) -> MaskPrediction:
+        points, labels, box = check_prompt(embedding, points, labels, box)
+        from skimage.segmentation import random_walker
+
+        height, width = embedding.grid.image_size
+        factor = min(1.0, MAX_SIDE / max(height, width))
+        grey = _grey(embedding.image)
+        if factor < 1.0:
+            from skimage.transform import rescale
+            grey = rescale(grey, factor, anti_aliasing=True).astype(np.float32)
+        small = grey.shape
+        smooth = ndimage.gaussian_filter(grey, 1.0)
+        inside = np.zeros(small, bool)
+        outside = np.zeros(small, bool)
+        if points is not None:
+            rows = np.clip((points[:, 1] * factor).astype(int), 0, small[0] - 1)
+            cols = np.clip((points[:, 0] * factor).astype(int), 0, small[1] - 1)
+            inside[rows[labels == 1], cols[labels == 1]] = True
+            outside[rows[labels == 0], cols[labels == 0]] = True
+        in_box = np.ones(small, bool)
+        if box is not None:
+            x0, y0, x1, y1 = (box * factor).tolist()
+            in_box[:] = False
+            in_box[max(0, int(np.floor(y0))):int(np.ceil(y1)) + 1, max(0, int(np.floor(x0))):int(np.ceil(x1)) + 1] = True
+            if not inside.any():  # a box alone: its centre region is the object
+                cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
+                inside[min(cy, small[0] - 1), min(cx, small[1] - 1)] = True
+            outside |= ~ndimage.binary_dilation(in_box, iterations=1)
+        inside = ndimage.binary_dilation(inside, iterations=1) & ~outside
+        reference = float(np.median(smooth[inside])) if inside.any() else float(np.median(smooth))
+        tolerances = TOLERANCES if multimask else TOLERANCES[1:2]
+        masks, scores, logits = [], [], []
+        for tolerance in tolerances:
+            seeds = np.zeros(small, np.int32)
+            far = np.abs(smooth - reference) > tolerance
+            seeds[far | outside] = 2
+            seeds[inside] = 1
+            if not (seeds == 2).any():
+                border = np.zeros(small, bool)
+                border[[0, -1], :] = True
+                border[:, [0, -1]] = True
+                seeds[border & (seeds == 0)] = 2
+            probability = random_walker(smooth, seeds, beta=self.beta, mode="cg_j", tol=1e-3,
+                                        return_full_prob=True)[0]
+            mask = probability > 0.5
+            mask &= in_box
+            mask = self._component(mask, inside)
+            if factor < 1.0:
+                probability = self._resize(probability, (height, width))
+                mask = self._resize(mask.astype(np.float32), (height, width)) > 0.5
+            masks.append(mask)
+            scores.append(self._score(probability, mask))
+            logits.append(np.log(np.clip(probability, 1e-4, 1 - 1e-4) / np.clip(1 - probability, 1e-4, 1)))
+        return MaskPrediction(np.stack(masks), np.array(scores, np.float32), np.stack(logits).astype(np.float32))
+
+    @staticmethod
+    def _component(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """Keep the connected parts of `mask` that touch a positive seed, holes filled."""
+        labelled, count = ndimage.label(mask)
+        if count == 0:
+            return mask
+        touched = np.unique(labelled[seeds & mask])
+        touched = touched[touched > 0]
+        if len(touched) == 0:
+            return np.zeros_like(mask)
+        return ndimage.binary_fill_holes(np.isin(labelled, touched))
+
+    @staticmethod
+    def _resize(array: np.ndarray, shape) -> np.ndarray:
+        from skimage.transform import resize
+        return resize(array, shape, order=1, anti_aliasing=False, preserve_range=True)
+
+    @staticmethod
+    def _score(probability: np.ndarray, mask: np.ndarray) -> float:
+        """Confidence: how decided the random walker is in a band around the mask boundary (0..1)."""
+        if not mask.any():
+            return 0.0
+        band = ndimage.binary_dilation(mask, iterations=2) & ~ndimage.binary_erosion(mask, iterations=2)
+        return float(np.mean(np.abs(probability[band] - 0.5) * 2.0))
+
+    def segment_everything(self, embedding: SliceEmbedding,
+                           options: Optional[EverythingOptions] = None) -> EverythingMasks:
+        """Superpixels (about points_per_side^2 of them) merged by mean intensity; background dropped."""
+        from skimage.segmentation import slic
+
+        options = options or EverythingOptions()
+        image = embedding.image
+        grey = ndimage.gaussian_filter(_grey(image), 1.0)
+        height, width = grey.shape
+        segments = slic(grey, n_segments=options.points_per_side ** 2, compactness=0.1, channel_axis=None,
+                        start_label=1, enforce_connectivity=True)
+        merged = self._merge(segments, grey, tolerance=TOLERANCES[0] / 2)
+        foreground = foreground_mask(image, options.foreground_level) if options.foreground_only else \
+            np.ones((height, width), bool)
+        masks, scores, points = [], [], []
+        for label in np.unique(merged):
+            mask = merged == label
+            area = int(mask.sum())
+            if area < 16 or (foreground[mask].mean() < 0.5):
+                continue
+            mask = ndimage.binary_fill_holes(mask)
+            ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
+            contrast = abs(float(grey[mask].mean()) - float(grey[ring].mean())) if ring.any() else 0.0
+            inner = float(grey[mask].std())
+            masks.append(mask)
+            scores.append(contrast / (contrast + inner + 1e-6))
+            centre = np.argwhere(mask)[int(np.argmin(((np.argwhere(mask) - np.argwhere(mask).mean(0)) ** 2).sum(1)))]
+            points.append([centre[1], centre[0]])
+        if not masks:
+            return EverythingMasks(np.zeros((0, height, width), bool), np.zeros(0, np.float32),
+                                   np.zeros(0, np.float32), np.zeros((0, 2)))
+        order = np.argsort(-np.array(scores), kind="stable")
+        stack = np.stack(masks)[order]
+        score = np.array(scores, np.float32)[order]
+        return EverythingMasks(stack, score, score.copy(), np.array(points, np.float64)[order])
+
+    @staticmethod
+    def _merge(segments: np.ndarray, grey: np.ndarray, tolerance: float) -> np.ndarray:
+        """Union adjacent superpixels whose mean intensities differ by less than `tolerance`."""
+        labels = np.unique(segments)
+        means = ndimage.mean(grey, segments, labels)
+        mean_of = dict(zip(labels.tolist(), means.tolist()))
+        parent = {label: label for label in labels.tolist()}
+
+        def root(label: int) -> int:
+            while parent[label] != label:
+                parent[label] = parent[parent[label]]
+                label = parent[label]
+            return label
+
+        pairs = set()
+        for a, b in ((segments[:, :-1], segments[:, 1:]), (segments[:-1, :], segments[1:, :])):
+            differ = a != b
+            pairs.update(zip(a[differ].tolist(), b[differ].tolist()))
+        for a, b in sorted(pairs):
+            if abs(mean_of[a] - mean_of[b]) < tolerance:
+                parent[root(a)] = root(b)
+        return np.vectorize(root)(segments)

@@ -1,0 +1,315 @@
+"""Known checkpoints, where to find them, and loading them safely.
+
+Resolution order for a checkpoint name: an explicit path -> the folder in
+$PROMPTREGISTER_WEIGHTS_DIR -> the user cache (`paths.weights_cache_dir()`) ->
+a download with a progress bar, when allowed -> a `PromptRegisterError` naming
+the file, its URL and where to put it. Every file with a published SHA-256 is
+checked against it and refused on mismatch; files loaded with
+`torch.load(..., weights_only=True)` cannot run code. A requested model that
+cannot be had is an error: nothing silently falls back to another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
+
+from ..errors import PromptRegisterError
+from ..paths import weights_cache_dir
+
+WEIGHTS_DIR_ENV = "PROMPTREGISTER_WEIGHTS_DIR"
+OFFLINE_ENV = "PROMPTREGISTER_OFFLINE"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One known weight file.
+
+    Attributes:
+        name: registry name used on the command line and in settings.
+        architecture: the builder key (SAM: vit_h / vit_l / vit_b / vit_t;
+            GroundingDINO: swint / swinb; Hugging Face: the hub repository).
+        family: "sam", "mobile_sam", "medsam", "groundingdino" (original .pth)
+            or "hf-groundingdino" (a transformers model folder).
+        file_name: file (or folder, for "hf-*") name on disk.
+        url: official download address (or the page that explains how to get it).
+        sha256: published SHA-256 of the file, or None when none is published.
+        size: size in bytes when known.
+        licence: the weights' licence.
+        downloadable: False when the official source needs a browser (MedSAM).
+    """
+
+    name: str
+    architecture: str
+    family: str
+    file_name: str
+    url: str
+    sha256: Optional[str]
+    size: Optional[int]
+    licence: str
+    downloadable: bool = True
+    note: str = ""
+
+
+_SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
+_GDINO = "https://github.com/IDEA-Research/GroundingDINO/releases/download/"
+
+KNOWN_CHECKPOINTS: Dict[str, Checkpoint] = {c.name: c for c in (
+    Checkpoint("sam_vit_h", "vit_h", "sam", "sam_vit_h_4b8939.pth", _SAM + "sam_vit_h_4b8939.pth",
+               "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2564550879, "Apache-2.0"),
+    Checkpoint("sam_vit_l", "vit_l", "sam", "sam_vit_l_0b3195.pth", _SAM + "sam_vit_l_0b3195.pth",
+               "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", None, "Apache-2.0"),
+    Checkpoint("sam_vit_b", "vit_b", "sam", "sam_vit_b_01ec64.pth", _SAM + "sam_vit_b_01ec64.pth",
+               "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375042383, "Apache-2.0"),
+    Checkpoint("mobile_sam", "vit_t", "mobile_sam", "mobile_sam.pt",
+               "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+               "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", 40728226, "Apache-2.0"),
+    Checkpoint("medsam_vit_b", "vit_b", "medsam", "medsam_vit_b.pth", "https://github.com/bowang-lab/MedSAM",
+               None, None, "Apache-2.0", downloadable=False,
+               note="no published checksum; get it from the MedSAM page (Google Drive) and pass its path"),
+    Checkpoint("groundingdino_swint", "swint", "groundingdino", "groundingdino_swint_ogc.pth",
+               _GDINO + "v0.1.0-alpha/groundingdino_swint_ogc.pth",
+               "3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799", 693997677, "Apache-2.0"),
+    Checkpoint("groundingdino_swinb", "swinb", "groundingdino", "groundingdino_swinb_cogcoor.pth",
+               _GDINO + "v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",
+               "46270f7a822e6906b655b729c90613e48929d0f2bb8b9b76fd10a856f3ac6ab7", 938057991, "Apache-2.0",
+               note="Swin-B, the detector Tell2Reg used"),
+    Checkpoint("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "hf-groundingdino",
+               "grounding-dino-tiny", "https://huggingface.co/IDEA-Research/grounding-dino-tiny", None, None,
+               "Apache-2.0", note="Hugging Face model folder (safetensors); fetched with huggingface_hub"),
+    Checkpoint("grounding-dino-base", "IDEA-Research/grounding-dino-base", "hf-groundingdino",
+               "grounding-dino-base", "https://huggingface.co/IDEA-Research/grounding-dino-base", None, None,
+               "Apache-2.0", note="Swin-B, as in Tell2Reg; Hugging Face model folder (safetensors)"),
+)}
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _offline() -> bool:
+    return any(os.environ.get(var, "") not in ("", "0") for var in (OFFLINE_ENV, "HF_HUB_OFFLINE"))
+
+
+class WeightsManager:
+    """Finds, verifies, fetches and loads checkpoints.
+
+    Arguments:
+        registry: known checkpoints by name (default: `KNOWN_CHECKPOINTS`);
+            tests and users add their own with `add`.
+        weights_dir: folder searched before the cache (default: $PROMPTREGISTER_WEIGHTS_DIR).
+        cache_dir: the user cache folder for fetched files.
+        allow_download: fetch missing downloadable files (never when
+            $PROMPTREGISTER_OFFLINE or $HF_HUB_OFFLINE is set).
+    """
+
+    def __init__(self, registry: Optional[Dict[str, Checkpoint]] = None, weights_dir: Optional[Path] = None,
+                 cache_dir: Optional[Path] = None, allow_download: bool = True):
+        self.registry: Dict[str, Checkpoint] = dict(KNOWN_CHECKPOINTS if registry is None else registry)
+        env_dir = os.environ.get(WEIGHTS_DIR_ENV)
+        self.weights_dir = Path(weights_dir) if weights_dir else (Path(env_dir).expanduser() if env_dir else None)
+        self.cache_dir = Path(cache_dir) if cache_dir else weights_cache_dir()
+        self.allow_download = allow_download and not _offline()
+        self._verified: Dict[tuple, str] = {}
+
+    def add(self, checkpoint: Checkpoint) -> None:
+        """Register another checkpoint (a fine-tuned model, a test model)."""
+        self.registry[checkpoint.name] = checkpoint
+
+    def get(self, name: str) -> Checkpoint:
+        """The registry entry for `name`, or an error listing the known names."""
+        if name not in self.registry:
+            raise PromptRegisterError(
+                f"unknown checkpoint {name!r}; known: {', '.join(sorted(self.registry))} "
+                "(see `promptregister weights list`)"
+            )
+        return self.registry[name]
+
+    def candidates(self, checkpoint: Checkpoint) -> List[Path]:
+        """Places searched for a checkpoint, in order."""
+        places = []
+        if self.weights_dir is not None:
+            places.append(self.weights_dir / checkpoint.file_name)
+        places.append(self.cache_dir / checkpoint.file_name)
+        return places
+
+    def verify(self, checkpoint: Checkpoint, path: Path) -> str:
+        """Check a file against its published SHA-256; returns the file's SHA-256.
+
+        Raises PromptRegisterError when the file does not match, so a corrupted
+        or substituted file is never loaded.
+        """
+        path = Path(path)
+        stat = path.stat()
+        stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if stamp in self._verified:
+            return self._verified[stamp]
+        if checkpoint.size is not None and stat.st_size != checkpoint.size:
+            raise PromptRegisterError(
+                f"{path} is {stat.st_size} bytes but {checkpoint.file_name} is {checkpoint.size} bytes: "
+                f"the file is incomplete or not {checkpoint.name}. Delete it and fetch it again from {checkpoint.url}"
+            )
+        digest = sha256_of(path)
+        if checkpoint.sha256 is not None and digest != checkpoint.sha256:
+            raise PromptRegisterError(
+                f"refusing {path}: its SHA-256 {digest[:16]}... does not match {checkpoint.name} "
+                f"({checkpoint.sha256[:16]}...). The file is corrupted or not the official one; delete it and "
+                f"fetch it again from {checkpoint.url}"
+            )
+        self._verified[stamp] = digest
+        return digest
+
+    def find(self, name: str, path: Optional[os.PathLike] = None) -> Optional[Path]:
+        """The first existing file for `name` (explicit path first), or None. Does not verify."""
+        checkpoint = self.get(name)
+        if path is not None:
+            return Path(path).expanduser()
+        for candidate in self.candidates(checkpoint):
+            if candidate.exists():
+                return candidate
+        return None
+
+    def resolve(self, name: str, path: Optional[os.PathLike] = None,
+                progress: Optional[Callable[[int, Optional[int]], None]] = None) -> Path:
+        """A verified local file for checkpoint `name`, fetching it when allowed.
+
+        Arguments:
+            name: registry name.
+            path: an explicit file the user gave; it must exist and match.
+            progress: called as progress(bytes_done, bytes_total) while downloading.
+        """
+        checkpoint = self.get(name)
+        found = self.find(name, path)
+        if found is not None:
+            if not found.exists():
+                raise PromptRegisterError(f"checkpoint file {found} does not exist (given for {name})")
+            if checkpoint.family.startswith("hf-"):
+                return found
+            self.verify(checkpoint, found)
+            return found
+        if self.allow_download and checkpoint.downloadable and not checkpoint.family.startswith("hf-"):
+            return self.download(checkpoint, progress)
+        raise PromptRegisterError(self.missing_message(checkpoint))
+
+    def missing_message(self, checkpoint: Checkpoint) -> str:
+        """What to do when a checkpoint is nowhere to be found."""
+        places = " or ".join(str(p) for p in self.candidates(checkpoint))
+        how = (f"download {checkpoint.file_name} from {checkpoint.url}" if checkpoint.downloadable
+               else f"get {checkpoint.file_name} from {checkpoint.url} ({checkpoint.note})")
+        fetch = "" if not checkpoint.downloadable else f", or run `promptregister weights fetch {checkpoint.name}`"
+        why = "" if self.allow_download or not checkpoint.downloadable else " Downloads are turned off here."
+        return (f"model weights {checkpoint.name} ({checkpoint.file_name}) are not available.{why} "
+                f"To use it, {how} and put it at {places} (or set {WEIGHTS_DIR_ENV} to its folder, "
+                f"or pass its path){fetch}.")
+
+    def download(self, checkpoint: Checkpoint,
+                 progress: Optional[Callable[[int, Optional[int]], None]] = None) -> Path:
+        """Fetch a checkpoint into the cache, checking its SHA-256 before it is renamed into place."""
+        if not checkpoint.downloadable:
+            raise PromptRegisterError(self.missing_message(checkpoint))
+        target = self.cache_dir / checkpoint.file_name
+        partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+        digest = hashlib.sha256()
+        try:
+            response = urllib.request.urlopen(checkpoint.url, timeout=20)
+        except (urllib.error.URLError, OSError) as error:
+            raise PromptRegisterError(
+                f"cannot download {checkpoint.file_name} from {checkpoint.url} ({error}). "
+                + self.missing_message(checkpoint)
+            ) from None
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with response, open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or checkpoint.size
+                done = 0
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    digest.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+            actual = digest.hexdigest()
+            if checkpoint.sha256 is not None and actual != checkpoint.sha256:
+                raise PromptRegisterError(
+                    f"downloaded {checkpoint.file_name} has SHA-256 {actual[:16]}..., expected "
+                    f"{checkpoint.sha256[:16]}...; it was discarded. Try again later or fetch it by hand "
+                    f"from {checkpoint.url}"
+                )
+            os.replace(partial, target)
+        finally:
+            if partial.exists():
+                partial.unlink()
+        return target
+
+    def status(self) -> List[dict]:
+        """One row per checkpoint: its entry plus where it was found (or None)."""
+        rows = []
+        for name in sorted(self.registry):
+            checkpoint = self.registry[name]
+            found = self.find(name)
+            rows.append({**asdict(checkpoint), "path": str(found) if found else None})
+        return rows
+
+    def verify_all(self, names: Optional[Iterable[str]] = None) -> List[dict]:
+        """Check every present checkpoint; rows with 'ok', 'missing', 'unpinned' or the error message."""
+        rows = []
+        for name in names or sorted(self.registry):
+            checkpoint = self.get(name)
+            found = self.find(name)
+            if found is None:
+                rows.append({"name": name, "path": None, "result": "missing"})
+                continue
+            if checkpoint.family.startswith("hf-"):
+                rows.append({"name": name, "path": str(found), "result": "present (folder, not checksummed)"})
+                continue
+            try:
+                digest = self.verify(checkpoint, found)
+                result = "ok" if checkpoint.sha256 else f"unpinned (SHA-256 {digest})"
+            except PromptRegisterError as error:
+                result = f"REFUSED: {error}"
+            rows.append({"name": name, "path": str(found), "result": result})
+        return rows
+
+
+def load_state_dict(path: Path) -> dict:
+    """Load a checkpoint's tensors without executing any pickled code.
+
+    Accepts a plain state dict or one nested under "model" / "state_dict"
+    (GroundingDINO's and many fine-tuning scripts' layout).
+    """
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise PromptRegisterError(
+            f"{path} is not a plain tensor checkpoint and was not loaded (it would need to run pickled code: "
+            f"{str(error).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise PromptRegisterError(f"{path} could not be read as a PyTorch checkpoint: {error}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise PromptRegisterError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    return state
+
+
+def describe(checkpoint: Checkpoint) -> str:
+    """One-line JSON of an entry, for logs."""
+    return json.dumps(asdict(checkpoint))
