@@ -14,6 +14,7 @@ For offline use and for tests on real anatomy where no model weights exist.
 
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -99,9 +100,11 @@ class ClassicalSegmenter(Segmenter):
             x0, y0, x1, y1 = (box * factor).tolist()
             in_box[:] = False
             in_box[max(0, int(np.floor(y0))):int(np.ceil(y1)) + 1, max(0, int(np.floor(x0))):int(np.ceil(x1)) + 1] = True
-            if not inside.any():  # a box alone: its centre region is the object
-                cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
-                inside[min(cy, small[0] - 1), min(cx, small[1] - 1)] = True
+            if not inside.any():  # a box alone: the central part of the box is the object
+                cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+                hy, hx = max(0.5, 0.15 * (y1 - y0)), max(0.5, 0.15 * (x1 - x0))
+                inside[max(0, int(cy - hy)):min(small[0], int(np.ceil(cy + hy))),
+                       max(0, int(cx - hx)):min(small[1], int(np.ceil(cx + hx)))] = True
             outside |= ~ndimage.binary_dilation(in_box, iterations=1)
         inside = ndimage.binary_dilation(inside, iterations=1) & ~outside
         reference = float(np.median(smooth[inside])) if inside.any() else float(np.median(smooth))
@@ -117,8 +120,10 @@ class ClassicalSegmenter(Segmenter):
                 border[[0, -1], :] = True
                 border[:, [0, -1]] = True
                 seeds[border & (seeds == 0)] = 2
-            probability = random_walker(smooth, seeds, beta=self.beta, mode="cg_j", tol=1e-3,
-                                        return_full_prob=True)[0]
+            with warnings.catch_warnings():  # its "probability slightly outside [0, 1]" note is harmless here
+                warnings.simplefilter("ignore", UserWarning)
+                probability = random_walker(smooth, seeds, beta=self.beta, mode="cg_j", tol=1e-3,
+                                            return_full_prob=True)[0]
             mask = probability > 0.5
             mask &= in_box
             mask = self._component(mask, inside)

@@ -59,17 +59,40 @@ class HFGroundingDino(TextDetector):
         elif Path(source).expanduser().is_dir():
             location = str(Path(source).expanduser())
         local_only = Path(location).is_dir() or not manager.allow_download or _offline()
+        if local_only and not Path(location).is_dir():
+            # transformers may still probe the network with local_files_only, so look in the hub cache ourselves
+            location = cls._cached_snapshot(location) or location
+            if not Path(location).is_dir():
+                raise PromptRegisterError(cls._missing(source, manager, "are off"))
         try:
             processor = AutoProcessor.from_pretrained(location, local_files_only=local_only)
             model = GroundingDinoForObjectDetection.from_pretrained(location, local_files_only=local_only)
         except (OSError, ValueError) as error:
             raise PromptRegisterError(
-                f"GroundingDINO model {source!r} is not available ({str(error).splitlines()[0]}). Put the model "
-                f"folder (config.json, model.safetensors, tokenizer and preprocessor files) in "
-                f"{os.environ.get('PROMPTREGISTER_WEIGHTS_DIR', manager.cache_dir)} or pass its path; downloads "
-                f"{'are off' if local_only else 'failed'}."
+                cls._missing(source, manager, "are off" if local_only else "failed")
+                + f" ({str(error).splitlines()[0]})"
             ) from None
         return cls(model, processor, name=Path(location).name, device=device)
+
+    @staticmethod
+    def _cached_snapshot(repo_id: str) -> Optional[str]:
+        """The folder of a hub model already in the Hugging Face cache, or None."""
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return None
+        try:
+            found = try_to_load_from_cache(repo_id, "config.json")
+        except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
+            return None
+        return str(Path(found).parent) if isinstance(found, str) else None
+
+    @staticmethod
+    def _missing(source: str, manager: WeightsManager, downloads: str) -> str:
+        folder = os.environ.get("PROMPTREGISTER_WEIGHTS_DIR") or manager.cache_dir
+        return (f"GroundingDINO model {source!r} is not available (downloads {downloads}). Put the model folder "
+                f"(config.json, model.safetensors, tokenizer and preprocessor files) in {folder}, pass its path, or "
+                f"run `promptregister weights fetch {source}` where downloads are allowed.")
 
     @torch.no_grad()
     def _detect(self, image: np.ndarray, phrases: List[str], box_threshold: float,

@@ -46,6 +46,12 @@ def caption(phrases: Sequence[str]) -> str:
     return " . ".join(clean_phrases(phrases)) + " ."
 
 
+def _tidy(phrase: str) -> str:
+    """Drop tokenizer markers ([CLS], [SEP]) and separators from a decoded phrase."""
+    words = [w for w in str(phrase).replace(".", " ").split() if not (w.startswith("[") and w.endswith("]"))]
+    return " ".join(words)
+
+
 def check_thresholds(box_threshold: float, text_threshold: float) -> None:
     for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
         if not 0.0 <= float(value) <= 1.0:
@@ -75,7 +81,8 @@ class TextDetector(ABC):
         boxes = np.asarray(found.boxes, dtype=np.float64).reshape(-1, 4)
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
-        return Detections(boxes, np.asarray(found.scores, dtype=np.float32).reshape(-1), list(found.phrases))
+        phrases_found = [_tidy(phrase) for phrase in found.phrases]
+        return Detections(boxes, np.asarray(found.scores, dtype=np.float32).reshape(-1), phrases_found)
 
     @abstractmethod
     def _detect(self, image: np.ndarray, phrases: List[str], box_threshold: float,

@@ -1,0 +1,196 @@
+"""SAM-family segmenters on a tiny real-class model: loading through the
+weights manager, predictor-equivalent coordinates on non-square slices,
+prototype pooling, and everything mode against the stock generator."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from promptregister import PromptRegisterError
+from promptregister.intensity import IntensityWindow
+from promptregister.models import EverythingOptions, build_segmenter
+from promptregister.models.everything import grid_points, stock_everything
+from promptregister.models.sam import SamSegmenter, register_architecture
+from promptregister.models.weights import Checkpoint, WeightsManager, sha256_of
+from promptregister.slicing import SliceFrame
+from tiny_models import TINY_SAM_ARCHITECTURE, build_tiny_sam
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """The tiny SAM saved as a plain state dict and registered with its checksum."""
+    register_architecture(TINY_SAM_ARCHITECTURE, build_tiny_sam)
+    folder = tmp_path_factory.mktemp("weights")
+    path = folder / "tiny_sam.pth"
+    torch.save(build_tiny_sam(seed=3).state_dict(), path)
+    entry = Checkpoint("tiny_sam", TINY_SAM_ARCHITECTURE, "sam", path.name, "https://example.invalid/tiny_sam.pth",
+                       sha256_of(path), path.stat().st_size, "test")
+    return folder, entry
+
+
+def manager_for(folder, *entries) -> WeightsManager:
+    manager = WeightsManager(weights_dir=folder, cache_dir=folder / "cache", allow_download=False)
+    for entry in entries:
+        manager.add(entry)
+    return manager
+
+
+@pytest.fixture(scope="module")
+def segmenter(tiny_weights) -> SamSegmenter:
+    folder, entry = tiny_weights
+    return SamSegmenter.from_checkpoint("tiny_sam", manager_for(folder, entry), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prostate_slice(data_root):
+    """A real, non-square slice: a prostate T2 slice resampled to 150 x 230 pixels."""
+    from skimage.transform import resize
+
+    from promptregister.io import read_volume
+
+    volume = read_volume(data_root / "promise12_prostate_t2" / "case01_t2.nii.gz")
+    frame = SliceFrame.for_geometry(volume.geometry)
+    window = IntensityWindow.from_percentiles(volume.array)
+    plane = frame.extract(volume.array, frame.num_slices // 2)
+    return window.to_rgb(resize(plane, (150, 230), order=1, preserve_range=True))
+
+
+def test_checkpoint_loads_bit_identical_through_the_manager(tiny_weights, segmenter):
+    reference = build_tiny_sam(seed=3).state_dict()
+    loaded = segmenter.model.state_dict()
+    assert reference.keys() == loaded.keys()
+    assert all(torch.equal(reference[k], loaded[k]) for k in reference)
+    assert segmenter.checkpoint_sha256 == tiny_weights[1].sha256
+    assert tiny_weights[1].sha256 in segmenter.identity
+
+
+def test_tampered_checkpoint_is_refused(tiny_weights, tmp_path):
+    folder, entry = tiny_weights
+    shutil.copy(folder / entry.file_name, tmp_path / entry.file_name)
+    data = bytearray((tmp_path / entry.file_name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / entry.file_name).write_bytes(bytes(data))
+    with pytest.raises(PromptRegisterError, match="refusing .*SHA-256 .*does not match tiny_sam"):
+        SamSegmenter.from_checkpoint("tiny_sam", manager_for(tmp_path, entry), device="cpu")
+
+
+def test_missing_vit_b_gives_the_clear_error_and_writes_nothing(tmp_path):
+    manager = WeightsManager(weights_dir=tmp_path / "weights", cache_dir=tmp_path / "cache", allow_download=False)
+    with pytest.raises(PromptRegisterError) as error:
+        build_segmenter("vit_b", manager=manager, device="cpu")
+    message = str(error.value)
+    assert "sam_vit_b_01ec64.pth" in message
+    assert "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth" in message
+    assert str(tmp_path / "weights" / "sam_vit_b_01ec64.pth") in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_model_is_not_replaced_by_another(tmp_path):
+    manager = WeightsManager(weights_dir=tmp_path, allow_download=False)
+    with pytest.raises(PromptRegisterError, match="unknown model 'vit_x'"):
+        build_segmenter("vit_x", manager=manager)
+
+
+def test_points_and_boxes_match_sam_predictor_on_a_non_square_slice(segmenter, prostate_slice):
+    from segment_anything import SamPredictor
+
+    predictor = SamPredictor(segmenter.model)
+    predictor.set_image(prostate_slice)
+    embedding = segmenter.embed([prostate_slice])[0]
+    assert embedding.grid.image_size == (150, 230)
+    assert embedding.grid.input_size == (167, 256)  # long side 230 -> 256, 150 * 256 / 230 = 166.96
+    assert torch.allclose(embedding.features, predictor.features[0], atol=1e-5)
+    points = np.array([[180.0, 40.0], [30.0, 120.0]])
+    labels = np.array([1, 0])
+    ours = segmenter.segment(embedding, points, labels)
+    masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, multimask_output=True)
+    assert ours.masks.shape == (3, 150, 230)
+    np.testing.assert_allclose(ours.scores, scores, atol=1e-5)
+    assert (ours.masks != masks).mean() < 1e-3
+    box = np.array([20.0, 10.0, 200.0, 90.0])
+    ours = segmenter.segment(embedding, box=box, multimask=False)
+    masks, scores, _ = predictor.predict(box=box, multimask_output=False)
+    np.testing.assert_allclose(ours.scores, scores, atol=1e-5)
+    assert (ours.masks != masks).mean() < 1e-3
+
+
+def test_prompts_outside_the_slice_or_empty_are_rejected(segmenter, prostate_slice):
+    embedding = segmenter.embed([prostate_slice])[0]
+    with pytest.raises(PromptRegisterError, match="outside the 230 x 150 slice"):
+        segmenter.segment(embedding, np.array([[240.0, 10.0]]))
+    with pytest.raises(PromptRegisterError, match="at least one point or a box"):
+        segmenter.segment(embedding)
+    with pytest.raises(PromptRegisterError, match="box .* is empty"):
+        segmenter.segment(embedding, box=np.array([50, 50, 40, 60]))
+
+
+def test_prototype_pools_only_the_valid_region(segmenter, prostate_slice):
+    embedding = segmenter.embed([prostate_slice])[0]
+    grid = embedding.grid
+    valid = grid.valid_cells()
+    # 167 of 256 input rows are image: cells 0-9 full, cell 10 is 7/16 image, cells 11-15 padding
+    np.testing.assert_allclose(valid[:, 0], [1.0] * 10 + [7 / 16] + [0.0] * 5, atol=1e-9)
+    mask = np.zeros(grid.image_size, bool)
+    mask[100:, 150:] = True  # reaches the bottom edge, next to the padding
+    prototype = embedding.prototype(mask)
+    poisoned = embedding.features.clone()
+    poisoned[:, valid == 0] = 1e6
+    embedding.features = poisoned
+    np.testing.assert_allclose(embedding.prototype(mask), prototype, rtol=1e-6)
+    weights = grid.coverage(mask)
+    assert weights[valid == 0].max() == 0.0
+    # total coverage is the mask area in cell units
+    cell_area = (grid.image_size[0] / grid.input_size[0] * 16) * (grid.image_size[1] / grid.input_size[1] * 16)
+    assert weights.sum() == pytest.approx(mask.sum() / cell_area, rel=1e-9)
+    similarity = embedding.similarity(prototype)
+    assert np.isnan(similarity[valid == 0]).all() and np.isfinite(similarity[valid > 0]).all()
+
+
+@pytest.mark.parametrize("options", [
+    EverythingOptions(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0,
+                      foreground_only=False),
+    EverythingOptions(points_per_side=12, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7,
+                      foreground_only=False),
+    # the tiny model's logits are small, so a small offset gives stability scores spread over 0.05-0.3
+    EverythingOptions(points_per_side=12, pred_iou_thresh=-0.11, stability_score_thresh=0.2, box_nms_thresh=0.9,
+                      stability_score_offset=0.02, foreground_only=False),
+], ids=["all-masks", "nms", "stability-filter"])
+def test_everything_mode_gives_the_stock_generators_masks(segmenter, prostate_slice, options):
+    embedding = segmenter.embed([prostate_slice])[0]
+    ours = segmenter.segment_everything(embedding, options)
+    stock = stock_everything(segmenter, prostate_slice, options)
+    assert len(stock) > 0
+    assert len(ours) == len(stock)
+    assert np.array_equal(ours.masks, stock.masks)
+    np.testing.assert_allclose(ours.scores, stock.scores, atol=1e-6)
+    np.testing.assert_allclose(ours.stability, stock.stability, atol=1e-6)
+    np.testing.assert_allclose(ours.points, stock.points, atol=1e-9)
+
+
+def test_everything_mode_skips_background_grid_points(segmenter, prostate_slice):
+    image = prostate_slice.copy()
+    image[:, :115] = 0  # left half is background
+    embedding = segmenter.embed([image])[0]
+    options = EverythingOptions(points_per_side=16)
+    points = grid_points(embedding, options)
+    assert 0.45 * 256 < len(points) < 0.6 * 256
+    assert points[:, 0].min() > 115 - 230 / 16
+
+
+def test_medsam_preprocessing_stretches_and_scales_to_unit_range(tiny_weights, prostate_slice):
+    folder, entry = tiny_weights
+    medsam = Checkpoint("tiny_medsam", entry.architecture, "medsam", entry.file_name, entry.url, entry.sha256,
+                        entry.size, "test")
+    segmenter = SamSegmenter.from_checkpoint("tiny_medsam", manager_for(folder, medsam), device="cpu")
+    tensor = segmenter._input_tensor(prostate_slice)
+    assert tensor.shape == (3, 256, 256)
+    assert float(tensor.min()) == 0.0 and float(tensor.max()) == 1.0
+    embedding = segmenter.embed([prostate_slice])[0]
+    assert embedding.grid.input_size == (256, 256) and embedding.grid.valid_cells().min() == pytest.approx(1.0)
+    result = segmenter.segment(embedding, box=np.array([20.0, 10.0, 200.0, 90.0]))
+    assert result.masks.shape == (3, 150, 230)
+    assert "medsam" in segmenter.identity
