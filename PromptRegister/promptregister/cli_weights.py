@@ -45,10 +45,10 @@ def _run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':22} {'family':17} {'file':34} {'size':>9}  {'sha256':17} {'licence':11} found at")
+    print(f"{'name':22} {'family':17} {'file':34} {'size':>9}  {'sha256':19} {'licence':11} found at")
     for row in rows:
-        sha = (row["sha256"][:16] + "…") if row["sha256"] else "(none published)"
-        print(f"{row['name']:22} {row['family']:17} {row['file_name']:34} {_size(row['size']):>9}  {sha:17} "
+        sha = (row["sha256"][:16] + "...") if row["sha256"] else "(none published)"
+        print(f"{row['name']:22} {row['family']:17} {row['file_name']:34} {_size(row['size']):>9}  {sha:19} "
               f"{row['licence']:11} {row['path'] or '-'}")
     return 0
 
