@@ -94,7 +94,7 @@ class EverythingOptions:
     """
 
     points_per_side: int = 16
-    points_per_batch: int = 128
+    points_per_batch: int = 64
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
     stability_score_offset: float = 1.0

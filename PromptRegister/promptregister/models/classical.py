@@ -69,7 +69,7 @@ class ClassicalSegmenter(Segmenter):
             grid = self.grid_for(image.shape[:2])
             rows, cols = grid._overlap(0), grid._overlap(1)
             weight = rows.sum(1)[:, None] * cols.sum(1)[None, :]
-            features = np.einsum("gh,chw,kw->cgk", rows, describe(image), cols)
+            features = (rows @ describe(image).astype(np.float64)) @ cols.T  # (C, rows, cols)
             features = np.where(weight > 0, features / np.maximum(weight, 1e-12), 0.0)
             results.append((features.astype(np.float32), grid))
         return results

@@ -5,7 +5,7 @@ What the stock `SamAutomaticMaskGenerator` does per grid point: decode three
 masks, upsample all of them to 1024 x 1024 and then to the slice, compute the
 stability score at full resolution, filter, de-duplicate by box NMS. Here:
 - grid points on the dark background of a scan are skipped (optional);
-- all points are decoded in large batches;
+- points are decoded in batches (64 by default, as the stock generator);
 - the quality filter runs on the decoder's predicted IoU and a stability
   pre-filter runs on the 256 x 256 logits of the valid region (with a margin),
   so most masks are never upsampled;
