@@ -12,7 +12,6 @@ cannot be had is an error: nothing silently falls back to another model.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import urllib.error
 import urllib.request
@@ -309,7 +308,3 @@ def load_state_dict(path: Path) -> dict:
         raise PromptRegisterError(f"{path} does not hold a state dict (found {type(state).__name__})")
     return state
 
-
-def describe(checkpoint: Checkpoint) -> str:
-    """One-line JSON of an entry, for logs."""
-    return json.dumps(asdict(checkpoint))
