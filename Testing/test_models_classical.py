@@ -25,6 +25,13 @@ def labelled_slices(image_path, label_path, labels, every=1, min_area=20):
                 yield window.to_rgb(frame.extract(image.array, k)), mask
 
 
+def first_prostate_slice(data_root, min_area=20):
+    """The first PROMISE12 case01 slice whose gland label covers at least `min_area` pixels: (rgb, mask)."""
+    folder = data_root / "promise12_prostate_t2"
+    return next(labelled_slices(folder / "case01_t2.nii.gz", folder / "case01_prostate.nii.gz", [1],
+                                min_area=min_area))
+
+
 def deepest_point(mask):
     depth = ndimage.distance_transform_edt(mask)
     row, col = np.unravel_index(np.argmax(depth), mask.shape)
@@ -65,9 +72,7 @@ def test_a_click_inside_a_labelled_structure_segments_it(data_root, structure, b
 
 def test_box_and_negative_points_constrain_the_mask(data_root):
     segmenter = ClassicalSegmenter()
-    rgb, mask = next(labelled_slices(data_root / "promise12_prostate_t2" / "case01_t2.nii.gz",
-                                     data_root / "promise12_prostate_t2" / "case01_prostate.nii.gz", [1],
-                                     min_area=300))
+    rgb, mask = first_prostate_slice(data_root, 300)
     embedding = segmenter.embed([rgb])[0]
     rows, cols = np.nonzero(mask)
     box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], float)
@@ -86,8 +91,7 @@ def test_box_and_negative_points_constrain_the_mask(data_root):
 
 def test_everything_mode_finds_regions_in_the_foreground(data_root):
     segmenter = ClassicalSegmenter()
-    rgb, mask = next(labelled_slices(data_root / "promise12_prostate_t2" / "case01_t2.nii.gz",
-                                     data_root / "promise12_prostate_t2" / "case01_prostate.nii.gz", [1]))
+    rgb, mask = first_prostate_slice(data_root)
     embedding = segmenter.embed([rgb])[0]
     found = segmenter.segment_everything(embedding, EverythingOptions(points_per_side=16))
     assert len(found) >= 5
@@ -99,9 +103,7 @@ def test_everything_mode_finds_regions_in_the_foreground(data_root):
 def test_similarity_is_highest_on_the_same_tissue(data_root):
     """The prototype of the gland matches the gland better than the background does (what SAMReg relies on)."""
     segmenter = ClassicalSegmenter()
-    rgb, mask = next(labelled_slices(data_root / "promise12_prostate_t2" / "case01_t2.nii.gz",
-                                     data_root / "promise12_prostate_t2" / "case01_prostate.nii.gz", [1],
-                                     min_area=200))
+    rgb, mask = first_prostate_slice(data_root, 200)
     embedding = segmenter.embed([rgb])[0]
     similarity = embedding.similarity(embedding.prototype(mask))
     coverage = embedding.grid.coverage(mask)
