@@ -150,6 +150,35 @@ def test_prototype_pools_only_the_valid_region(segmenter, prostate_slice):
     assert np.isnan(similarity[valid == 0]).all() and np.isfinite(similarity[valid > 0]).all()
 
 
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("multimask", [True, False])
+def test_many_prompt_decoder_matches_the_stock_mask_decoder(depth, multimask):
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+
+    from promptregister.models.many_prompt_decoder import ManyPromptDecoder
+
+    torch.manual_seed(depth)
+    prompt_encoder = PromptEncoder(embed_dim=32, image_embedding_size=(16, 16), input_image_size=(256, 256),
+                                   mask_in_chans=16)
+    transformer = TwoWayTransformer(depth=depth, embedding_dim=32, mlp_dim=64, num_heads=2)
+    decoder = MaskDecoder(num_multimask_outputs=3, transformer=transformer, transformer_dim=32,
+                          iou_head_depth=3, iou_head_hidden_dim=64).eval()
+    image = torch.randn(1, 32, 16, 16)
+    points = torch.rand(10, 2, 2) * 256
+    labels = torch.tensor([[1, 0]] * 10)
+    boxes = torch.sort(torch.rand(10, 2, 2) * 256, dim=1).values.reshape(10, 4)
+    with torch.no_grad():
+        sparse, dense = prompt_encoder(points=(points, labels), boxes=boxes, masks=None)
+        stock_masks, stock_iou = decoder(image_embeddings=image, image_pe=prompt_encoder.get_dense_pe(),
+                                         sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                         multimask_output=multimask)
+        ours = ManyPromptDecoder(decoder, image[0], prompt_encoder.get_dense_pe()[0], dense[0])(sparse, multimask)
+        chosen = torch.tensor([7, 2, 5])
+        masks = ours.for_prompts(chosen)
+    np.testing.assert_allclose(ours.iou, stock_iou, atol=1e-5 * stock_iou.abs().max())
+    np.testing.assert_allclose(masks, stock_masks[chosen], atol=1e-5 * stock_masks.abs().max())
+
+
 @pytest.mark.parametrize("options", [
     EverythingOptions(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0,
                       foreground_only=False),
@@ -165,9 +194,13 @@ def test_everything_mode_gives_the_stock_generators_masks(segmenter, prostate_sl
     stock = stock_everything(segmenter, prostate_slice, options)
     assert len(stock) > 0
     assert len(ours) == len(stock)
-    assert np.array_equal(ours.masks, stock.masks)
+    # Our decoder sums the same terms in another order (float32 rounding, about 1e-7 of the logits), so
+    # a pixel whose logit is within rounding of the threshold may flip: at most 1 in 10 000 per mask.
+    flipped = (ours.masks != stock.masks).sum(axis=(1, 2))
+    assert flipped.max() <= 1e-4 * ours.masks[0].size
+    assert (flipped > 0).mean() < 0.05
     np.testing.assert_allclose(ours.scores, stock.scores, atol=1e-6)
-    np.testing.assert_allclose(ours.stability, stock.stability, atol=1e-6)
+    np.testing.assert_allclose(ours.stability, stock.stability, atol=1e-3)
     np.testing.assert_allclose(ours.points, stock.points, atol=1e-9)
 
 

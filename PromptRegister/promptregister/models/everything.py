@@ -5,8 +5,11 @@ What the stock `SamAutomaticMaskGenerator` does per grid point: decode three
 masks, upsample all of them to 1024 x 1024 and then to the slice, compute the
 stability score at full resolution, filter, de-duplicate by box NMS. Here:
 - grid points on the dark background of a scan are skipped (optional);
-- points are decoded in batches (64 by default, as the stock generator);
-- the quality filter runs on the decoder's predicted IoU and a stability
+- points are decoded in batches (64 by default, as the stock generator) by
+  `ManyPromptDecoder`, which shares the image-side work of the mask decoder
+  between prompts and computes masks only for prompts that pass the predicted
+  IoU filter;
+- a stability
   pre-filter runs on the 256 x 256 logits of the valid region (with a margin),
   so most masks are never upsampled;
 - only surviving masks are upsampled, their stability is recomputed exactly at
@@ -82,22 +85,29 @@ def sam_everything(segmenter: "SamSegmenter", embedding: SliceEmbedding,
     threshold = float(getattr(segmenter.model, "mask_threshold", 0.0))
     points = grid_points(embedding, options)
 
+    decoder = segmenter.many_prompt_decoder(embedding)
     kept_logits, kept_iou, kept_points = [], [], []
     for start in range(0, len(points), options.points_per_batch):
         batch = points[start:start + options.points_per_batch]
         # float64 coordinates, as the stock generator passes them to the prompt encoder
         coords = torch.as_tensor(grid.to_input(batch), device=segmenter.device)[:, None, :]
         labels = torch.ones((len(batch), 1), dtype=torch.int, device=segmenter.device)
-        low_res, iou = segmenter.decode(embedding, coords, labels, None, multimask=True)
+        decoded = decoder(segmenter.sparse_prompts(coords, labels), multimask=True)
+        iou = decoded.iou
+        keep = torch.ones_like(iou, dtype=torch.bool)
+        if options.pred_iou_thresh > 0.0:
+            keep &= iou > options.pred_iou_thresh
+        # the quality filter needs only the IoU head: masks are computed for the prompts with a mask left
+        wanted = torch.nonzero(keep.any(dim=1)).flatten()
+        if len(wanted) == 0:
+            continue
+        low_res = decoded.for_prompts(wanted)
+        keep, iou = keep[wanted].flatten(), iou[wanted].flatten()
         n_masks = low_res.shape[1]
         low_rows = int(np.ceil(grid.input_size[0] / grid.model_size * low_res.shape[-2]))
         low_cols = int(np.ceil(grid.input_size[1] / grid.model_size * low_res.shape[-1]))
         low_res = low_res.flatten(0, 1)
-        iou = iou.flatten(0, 1)
-        batch_points = torch.as_tensor(np.repeat(batch, n_masks, axis=0))
-        keep = torch.ones(len(iou), dtype=torch.bool, device=iou.device)
-        if options.pred_iou_thresh > 0.0:
-            keep &= iou > options.pred_iou_thresh
+        batch_points = torch.as_tensor(np.repeat(batch[wanted.cpu().numpy()], n_masks, axis=0))
         if options.stability_score_thresh > 0.0:
             rough = stability_score(low_res[:, :low_rows, :low_cols], threshold, options.stability_score_offset)
             keep &= rough >= options.stability_score_thresh - STABILITY_PREFILTER_MARGIN

@@ -24,6 +24,7 @@ from .base import (EverythingMasks, EverythingOptions, MaskPrediction, Segmenter
 from .cache import EmbeddingCache
 from .device import resolve_device
 from .grid import EmbeddingGrid
+from .many_prompt_decoder import ManyPromptDecoder
 from .weights import WeightsManager, load_state_dict
 
 PREPROCESSING = ("sam", "medsam")
@@ -180,6 +181,18 @@ class SamSegmenter(Segmenter):
         return self.model.mask_decoder(image_embeddings=features, image_pe=prompt_encoder.get_dense_pe(),
                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                        multimask_output=multimask)
+
+    def sparse_prompts(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The prompt encoder's sparse embeddings of point prompts in model-input coordinates, (B, k, C)."""
+        sparse, _ = self.model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        return sparse
+
+    def many_prompt_decoder(self, embedding: SliceEmbedding) -> ManyPromptDecoder:
+        """A mask decoder for many prompts without mask input on this slice (see many_prompt_decoder.py)."""
+        prompt_encoder = self.model.prompt_encoder
+        _, dense = prompt_encoder(points=None, boxes=None, masks=None)
+        features = embedding.features.to(self.device, torch.float32)
+        return ManyPromptDecoder(self.model.mask_decoder, features, prompt_encoder.get_dense_pe()[0], dense[0])
 
     @torch.no_grad()
     def segment(self, embedding: SliceEmbedding, points: Optional[np.ndarray] = None,
