@@ -28,10 +28,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Rows [start, stop) of FactoredTokens.rows. An attention block's rows are
+    per-head values times a shared matrix (``values (P, T, H, d)`` x
+    ``SharedImage.basis(basis)``), which makes their products with the shared
+    base cheap; rows without that structure (constants) have ``values=None``."""
+
+    start: int
+    stop: int
+    values: Optional[torch.Tensor] = None
+    basis: Tuple[torch.nn.Module, ...] = ()
 
 
 @dataclass
@@ -46,10 +59,17 @@ class FactoredTokens:
     coeffs: torch.Tensor  # (P, r, N)
     rows: torch.Tensor    # (P, r, C)
     const: torch.Tensor   # (P, C)
+    blocks: Tuple[RowBlock, ...] = ()
 
     @property
     def rank(self) -> int:
         return self.coeffs.shape[1]
+
+    def subset(self, index: torch.Tensor) -> "FactoredTokens":
+        blocks = tuple(RowBlock(b.start, b.stop, None if b.values is None else b.values[index], b.basis)
+                       for b in self.blocks)
+        return FactoredTokens(self.base_level, self.scale[index], self.coeffs[index], self.rows[index],
+                              self.const[index], blocks)
 
 
 class SharedImage:
@@ -62,6 +82,7 @@ class SharedImage:
         self.bases = [tokens]         # base of level k: after k LayerNorms of the image tokens
         self._centred: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}
         self._projected: Dict[Tuple[int, int, bool], torch.Tensor] = {}
+        self._bases_of_rows: Dict[tuple, torch.Tensor] = {}
 
     def base(self, level: int) -> torch.Tensor:
         return self.bases[level]
@@ -79,6 +100,30 @@ class SharedImage:
         if level + 1 == len(self.bases):
             self.bases.append(self.centred(level)[0] * norm.weight)
         return level + 1
+
+    def basis(self, key: Tuple[torch.nn.Module, ...]) -> torch.Tensor:
+        """(H, d, C): an attention's output projection per head, then for every LayerNorm in the key since,
+        centred over the channels and times the norm's gain."""
+        if key not in self._bases_of_rows:
+            if len(key) == 1:
+                attention = key[0]
+                heads = attention.num_heads
+                weight = attention.out_proj.weight.T
+                basis = weight.reshape(heads, weight.shape[0] // heads, weight.shape[1])
+            else:
+                basis = self.basis(key[:-1])
+                basis = (basis - basis.mean(dim=-1, keepdim=True)) * key[-1].weight
+            self._bases_of_rows[key] = basis
+        return self._bases_of_rows[key]
+
+    def centred_times_basis(self, level: int, key: Tuple[torch.nn.Module, ...]) -> torch.Tensor:
+        """centred base(level) @ basis(key)^T, (N, H, d)."""
+        cache_key = (level, key)
+        if cache_key not in self._bases_of_rows:
+            basis = self.basis(key)
+            product = self.centred(level)[0] @ basis.flatten(0, 1).T
+            self._bases_of_rows[cache_key] = product.view(-1, *basis.shape[:2])
+        return self._bases_of_rows[cache_key]
 
     def projected(self, level: int, linear: torch.nn.Linear) -> torch.Tensor:
         """base(level) @ W^T, (N, D); no bias."""
@@ -101,14 +146,34 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 def _project_factored(shared: SharedImage, keys: FactoredTokens, linear: torch.nn.Linear,
                       with_positional: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Factors of linear(keys [+ positional]): (base part (N, D), rows part (P, r, D), per-prompt part (P, D)),
-    the shared positional part (with the bias) folded into the base part's companion returned separately."""
+    """Factors of linear(keys [+ positional]) = scale * base part + coeffs @ rows part + per-prompt part
+    [+ positional part]: (base part (N, D), rows part (P, r, D), per-prompt part (P, D)). The bias goes with the
+    positional part when there is one (see `SharedImage.positional_projected`)."""
     base_part = shared.projected(keys.base_level, linear)
     rows_part = keys.rows @ linear.weight.T
     const_part = keys.const @ linear.weight.T
     if not with_positional:
         const_part = const_part + linear.bias
     return base_part, rows_part, const_part
+
+
+def _scores_against_image(shared: SharedImage, keys: FactoredTokens, linear: torch.nn.Linear,
+                          tokens: torch.Tensor) -> torch.Tensor:
+    """tokens . linear(keys + positional) per head, for every prompt: (P, H, T, N), the image tokens last and
+    contiguous. tokens: (P, T, H, d), already projected and scaled."""
+    n_prompts, n_tokens, heads, _ = tokens.shape
+    base, rows, const = _project_factored(shared, keys, linear, with_positional=True)
+    positional = shared.positional_projected(linear)
+    if keys.base_level == 0:  # the image tokens before any LayerNorm: scale is one, add the positional part first
+        scores = torch.einsum("pthd,nhd->phtn", tokens, _heads(base + positional, heads))
+    else:
+        scores = torch.einsum("pthd,nhd->phtn", tokens, _heads(base, heads)).mul_(keys.scale[:, None, None, :])
+        scores += torch.einsum("pthd,nhd->phtn", tokens, _heads(positional, heads))
+    scores += torch.einsum("pthd,phd->pht", tokens, _heads(const, heads))[..., None]
+    if keys.rank:
+        through_rows = torch.einsum("pthd,prhd->phtr", tokens, _heads(rows, heads))
+        scores += (through_rows.reshape(n_prompts, heads * n_tokens, -1) @ keys.coeffs).view(scores.shape)
+    return scores
 
 
 def token_to_image(attention: torch.nn.Module, shared: SharedImage, queries: torch.Tensor,
@@ -118,20 +183,11 @@ def token_to_image(attention: torch.nn.Module, shared: SharedImage, queries: tor
     per_head = attention.internal_dim // heads
     n_prompts, n_tokens = queries.shape[:2]
     q = _heads(attention.q_proj(queries), heads) / math.sqrt(per_head)           # (P, T, H, d)
-
-    base_k, rows_k, const_k = _project_factored(shared, keys, attention.k_proj, with_positional=True)
-    positional_k = shared.positional_projected(attention.k_proj)
-    scores = torch.einsum("pthd,nhd->phtn", q, _heads(base_k, heads)) * keys.scale[:, None, None, :]
-    scores += torch.einsum("pthd,nhd->phtn", q, _heads(positional_k, heads))
-    scores += torch.einsum("pthd,phd->pht", q, _heads(const_k, heads))[..., None]
-    if keys.rank:
-        through_rows = torch.einsum("pthd,prhd->phtr", q, _heads(rows_k, heads))
-        scores += (through_rows.reshape(n_prompts, heads * n_tokens, -1) @ keys.coeffs).view(
-            n_prompts, heads, n_tokens, -1)
-    probabilities = torch.softmax(scores, dim=-1)                                   # (P, H, T, N)
+    probabilities = torch.softmax(_scores_against_image(shared, keys, attention.k_proj, q), dim=-1)
 
     base_v, rows_v, const_v = _project_factored(shared, keys, attention.v_proj, with_positional=False)
-    out = torch.einsum("phtn,nhd->pthd", probabilities * keys.scale[:, None, None, :], _heads(base_v, heads))
+    weights = probabilities if keys.base_level == 0 else probabilities * keys.scale[:, None, None, :]
+    out = torch.einsum("phtn,nhd->pthd", weights, _heads(base_v, heads))
     out += _heads(const_v, heads)[:, None]  # probabilities sum to one
     if keys.rank:
         mixed = (probabilities.reshape(n_prompts, heads * n_tokens, -1) @ keys.coeffs.transpose(1, 2)).view(
@@ -148,30 +204,22 @@ def image_to_token(attention: torch.nn.Module, shared: SharedImage, keys: Factor
     n_prompts, n_tokens = token_keys.shape[:2]
     k = _heads(attention.k_proj(token_keys), heads) / math.sqrt(per_head)          # (P, T, H, d)
     v = _heads(attention.v_proj(token_values), heads)
-
-    base_q, rows_q, const_q = _project_factored(shared, keys, attention.q_proj, with_positional=True)
-    positional_q = shared.positional_projected(attention.q_proj)
-    # scores laid out (P, H, T, N): the softmax over the few tokens then runs along contiguous image tokens
-    scores = torch.einsum("pthd,nhd->phtn", k, _heads(base_q, heads)) * keys.scale[:, None, None, :]
-    scores += torch.einsum("pthd,nhd->phtn", k, _heads(positional_q, heads))
-    scores += torch.einsum("pthd,phd->pht", k, _heads(const_q, heads))[..., None]
-    if keys.rank:
-        through_rows = torch.einsum("prhd,pthd->phtr", _heads(rows_q, heads), k).reshape(
-            n_prompts, heads * n_tokens, keys.rank)
-        scores += (through_rows @ keys.coeffs).view(n_prompts, heads, n_tokens, -1)
+    # softmax over the few tokens (dim 2), computed along the contiguous image tokens
+    scores = _scores_against_image(shared, keys, attention.q_proj, k)
     scores -= scores.amax(dim=2, keepdim=True)
     probabilities = scores.exp_()
     probabilities /= probabilities.sum(dim=2, keepdim=True)
     probabilities = probabilities.reshape(n_prompts, heads * n_tokens, -1)         # (P, H*T, N)
 
     # out_proj(concat_h P_h v_h) = sum_h P_h (v_h W_out,h^T) + b: rows are the per-head values projected out
-    out_weight = attention.out_proj.weight                                          # (C, H*d)
-    rows = torch.einsum("pthd,chd->phtc", v, out_weight.view(-1, heads, per_head)).reshape(
-        n_prompts, heads * n_tokens, -1)
+    basis = shared.basis((attention,))                                              # (H, d, C)
+    rows = torch.einsum("pthd,hdc->phtc", v, basis).reshape(n_prompts, heads * n_tokens, -1)
+    block = RowBlock(keys.rank, keys.rank + rows.shape[1], values=v, basis=(attention,))
     return FactoredTokens(base_level=keys.base_level, scale=keys.scale,
                           coeffs=torch.cat([keys.coeffs, probabilities], dim=1),
                           rows=torch.cat([keys.rows, rows], dim=1),
-                          const=keys.const + attention.out_proj.bias)
+                          const=keys.const + attention.out_proj.bias,
+                          blocks=keys.blocks + (block,))
 
 
 def layer_norm(norm: torch.nn.LayerNorm, shared: SharedImage, keys: FactoredTokens) -> FactoredTokens:
@@ -184,18 +232,34 @@ def layer_norm(norm: torch.nn.LayerNorm, shared: SharedImage, keys: FactoredToke
     rows = rows - rows.mean(dim=-1, keepdim=True)
     base, base_norms = shared.centred(keys.base_level)
     # |s b + c R|^2 = s^2 |b|^2 + c . (2 s R b + (R R^T) c), with b and R centred over the channels;
-    # R b for all prompts is one large product
-    cross = (rows.reshape(-1, channels) @ base.T).view(n_prompts, -1, n_image)              # (P, r, N)
+    # accumulated block by block to keep the (P, rows, N) temporaries small
+    blocks = keys.blocks + (RowBlock(keys.rank, keys.rank + 1),)
     gram = rows @ rows.transpose(1, 2)                                                        # (P, r, r)
-    cross = torch.baddbmm(cross.mul_(2.0 * keys.scale[:, None, :]), gram, coeffs)
-    squares = (coeffs * cross).sum(dim=1)
-    squares += keys.scale.square() * base_norms
+    twice_scale = 2.0 * keys.scale[:, None, :]
+    squares = keys.scale.square() * base_norms
+    for block in blocks:
+        partial = _rows_times_centred_base(shared, keys.base_level, block, rows).mul_(twice_scale)
+        partial.baddbmm_(gram[:, block.start:block.stop], coeffs)
+        squares += partial.mul_(coeffs[:, block.start:block.stop]).sum(dim=1)
     inverse_std = torch.rsqrt(squares.clamp_min(0.0) / channels + norm.eps)                   # (P, N)
     return FactoredTokens(base_level=shared.normalised_level(keys.base_level, norm),
                           scale=keys.scale * inverse_std,
                           coeffs=coeffs.mul_(inverse_std[:, None, :]),
                           rows=rows * norm.weight,
-                          const=norm.bias.expand(n_prompts, channels))
+                          const=norm.bias.expand(n_prompts, channels),
+                          blocks=tuple(RowBlock(b.start, b.stop, b.values, b.basis + (norm,) if b.basis else ())
+                                       for b in blocks))
+
+
+def _rows_times_centred_base(shared: SharedImage, level: int, block: RowBlock, rows: torch.Tensor) -> torch.Tensor:
+    """rows[block] @ centred base(level)^T, (P, rows in block, N); through the shared basis when it has one
+    (N T D multiply-adds per prompt instead of N H T C). The base is centred, so centring the rows changes nothing."""
+    if block.values is None:
+        base = shared.centred(level)[0]
+        return rows[:, block.start:block.stop] @ base.T
+    values = block.values
+    through_basis = shared.centred_times_basis(level, block.basis)
+    return torch.einsum("pthd,nhd->phtn", values, through_basis).reshape(values.shape[0], block.stop - block.start, -1)
 
 
 def materialise(shared: SharedImage, keys: FactoredTokens) -> torch.Tensor:
@@ -221,9 +285,7 @@ class LowResMasks:
     def for_prompts(self, index: torch.Tensor) -> torch.Tensor:
         """Low-resolution logits (len(index), masks per prompt, 4h, 4w) of the chosen prompts."""
         keys = self._keys
-        subset = FactoredTokens(keys.base_level, keys.scale[index], keys.coeffs[index], keys.rows[index],
-                                keys.const[index])
-        tokens = materialise(self._shared, subset)
+        tokens = materialise(self._shared, keys.subset(index))
         count, _, channels = tokens.shape
         src = tokens.transpose(1, 2).reshape(count, channels, *self._grid_shape)
         upscaled = self._decoder.output_upscaling(src)
