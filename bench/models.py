@@ -31,7 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PROMPTREGISTER_DATA", REPO.parent / "shared" / "data"))
 
 
-def bench_slice() -> np.ndarray:
+def bench_slice(saved: str = "") -> np.ndarray:
+    """The benchmark slice, or a copy saved with --save-slice (for machines without ../shared/data)."""
+    if saved:
+        return np.load(saved)
     from skimage.transform import resize
 
     from promptregister.intensity import IntensityWindow
@@ -55,7 +58,7 @@ def timed(function, repeat: int) -> float:
     return float(np.median(times))
 
 
-def child(model: str, device: str, stock: bool, everything: bool) -> dict:
+def child(model: str, device: str, stock: bool, everything: bool, saved_slice: str = "") -> dict:
     """All measurements for one model in this process."""
     import torch
 
@@ -63,7 +66,7 @@ def child(model: str, device: str, stock: bool, everything: bool) -> dict:
     from promptregister.models.cache import EmbeddingCache
 
     torch.manual_seed(0)
-    image = bench_slice()
+    image = bench_slice(saved_slice)
     if model == "classical":
         from promptregister.models.classical import ClassicalSegmenter
 
@@ -80,6 +83,8 @@ def child(model: str, device: str, stock: bool, everything: bool) -> dict:
     segmenter.segment(embedding, point)
     row["decoder_ms"] = 1000 * timed(lambda: segmenter.segment(embedding, point), 5)
     options = EverythingOptions(points_per_side=16)
+    if everything and device != "cpu":  # first calls on a GPU include kernel selection and library start-up
+        segmenter.segment_everything(embedding, options)
     row["everything_s"] = timed(lambda: segmenter.segment_everything(embedding, options), 1) if everything else None
     if model != "classical" and everything:
         from promptregister.models.everything import grid_points
@@ -87,9 +92,16 @@ def child(model: str, device: str, stock: bool, everything: bool) -> dict:
         row["points_kept"] = int(len(grid_points(embedding, options)))
         every_point = EverythingOptions(points_per_side=16, foreground_only=False)
         row["everything_all_points_s"] = timed(lambda: segmenter.segment_everything(embedding, every_point), 1)
+        # random weights predict IoU < 0.88 for every mask, so no mask is upscaled above; the worst case for real
+        # weights is every mask passing the quality filter
+        every_mask = EverythingOptions(points_per_side=16, foreground_only=False, pred_iou_thresh=0.0,
+                                       stability_score_thresh=0.0)
+        row["everything_every_mask_s"] = timed(lambda: segmenter.segment_everything(embedding, every_mask), 1)
         if stock:
             from promptregister.models.everything import stock_everything
 
+            if device != "cpu":
+                stock_everything(segmenter, image, options)
             row["stock_everything_s"] = timed(lambda: stock_everything(segmenter, image, options), 1)
     with tempfile.TemporaryDirectory() as folder:
         segmenter.cache = EmbeddingCache(disk_dir=folder)
@@ -102,10 +114,12 @@ def child(model: str, device: str, stock: bool, everything: bool) -> dict:
             segmenter.embed([image])
         row["cache_disk_hit_ms"] = 1000 * timed(disk_hit, 5)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.startswith("cuda"):
+        row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return row
 
 
-def run_child(model: str, allocator: str, device: str, stock: bool, everything: bool) -> dict:
+def run_child(model: str, allocator: str, device: str, stock: bool, everything: bool, saved_slice: str = "") -> dict:
     from promptregister.runtime import tcmalloc_library
 
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD",)}
@@ -116,7 +130,7 @@ def run_child(model: str, allocator: str, device: str, stock: bool, everything: 
             return {"model": model, "allocator": allocator, "error": "tcmalloc not installed"}
         env["LD_PRELOAD"] = library
     command = [sys.executable, __file__, "--child", model, "--device", device] + (["--stock"] if stock else []) \
-        + (["--everything"] if everything else [])
+        + (["--everything"] if everything else []) + (["--slice", saved_slice] if saved_slice else [])
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return {"model": model, "allocator": allocator, "error": result.stderr.strip().splitlines()[-1]}
@@ -127,25 +141,31 @@ def run_child(model: str, allocator: str, device: str, stock: bool, everything: 
 
 def table(rows) -> str:
     header = ("| model | malloc | encoder s/slice | decoder ms/prompt | everything s/slice: stock | ours (all points) "
-              "| ours (foreground points) | ours vs stock | memory-hit ms | disk-hit ms | peak MB "
-              "| 200x200x96 pair: embed both | everything, 96 slices |")
-    lines = [header, "|" + " --- |" * 13]
+              "| ours (foreground points) | ours vs stock | ours, every mask upscaled | memory-hit ms | disk-hit ms "
+              "| peak MB | 200x200x96 pair: embed both | everything, 96 slices |")
+    lines = [header, "|" + " --- |" * 14]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['allocator']} | error: {r['error']} |" + " |" * 11)
+            lines.append(f"| {r['model']} | {r['allocator']} | error: {r['error']} |" + " |" * 12)
             continue
         stock = r.get("stock_everything_s")
         ours = r.get("everything_s")
         all_points = r.get("everything_all_points_s")
+        every_mask = r.get("everything_every_mask_s")
         kept = f" ({r['points_kept']}/256 points)" if "points_kept" in r else ""
+        gpu_peak = f" (GPU {r['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in r else ""
         lines.append(
-            f"| {r['model']} | {r['allocator']} | {r['encoder_s']:.2f} | {r['decoder_ms']:.0f} | "
-            f"{'-' if stock is None else f'{stock:.1f}'} | {'-' if all_points is None else f'{all_points:.1f}'} | "
-            f"{'(same decoder as vit_t)' if ours is None else f'{ours:.1f}{kept}'} | "
-            f"{'-' if stock is None or ours is None else f'{stock / ours:.1f}x'} | "
-            f"{r['cache_memory_hit_ms']:.1f} | {r['cache_disk_hit_ms']:.1f} | {r['peak_rss_mb']:.0f} | "
-            f"{192 * r['encoder_s'] / 60:.1f} min | {'-' if ours is None else f'{96 * ours / 60:.1f} min'} |")
+            f"| {r['model']} | {r['allocator']} | {_s(r['encoder_s'])} | {_s(r['decoder_ms'])} | {_s(stock)} | "
+            f"{_s(all_points)} | {'(same decoder as vit_t)' if ours is None else _s(ours) + kept} | "
+            f"{'-' if stock is None or ours is None else f'{stock / ours:.1f}x'} | {_s(every_mask)} | "
+            f"{_s(r['cache_memory_hit_ms'])} | {_s(r['cache_disk_hit_ms'])} | {r['peak_rss_mb']:.0f}{gpu_peak} | "
+            f"{_s(192 * r['encoder_s'] / 60)} min | {'-' if ours is None else _s(96 * ours / 60) + ' min'} |")
     return "\n".join(lines)
+
+
+def _s(value) -> str:
+    """Seconds (or ms) with three significant digits; '-' when not measured."""
+    return "-" if value is None else f"{value:.3g}"
 
 
 def main() -> None:
@@ -156,12 +176,17 @@ def main() -> None:
     parser.add_argument("--everything-models", default="vit_t,classical",
                         help="models whose everything mode is timed (vit_b has the same decoder as vit_t)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--slice", default="", help="a slice saved with --save-slice instead of reading the data")
+    parser.add_argument("--save-slice", default="", help="save the benchmark slice (.npy) and exit")
     parser.add_argument("--everything", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--stock", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.save_slice:
+        np.save(args.save_slice, bench_slice())
+        return
     if args.child:
-        print(json.dumps(child(args.child, args.device, args.stock, args.everything)))
+        print(json.dumps(child(args.child, args.device, args.stock, args.everything, args.slice)))
         return
     rows = []
     for allocator in args.allocators.split(","):
@@ -169,7 +194,7 @@ def main() -> None:
             stock = model in args.stock_models.split(",")
             print(f"running {model} with {allocator} ...", file=sys.stderr, flush=True)
             everything = model in args.everything_models.split(",")
-            rows.append(run_child(model, allocator, args.device, stock, everything))
+            rows.append(run_child(model, allocator, args.device, stock, everything, args.slice))
     print(table(rows))
 
 
