@@ -78,7 +78,7 @@ class MaskPrediction:
         return self.masks[int(np.argmax(self.scores))]
 
 
-@dataclass
+@dataclass(frozen=True)
 class EverythingOptions:
     """Settings of everything mode (SAM's automatic mask generator, single crop).
 
