@@ -1,4 +1,4 @@
-"""Command line: `promptregister fit | warp | evaluate`.
+"""Command line: `promptregister register | fit | warp | evaluate | weights`.
 
 Every user-fixable problem ends with a one-line `error: ...` and exit code 2,
 never a traceback.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from . import __version__
+from .cli_register import add_register_command
 from .cli_weights import add_weights_command
 from .errors import PromptRegisterError
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"promptregister {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    add_register_command(commands)
     _add_fit(commands)
     _add_warp(commands)
     _add_evaluate(commands)
@@ -262,9 +264,7 @@ class _ProgressBar:
 
     def __enter__(self) -> Callable[[str, float], None]:
         if not self.quiet:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", file=sys.stderr)
+            self._open()
         return self.update
 
     def update(self, stage: str, fraction: float) -> None:
@@ -273,10 +273,18 @@ class _ProgressBar:
         percent = int(100 * min(max(fraction, 0.0), 1.0))
         if (stage, percent) == self.shown:
             return
+        if stage != self.shown[0] and self.shown[0]:  # a new stage gets its own bar; the finished one stays
+            self.bar.close()
+            self._open()
         self.shown = (stage, percent)
         self.bar.set_description_str(stage, refresh=False)
         self.bar.n = percent
         self.bar.refresh()
+
+    def _open(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", file=sys.stderr)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -127,12 +127,16 @@ class RoiPairs:
         return layers or [np.zeros(geometry.shape, dtype=np.int32)]
 
     # -- files ----------------------------------------------------------------
-    def save(self, folder: str | os.PathLike, prefix: str = "") -> Dict[str, Path]:
+    def save(self, folder: str | os.PathLike, prefix: str = "",
+             metrics: Optional[Sequence[Dict[str, Any]]] = None) -> Dict[str, Path]:
         """Write <prefix>fixed_rois.nii.gz, <prefix>moving_rois.nii.gz and <prefix>pairs.json.
 
         Label value k + 1 marks pair k on both sides. Overlapping ROIs spill into
         extra files named ...fixed_rois.layer2.nii.gz and so on, listed in the JSON.
+        `metrics` (one dict per pair, e.g. Dice after registration) are stored with each pair.
         """
+        if metrics is not None and len(metrics) != len(self.pairs):
+            raise PromptRegisterError(f"{len(metrics)} metric entries for {len(self.pairs)} ROI pairs")
         folder = Path(folder)
         written: Dict[str, Path] = {}
         files: Dict[str, List[str]] = {}
@@ -157,6 +161,7 @@ class RoiPairs:
                     "source": pair.source,
                     "fixed_voxels": int(pair.fixed_mask.sum()),
                     "moving_voxels": int(pair.moving_mask.sum()),
+                    **(metrics[number - 1] if metrics is not None else {}),
                 }
                 for number, pair in enumerate(self.pairs, start=1)
             ],

@@ -26,8 +26,12 @@ from .grid import EmbeddingGrid
 
 GRID_CELLS = 64
 SCALES = (1.0, 2.0, 4.0)
+JET_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
 TOLERANCES = (0.10, 0.20, 0.30)  # of the uint8 range; tight / medium / loose
+REACH = (0.08, 0.15, 0.25)  # of the slice's long side: how far each output may extend from the clicks
 MAX_SIDE = 256  # slices larger than this are segmented at reduced resolution
+import os
+POSITION_WEIGHT = float(os.environ.get("PW", "2.0"))  # weight of the two position channels relative to one appearance channel
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -35,16 +39,40 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def describe(image: np.ndarray) -> np.ndarray:
-    """(C, H, W) float32 local descriptors of one slice, centred near zero so cosine similarity discriminates."""
+    """(C, H, W) float32 local descriptors of one slice: the Gaussian jet (smoothed intensity, first and
+    second derivatives, scale-normalised) at five scales from 1 to 16 px, so a region's prototype describes
+    both its own appearance and its surroundings, plus local standard deviation at the three finer scales
+    and the position relative to the slice's foreground (SAM's features carry position too)."""
     grey = _grey(image)
     channels = []
+    for sigma in JET_SCALES:
+        for order in ((0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (2, 0)):
+            weight = sigma ** sum(order)  # scale normalisation
+            channels.append(weight * ndimage.gaussian_filter(grey, sigma, order=order))
     for sigma in SCALES:
-        smooth = ndimage.gaussian_filter(grey, sigma)
-        channels.append(smooth - 0.5)
-        channels.append(4.0 * ndimage.gaussian_gradient_magnitude(grey, sigma))
         variance = ndimage.gaussian_filter(grey * grey, 2 * sigma) - ndimage.gaussian_filter(grey, 2 * sigma) ** 2
-        channels.append(2.0 * np.sqrt(np.clip(variance, 0, None)) - 0.1)
+        channels.append(np.sqrt(np.clip(variance, 0, None)))
+    rows, cols = np.mgrid[:grey.shape[0], :grey.shape[1]].astype(np.float32)
+    foreground = foreground_mask(image, 10)
+    if foreground.sum() < 4:
+        foreground = np.ones_like(foreground)
+    for coordinate in (rows, cols):
+        values = coordinate[foreground]
+        spread = max(float(values.std()), 1.0)
+        channels.append((coordinate - float(values.mean())) / spread)
     return np.stack(channels).astype(np.float32)
+
+
+def standardise(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each channel to zero mean and unit variance over the valid cells (padding stays 0), so that cosine
+    similarity compares the pattern of descriptors, not their common offset."""
+    values = features[:, valid]
+    mean = values.mean(axis=1)
+    std = np.maximum(values.std(axis=1), 1e-6)
+    scaled = (features - mean[:, None, None]) / std[:, None, None]
+    scaled[:, ~valid] = 0.0
+    scaled[-2:] *= POSITION_WEIGHT  # keep the position channels' extra weight after scaling
+    return scaled
 
 
 class ClassicalSegmenter(Segmenter):
@@ -58,7 +86,7 @@ class ClassicalSegmenter(Segmenter):
 
     @property
     def identity(self) -> str:
-        return f"classical|v1|{GRID_CELLS}|{SCALES}"
+        return f"classical|v2|{GRID_CELLS}|{JET_SCALES}|{SCALES}|{POSITION_WEIGHT}"
 
     def grid_for(self, image_size) -> EmbeddingGrid:
         return EmbeddingGrid.longest_side(image_size, GRID_CELLS, (GRID_CELLS, GRID_CELLS))
@@ -71,6 +99,7 @@ class ClassicalSegmenter(Segmenter):
             weight = rows.sum(1)[:, None] * cols.sum(1)[None, :]
             features = (rows @ describe(image).astype(np.float64)) @ cols.T  # (C, rows, cols)
             features = np.where(weight > 0, features / np.maximum(weight, 1e-12), 0.0)
+            features = standardise(features, weight > 0)
             results.append((features.astype(np.float32), grid))
         return results
 
@@ -110,9 +139,15 @@ class ClassicalSegmenter(Segmenter):
         reference = float(np.median(smooth[inside])) if inside.any() else float(np.median(smooth))
         tolerances = TOLERANCES if multimask else TOLERANCES[1:2]
         masks, scores, logits = [], [], []
-        for tolerance in tolerances:
+        # SAM's masks are objects around the click; a random walker on soft tissue can leak across the whole
+        # slice, so each output is also confined to a disc around the positive seeds (part / object / whole)
+        reach = ndimage.distance_transform_edt(~inside) if inside.any() else np.zeros(small)
+        radii = REACH if multimask else REACH[1:2]
+        for tolerance, radius in zip(tolerances, radii):
             seeds = np.zeros(small, np.int32)
             far = np.abs(smooth - reference) > tolerance
+            if box is None:
+                far |= reach > radius * max(small)
             seeds[far | outside] = 2
             seeds[inside] = 1
             if not (seeds == 2).any():

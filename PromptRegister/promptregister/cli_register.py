@@ -1,0 +1,187 @@
+"""`promptregister register`: prompts -> ROI pairs -> transform, written to a folder.
+
+Everything is written to a temporary folder inside --out-dir and moved into
+place only when the whole run succeeded, so a failed or interrupted run leaves
+no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import List
+
+from .errors import PromptRegisterError
+
+OUTPUT_FILES = ("transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json")
+
+
+def add_register_command(commands: argparse._SubParsersAction) -> None:
+    from .dense.fit import FitOptions
+    from .methods import PromptRegOptions, SamRegOptions
+    from .models import DETECTOR_CHOICES, SEGMENTER_CHOICES
+
+    samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), FitOptions()
+    p = commands.add_parser(
+        "register",
+        help="register a moving image to a fixed image from text, points or automatically",
+        description="Find corresponding regions in the two images with SAM-family models (text -> Tell2Reg, "
+        "points -> PromptReg, --auto -> SAMReg), then fit a smooth displacement field that aligns them. "
+        "Writes transform.h5 (fixed -> moving, ITK convention), fixed_rois.nii.gz and moving_rois.nii.gz "
+        "(pair k has label k in both) and pairs.json (sources, similarity, Dice after registration).",
+    )
+    p.add_argument("--fixed", required=True, help="fixed (reference) image")
+    p.add_argument("--moving", required=True, help="moving image (the one that is resampled)")
+    p.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"')
+    p.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
+                   help="PromptReg point inside a structure of the moving image (repeat for more)")
+    p.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
+                   help="point outside the structure, on the same moving slice as a --point")
+    p.add_argument("--point-space", choices=["lps", "ras"], default="lps",
+                   help="coordinates of --point: ITK LPS (default) or Slicer RAS (mm)")
+    p.add_argument("--sample-points", type=int, default=0, metavar="N",
+                   help="PromptReg with N points sampled in the moving foreground (the paper uses 6)")
+    p.add_argument("--auto", action="store_true", help="SAMReg: segment everything and match (no prompt)")
+    p.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
+                   help="segmenter; auto = vit_b when its weights are present, else the classical backend")
+    p.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known one)")
+    p.add_argument("--detector", default="grounding-dino-tiny", choices=DETECTOR_CHOICES,
+                   help="text detector for --text (default %(default)s)")
+    p.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    p.add_argument("--search-mm", type=float, default=samreg.search_mm,
+                   help="fixed slices within +/- this distance are searched (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=samreg.threshold,
+                   help="minimum cosine similarity of a pair for --auto and --text (default %(default)s)")
+    p.add_argument("--pairs-per-slice", type=int, default=samreg.pairs_per_slice, help="(default %(default)s)")
+    p.add_argument("--max-pairs", type=int, default=samreg.max_pairs, help="(default %(default)s)")
+    p.add_argument("--slice-step", type=int, default=1, help="use every n-th moving slice for --auto and --text")
+    p.add_argument("--marginal-samples", type=int, default=promptreg.marginal_samples,
+                   help="PromptReg marginalisation transforms, 0 = off (default %(default)s)")
+    p.add_argument("--grid-spacing", type=float, default=fit.grid_spacing_mm, metavar="MM",
+                   help="B-spline control point spacing (default %(default)s)")
+    p.add_argument("--smoothness", type=float, default=fit.smoothness, help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
+    p.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_register)
+
+
+def parse_point(text: str, space: str) -> tuple:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise PromptRegisterError(f"a point is three numbers x,y,z in mm; got {text!r}")
+    if space == "ras":  # Slicer's RAS -> ITK's LPS
+        values = [-values[0], -values[1], values[2]]
+    return tuple(values)
+
+
+def choose_segmenter(args: argparse.Namespace):
+    """The segmenter asked for; `auto` says when it falls back to the classical backend."""
+    from .models import build_segmenter
+    from .models.weights import WeightsManager
+
+    model = args.model
+    if model == "auto":
+        manager = WeightsManager(allow_download=False)
+        if args.checkpoint or manager.find("sam_vit_b") is not None:
+            model = "vit_b"
+        else:
+            model = "classical"
+            print("note: no SAM weights found (sam_vit_b); using the weight-free classical backend. "
+                  "For SAM quality run `promptregister weights fetch sam_vit_b` and use --model vit_b.",
+                  file=sys.stderr)
+    return build_segmenter(model, checkpoint_path=args.checkpoint, device=args.device), model
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from .cli import _ProgressBar, _table
+    from .io import read_volume, write_transform, write_volume
+    from .methods import PointPrompt
+    from .register import register
+    from .warp import warp_volume
+
+    out_dir = Path(args.out_dir)
+    names = list(OUTPUT_FILES) + (["moving_resampled.nii.gz"] if args.resampled else [])
+    existing = [n for n in names if (out_dir / n).exists()]
+    if existing and not args.overwrite:
+        raise PromptRegisterError(f"{out_dir / existing[0]} exists; choose another --out-dir or add --overwrite")
+    text = args.text
+    if text is not None and not text.strip(" ,."):
+        raise PromptRegisterError("the text prompt is empty; give phrases such as --text \"prostate, bladder\"")
+    points = [PointPrompt(parse_point(p, args.point_space), True) for p in args.point]
+    points += [PointPrompt(parse_point(p, args.point_space), False) for p in args.negative_point]
+    if text is None and not points and not args.auto and args.sample_points <= 0:
+        raise PromptRegisterError("nothing to register with: give --text, --point, --sample-points N or --auto")
+
+    fixed = read_volume(args.fixed)
+    moving = read_volume(args.moving)
+    segmenter, model = choose_segmenter(args)
+    detector = None
+    if text is not None:
+        from .models import build_detector
+
+        detector = build_detector(args.detector, checkpoint_path=args.detector_checkpoint, device=args.device)
+    options = _options(args)
+    with _ProgressBar(args.quiet) as progress:
+        result = register(fixed, moving, segmenter=segmenter, text=text, points=points, auto=args.auto,
+                          sample_points=args.sample_points, detector=detector, options=options, progress=progress)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".promptregister-", dir=out_dir))
+    try:
+        transform = result.transform()
+        write_transform(transform, staging / "transform.h5")
+        result.pairs.save(staging, metrics=[{"dice_after": round(v, 4)} for v in result.dice_after])
+        if args.resampled:
+            write_volume(warp_volume(moving, transform, fixed.geometry), staging / "moving_resampled.nii.gz")
+        written = sorted(path.name for path in staging.iterdir())
+        for name in written:
+            (staging / name).replace(out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    summary = result.summary()
+    summary["model"] = model
+    summary["out_dir"] = str(out_dir)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    rows: List[List[str]] = [[pair.name, pair.source.get("method", ""), f"{pair.score:.3f}", f"{value:.3f}"]
+                             for pair, value in zip(result.pairs, result.dice_after)]
+    print(_table(["pair", "method", "similarity", "Dice after"], rows))
+    print(f"{len(result.pairs)} pairs ({', '.join(result.methods)}; model {model}); mean Dice after "
+          f"{summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")
+    print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    print(f"wrote {', '.join(written)} to {out_dir}")
+    return 0
+
+
+def _options(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from .dense.fit import FitOptions
+    from .methods import PromptRegOptions, SamRegOptions, Tell2RegOptions
+    from .register import RegisterOptions
+
+    return RegisterOptions(
+        samreg=replace(SamRegOptions(), search_mm=args.search_mm, threshold=args.threshold,
+                       pairs_per_slice=args.pairs_per_slice, max_pairs=args.max_pairs, slice_step=args.slice_step),
+        promptreg=replace(PromptRegOptions(), search_mm=args.search_mm, marginal_samples=args.marginal_samples,
+                          seed=args.seed),
+        tell2reg=replace(Tell2RegOptions(), search_mm=args.search_mm, threshold=args.threshold,
+                         pairs_per_slice=args.pairs_per_slice, slice_step=args.slice_step),
+        fit=FitOptions(grid_spacing_mm=args.grid_spacing, smoothness=args.smoothness, device=args.device,
+                       seed=args.seed),
+        seed=args.seed)
+

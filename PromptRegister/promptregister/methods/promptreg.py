@@ -1,0 +1,246 @@
+"""PromptReg: corresponding prompts (PromptReg paper, Secs. 2-3), in 3D.
+
+For each point prompt on the moving volume:
+1. the moving ROI is the segmenter's best mask for the prompt on its slice;
+2. its prototype is compared (cosine) with every embedding cell of the fixed
+   slices within +/- search_mm; the most similar cell is the primary
+   corresponding prompt (it picks the fixed slice and the in-plane point);
+3. the fixed ROI is the segmenter's best mask for that prompt, refined by
+   auxiliary prompts while the two ROIs' shapes disagree (auxiliary.py);
+4. optionally marginalised over random transforms of the moving slice and
+   prompt (marginal.py).
+The pair's score is the peak similarity; the ratio of the peak to the best
+similarity away from it is reported as a confidence figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import PromptRegisterError
+from ..models.base import SliceEmbedding
+from .auxiliary import auxiliary_prompt
+from .marginal import average_masks, random_transforms, sigmoid
+from .matching import cosine_matrix
+from .pairs import SlicePair
+from .slices import SlicedVolume
+
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class PointPrompt:
+    """A clicked point in LPS mm; positive (inside the structure) or negative (outside)."""
+
+    point: Tuple[float, float, float]
+    positive: bool = True
+
+
+@dataclass(frozen=True)
+class PromptRegOptions:
+    """Settings of PromptReg (defaults from the paper, Tables 3-4 and Sec. 4).
+
+    Attributes:
+        search_mm: fixed slices within +/- this distance of the prompt's slice position are searched.
+        sigma_mm: auxiliary prompts are added while the two directed Hausdorff distances differ by more.
+        step_px: a positive auxiliary point is stepped this far toward the fixed contour.
+        max_auxiliary: at most this many auxiliary prompts per pair.
+        marginal_samples: random transforms to marginalise over (0 turns marginalisation off).
+        peak_exclusion_cells: cells around the peak ignored when finding the second peak.
+        seed: seeds the random transforms.
+    """
+
+    search_mm: float = 11.0
+    sigma_mm: float = 20.0
+    step_px: float = 2.0
+    max_auxiliary: int = 3
+    marginal_samples: int = 4
+    peak_exclusion_cells: int = 3
+    seed: int = 0
+
+
+@dataclass
+class Peak:
+    """Where a prototype is most similar among the searched fixed slices."""
+
+    slice_index: int
+    xy: np.ndarray       # (x, y) fixed-slice pixels
+    similarity: float
+    confidence: float    # peak / best similarity at least peak_exclusion_cells away
+
+
+def find_peak(prototype: np.ndarray, embeddings: Sequence[Tuple[int, SliceEmbedding]],
+              exclusion_cells: int) -> Peak:
+    """The most similar embedding cell over several slices, as a point on its slice."""
+    maps = [(index, embedding, embedding.similarity(prototype)) for index, embedding in embeddings]
+    best = max(maps, key=lambda item: np.nanmax(item[2]) if np.isfinite(item[2]).any() else -np.inf)
+    index, embedding, similarity = best
+    if not np.isfinite(similarity).any():
+        raise PromptRegisterError("no valid embedding cell on the searched fixed slices")
+    row, col = np.unravel_index(int(np.nanargmax(similarity)), similarity.shape)
+    peak = float(similarity[row, col])
+    second = -np.inf
+    for _, _, other in maps:
+        masked = other.copy()
+        r0, c0 = max(0, row - exclusion_cells), max(0, col - exclusion_cells)
+        masked[r0:row + exclusion_cells + 1, c0:col + exclusion_cells + 1] = np.nan
+        if np.isfinite(masked).any():
+            second = max(second, float(np.nanmax(masked)))
+    confidence = peak / second if np.isfinite(second) and second > 0 else float("inf")
+    return Peak(index, cell_centre(embedding, row, col), peak, confidence)
+
+
+def cell_centre(embedding: SliceEmbedding, row: int, col: int) -> np.ndarray:
+    """(x, y) slice pixel position of an embedding cell's centre, kept inside the slice."""
+    grid = embedding.grid
+    cell_h, cell_w = grid.cell_size
+    xy = grid.to_image(np.array([(col + 0.5) * cell_w, (row + 0.5) * cell_h]))
+    height, width = grid.image_size
+    return np.clip(xy, [0.5, 0.5], [width - 0.5, height - 0.5])
+
+
+def best_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(mask, probability map) of the segmenter's highest-scoring multimask output."""
+    prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
+    best = int(np.argmax(prediction.scores))
+    return prediction.masks[best], sigmoid(prediction.logits[best])
+
+
+def matching_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray,
+                  prototype: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(mask, probability map) of the multimask output whose prototype is most similar to `prototype`:
+    of SAM's part / object / whole answers on the fixed slice, the one that corresponds to the moving ROI."""
+    prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
+    candidates = [i for i, mask in enumerate(prediction.masks) if mask.any()]
+    if not candidates:
+        best = int(np.argmax(prediction.scores))
+        return prediction.masks[best], sigmoid(prediction.logits[best])
+    similarity = cosine_matrix(prototype[None], np.stack([embedding.prototype(prediction.masks[i])
+                                                          for i in candidates]))[0]
+    best = candidates[int(np.argmax(similarity))]
+    return prediction.masks[best], sigmoid(prediction.logits[best])
+
+
+def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt]) -> List[Tuple[int, np.ndarray, np.ndarray, tuple]]:
+    """One prompt per positive point: (moving slice, points (n, 2), labels (n,), the LPS point), with the
+    negative points of the same slice added to every positive prompt there."""
+    if not prompts:
+        raise PromptRegisterError("PromptReg needs at least one point prompt")
+    located = [(moving.point_to_pixel(p.point), p) for p in prompts]
+    positives = [(s, xy, p) for (s, xy), p in located if p.positive]
+    if not positives:
+        raise PromptRegisterError("PromptReg needs at least one positive point (inside a structure)")
+    groups = []
+    for s, xy, prompt in positives:
+        negatives = [n_xy for (n_s, n_xy), p in located if not p.positive and n_s == s]
+        points = np.array([xy] + negatives, dtype=np.float64)
+        labels = np.array([1] + [0] * len(negatives))
+        groups.append((s, points, labels, tuple(float(v) for v in prompt.point)))
+    return groups
+
+
+def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[PointPrompt],
+              options: Optional[PromptRegOptions] = None,
+              progress: Optional[ProgressCallback] = None) -> List[SlicePair]:
+    """One region pair per positive point prompt."""
+    options = options or PromptRegOptions()
+    report = progress or (lambda stage, fraction: None)
+    groups = group_prompts(moving, prompts)
+    moving.embed([s for s, *_ in groups], report)
+    near = {s: fixed.slices_near(moving.relative_position(s), options.search_mm) for s, *_ in groups}
+    fixed.embed(sorted({f for group in near.values() for f in group}), report)
+    segmenter = moving.segmenter
+    pairs = []
+    for number, (s, points, labels, point_lps) in enumerate(groups):
+        report("promptreg: corresponding prompts", number / len(groups))
+        moving_embedding = moving.embedding(s)
+        moving_mask, moving_probability = best_mask(segmenter, moving_embedding, points, labels)
+        if not moving_mask.any():
+            continue
+        prototype = moving_embedding.prototype(moving_mask)
+        peak = find_peak(prototype, [(f, fixed.embedding(f)) for f in near[s]], options.peak_exclusion_cells)
+        fixed_embedding = fixed.embedding(peak.slice_index)
+        fixed_points, fixed_labels = peak.xy[None], np.array([1])
+        fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
+                                                      prototype)
+        auxiliary = 0
+        for _ in range(options.max_auxiliary):
+            if not fixed_mask.any():
+                break
+            extra = auxiliary_prompt(moving_mask, fixed_mask, moving.pixel_mm, fixed.pixel_mm,
+                                     options.sigma_mm, options.step_px)
+            if extra is None:
+                break
+            fixed_points = np.vstack([fixed_points, extra.xy[None]])
+            fixed_labels = np.append(fixed_labels, extra.label)
+            fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
+                                                          prototype)
+            auxiliary += 1
+        if options.marginal_samples > 0:
+            moving_mask, fixed_mask = _marginalise(
+                moving, s, points, labels, moving_probability, fixed_embedding, fixed_probability, options,
+                seed=options.seed + number) or (moving_mask, fixed_mask)
+        if not fixed_mask.any() or not moving_mask.any():
+            continue
+        pairs.append(SlicePair(
+            fixed_slice=peak.slice_index, fixed_mask=fixed_mask, moving_slice=s, moving_mask=moving_mask,
+            score=peak.similarity, name=f"prompt {number + 1}",
+            source={"method": "promptreg", "prompt_lps": [round(v, 3) for v in point_lps], "moving_slice": s,
+                    "fixed_slice": peak.slice_index, "fixed_prompt_px": np.round(peak.xy, 2).tolist(),
+                    "similarity": round(peak.similarity, 4), "confidence": round(min(peak.confidence, 1e6), 4),
+                    "auxiliary_prompts": auxiliary, "marginal_samples": options.marginal_samples}))
+    report("promptreg: corresponding prompts", 1.0)
+    return pairs
+
+
+def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
+                 moving_probability: np.ndarray, fixed_embedding: SliceEmbedding, fixed_probability: np.ndarray,
+                 options: PromptRegOptions, seed: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Average the ROI probabilities over random transforms of the moving slice and its prompt; the fixed
+    ROI of each copy is found on the fixed slice the untransformed prompt chose."""
+    segmenter = moving.segmenter
+    image = moving.image(s)
+    transforms = random_transforms(options.marginal_samples, image.shape[:2], seed)
+    height, width = image.shape[:2]
+    moving_maps, fixed_maps = [moving_probability], [fixed_probability]
+    transformed_images = [t.image(image) for t in transforms]
+    embeddings = segmenter.embed(transformed_images)
+    for transform, embedding in zip(transforms, embeddings):
+        moved = transform.points(points)
+        inside = (moved[:, 0] >= 0) & (moved[:, 0] <= width) & (moved[:, 1] >= 0) & (moved[:, 1] <= height)
+        if not inside[0]:  # the positive point left the slice (scaled up): this sample says nothing
+            continue
+        mask, probability = best_mask(segmenter, embedding, moved[inside], labels[inside])
+        if not mask.any():
+            continue
+        moving_maps.append(transform.back(probability))
+        prototype = embedding.prototype(mask)
+        peak = find_peak(prototype, [(0, fixed_embedding)], options.peak_exclusion_cells)
+        fixed_maps.append(matching_mask(segmenter, fixed_embedding, peak.xy[None], np.array([1]), prototype)[1])
+    moving_mask, fixed_mask = average_masks(moving_maps), average_masks(fixed_maps)
+    if not moving_mask.any() or not fixed_mask.any():
+        return None
+    return moving_mask, fixed_mask
+
+
+def sample_prompts(moving: SlicedVolume, count: int, seed: int) -> List[PointPrompt]:
+    """`count` positive prompts drawn uniformly (seeded) from the moving volume's foreground: voxels above
+    Otsu's threshold of the windowed volume, eroded by one voxel, on slices with foreground."""
+    from skimage.filters import threshold_otsu
+
+    if count < 1:
+        raise PromptRegisterError(f"the number of sampled prompts must be at least 1; got {count}")
+    intensities = moving.window.to_uint8(moving.volume.array)
+    foreground = intensities > threshold_otsu(intensities)
+    eroded = ndimage.binary_erosion(foreground)
+    candidates = np.argwhere(eroded if eroded.any() else foreground)  # (k, j, i)
+    if len(candidates) == 0:
+        raise PromptRegisterError("the moving image has no foreground to sample prompts from")
+    rng = np.random.default_rng(seed)
+    chosen = candidates[rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)]
+    points = moving.volume.geometry.index_to_physical(chosen[:, ::-1].astype(float))
+    return [PointPrompt(tuple(float(v) for v in point)) for point in points]

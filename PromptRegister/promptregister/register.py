@@ -1,0 +1,205 @@
+"""The engine's main entry point: prompts -> ROI pairs -> displacement field.
+
+`register(fixed, moving, text=..., points=..., auto=...)` runs the
+correspondence methods the prompts ask for (text -> Tell2Reg, points or
+sampled points -> PromptReg, auto -> SAMReg), pools and de-duplicates their
+pairs, fits the dense transform and reports per-pair similarity and
+post-registration Dice, Jacobian folding and stage timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .dense.fit import FitOptions, FitResult, fit_transform
+from .errors import PromptRegisterError
+from .methods.pairs import SlicePair, deduplicate, to_roi_pairs
+from .methods.promptreg import PointPrompt, PromptRegOptions, promptreg, sample_prompts
+from .methods.samreg import SamRegOptions, samreg
+from .methods.slices import SlicedVolume
+from .methods.tell2reg import Tell2RegOptions, tell2reg
+from .metrics import dice, jacobian_stats
+from .models.base import Segmenter
+from .models.text import TextDetector, clean_phrases
+from .roipairs import RoiPairs
+from .volume import Volume
+from .warp import warp_volume
+
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass
+class RegisterOptions:
+    """Settings of every stage.
+
+    Attributes:
+        samreg, promptreg, tell2reg: the methods' settings.
+        fit: the dense stage's settings.
+        duplicate_iou: pairs overlapping a better pair by more than this IoU on both sides are dropped.
+        auto_points: PromptReg prompts sampled in the moving foreground when no points are given
+            and sampling is asked for (the paper's default is 6).
+        seed: seeds sampled prompts and marginalisation.
+    """
+
+    samreg: SamRegOptions = field(default_factory=SamRegOptions)
+    promptreg: PromptRegOptions = field(default_factory=PromptRegOptions)
+    tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
+    fit: FitOptions = field(default_factory=FitOptions)
+    duplicate_iou: float = 0.8
+    auto_points: int = 6
+    seed: int = 0
+
+
+@dataclass
+class RegistrationResult:
+    """What `register` found.
+
+    Attributes:
+        pairs: the ROI pairs used (3D masks on both grids, score and source each).
+        fit: the dense stage's result (field, linear part, levels).
+        dice_after: per pair, Dice of the fixed ROI and the moving ROI warped onto the fixed grid.
+        jacobian: Jacobian determinant statistics of the field (folding_percent among them).
+        timings: seconds per stage.
+        methods: the methods that ran, in order.
+    """
+
+    pairs: RoiPairs
+    fit: FitResult
+    dice_after: List[float]
+    jacobian: Dict[str, float]
+    timings: Dict[str, float]
+    methods: List[str]
+
+    def transform(self):
+        return self.fit.transform()
+
+    def summary(self) -> Dict[str, object]:
+        return {
+            "methods": self.methods,
+            "pairs": [{"name": pair.name, "score": round(float(pair.score), 4), "dice_after": round(value, 4),
+                       "source": pair.source} for pair, value in zip(self.pairs, self.dice_after)],
+            "mean_dice_after": round(float(np.mean(self.dice_after)), 4) if self.dice_after else None,
+            "jacobian": {key: round(value, 5) for key, value in self.jacobian.items()},
+            "timings_s": {key: round(value, 3) for key, value in self.timings.items()},
+            "fit": self.fit.summary(),
+        }
+
+
+def check_volumes(fixed: Volume, moving: Volume) -> None:
+    """Clear errors for inputs no method can use."""
+    for volume, name in ((fixed, "fixed"), (moving, "moving")):
+        array = volume.array
+        if array.ndim != 3:
+            raise PromptRegisterError(f"the {name} image must be 3D; got shape {array.shape}")
+        if min(array.shape) < 2:
+            raise PromptRegisterError(f"the {name} image is {array.shape} voxels; each side needs at least 2")
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise PromptRegisterError(
+                f"the {name} image contains NaN or infinite voxels; replace them (e.g. with 0) before registering")
+        if float(array.max()) == float(array.min()):
+            raise PromptRegisterError(f"the {name} image is constant; there is nothing to match")
+
+
+def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequence[str]] = None,
+               points: Optional[Sequence[PointPrompt]] = None, auto: bool = False, sample_points: int = 0,
+               options: Optional[RegisterOptions] = None, detector: Optional[TextDetector] = None,
+               progress: Optional[ProgressCallback] = None, timings: Optional[Dict[str, float]] = None
+               ) -> tuple:
+    """Run the asked-for methods; returns (de-duplicated slice pairs, method names)."""
+    options = options or RegisterOptions()
+    timings = timings if timings is not None else {}
+    found: List[SlicePair] = []
+    methods: List[str] = []
+    if text is not None:
+        phrases = clean_phrases(text)
+        started = time.perf_counter()
+        found += tell2reg(fixed, moving, detector, phrases, options.tell2reg, progress)
+        timings["tell2reg"] = time.perf_counter() - started
+        methods.append("tell2reg")
+    prompts = list(points or [])
+    if sample_points:
+        prompts += sample_prompts(moving, sample_points, options.seed)
+    if prompts:
+        started = time.perf_counter()
+        found += promptreg(fixed, moving, prompts, options.promptreg, progress)
+        timings["promptreg"] = time.perf_counter() - started
+        methods.append("promptreg")
+    if auto:
+        started = time.perf_counter()
+        found += samreg(fixed, moving, options.samreg, progress)
+        timings["samreg"] = time.perf_counter() - started
+        methods.append("samreg")
+    if not methods:
+        raise PromptRegisterError("nothing to register with: give a text prompt, points, or ask for auto")
+    return deduplicate(found, options.duplicate_iou), methods
+
+
+def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optional[Sequence[str]] = None,
+             points: Optional[Sequence[PointPrompt]] = None, auto: bool = False, sample_points: int = 0,
+             detector: Optional[TextDetector] = None, options: Optional[RegisterOptions] = None,
+             progress: Optional[ProgressCallback] = None) -> RegistrationResult:
+    """Register `moving` to `fixed` from prompts.
+
+    Arguments:
+        fixed, moving: 3D volumes (any grids; LPS geometry).
+        segmenter: the SAM-family or classical segmenter.
+        text: phrases for Tell2Reg (a comma-separated string works); needs `detector`.
+        points: point prompts on the moving volume (LPS mm) for PromptReg.
+        auto: SAMReg (segment everything and match).
+        sample_points: also sample this many PromptReg prompts in the moving foreground (seeded).
+        options: see RegisterOptions.
+        progress: called as progress(stage, fraction).
+    Returns:
+        RegistrationResult; its transform maps fixed points to moving points.
+    """
+    options = options or RegisterOptions()
+    check_volumes(fixed, moving)
+    timings: Dict[str, float] = {}
+    fixed_slices = SlicedVolume(fixed, segmenter, name="fixed")
+    moving_slices = SlicedVolume(moving, segmenter, name="moving")
+    slice_pairs, methods = find_pairs(fixed_slices, moving_slices, text=text, points=points, auto=auto,
+                                      sample_points=sample_points, options=options, detector=detector,
+                                      progress=progress, timings=timings)
+    pairs = to_roi_pairs(slice_pairs, fixed_slices, moving_slices)
+    if len(pairs) == 0:
+        raise PromptRegisterError(
+            "no corresponding regions were found between the images; try other prompts, a larger search "
+            "range (--search-mm) or a lower similarity threshold (--threshold)")
+    started = time.perf_counter()
+    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress)
+    timings["fit"] = time.perf_counter() - started
+    started = time.perf_counter()
+    dice_after = pair_dice(pairs, fit)
+    jacobian = jacobian_stats(fit.field, fixed.geometry)
+    timings["evaluate"] = time.perf_counter() - started
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods)
+
+
+MIN_PAIRS_FOR_LINEAR = 10
+"""Below this many pairs the pre-alignment is a translation: slice-thin ROIs from a few prompts do not
+determine rotation or scale (their corners are coplanar), and a wrong rotation ruins the fit."""
+
+
+def fit_options_for(pairs: RoiPairs, fit: FitOptions) -> FitOptions:
+    """The dense-stage options, with the linear model reduced to a translation for few pairs."""
+    from dataclasses import replace
+
+    if len(pairs) < MIN_PAIRS_FOR_LINEAR and fit.linear in ("rigid", "affine"):
+        return replace(fit, linear="translation")
+    return fit
+
+
+def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
+    """Dice of each fixed ROI with its moving ROI warped onto the fixed grid (one warp per label layer)."""
+    transform = fit.transform()
+    values = [0.0] * len(pairs)
+    for layer in pairs.label_layers("moving"):
+        warped = warp_volume(Volume(layer, pairs.moving_geometry), transform, pairs.fixed_geometry, labels=True).array
+        for label in np.unique(layer):
+            if label:
+                values[label - 1] = dice(pairs[label - 1].fixed_mask, warped == label)
+    return values
