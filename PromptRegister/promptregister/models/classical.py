@@ -30,8 +30,7 @@ JET_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
 TOLERANCES = (0.10, 0.20, 0.30)  # of the uint8 range; tight / medium / loose
 REACH = (0.08, 0.15, 0.25)  # of the slice's long side: how far each output may extend from the clicks
 MAX_SIDE = 256  # slices larger than this are segmented at reduced resolution
-import os
-POSITION_WEIGHT = float(os.environ.get("PW", "2.0"))  # weight of the two position channels relative to one appearance channel
+POSITION_WEIGHT = 2.0  # weight of the two position channels relative to one appearance channel
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
