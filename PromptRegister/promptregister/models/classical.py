@@ -1,14 +1,17 @@
 """A weight-free `Segmenter` built on scikit-image.
 
 For offline use and for tests on real anatomy where no model weights exist.
-- Embeddings: local descriptors at a few scales (smoothed intensity, gradient
-  magnitude, local standard deviation) pooled onto a 64-cell grid over the
-  long side, like SAM's grid, so prototypes and similarity maps work the same.
+- Embeddings: the Gaussian jet (intensity, first and second derivatives) at
+  five scales, local standard deviation at three, and the position relative to
+  the slice's foreground, pooled onto a 64-cell grid over the long side like
+  SAM's grid and standardised per channel, so prototypes and similarity maps
+  work the same way and cosine similarity discriminates.
 - Segment: random walker from the clicked seeds. Outside seeds come from
-  negative clicks, the outside of a box when one is given, and pixels whose
-  smoothed intensity differs from the clicked tissue by more than a tolerance;
-  the three multimask outputs use three tolerances (tight, medium, loose),
-  mirroring SAM's part / object / whole ambiguity.
+  negative clicks, the outside of a box when one is given, pixels whose
+  smoothed intensity differs from the clicked tissue by more than a tolerance,
+  and (for clicks) pixels beyond a reach from them; the three multimask outputs
+  use three tolerance / reach steps (tight, medium, loose), mirroring SAM's
+  part / object / whole ambiguity.
 - Everything: SLIC superpixels merged by mean intensity, background removed.
 """
 
