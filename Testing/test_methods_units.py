@@ -163,3 +163,26 @@ def test_spread_cap_keeps_every_slice_before_second_choices():
     capped = spread_cap(pairs, 4)
     assert sorted({p.moving_slice for p in capped}) == [0, 1, 2]
     assert len(capped) == 4
+
+
+def test_a_pair_whose_displacement_disagrees_is_rejected():
+    from promptregister.geometry import Geometry
+    from promptregister.methods.consistency import reject_inconsistent
+    from promptregister.roipairs import RoiPair, RoiPairs
+
+    geometry = Geometry.create(size=(60, 60, 20), spacing=(1.0, 1.0, 1.0))
+    pairs = RoiPairs(geometry, geometry)
+    rng = np.random.default_rng(0)
+    shifts = [(2, 1, 0)] * 5 + [(25, 0, 0)]
+    for number, (di, dj, dk) in enumerate(shifts):
+        i, j, k = rng.integers(5, 30), rng.integers(5, 50), rng.integers(2, 18)
+        fixed = np.zeros(geometry.shape, bool)
+        moving = np.zeros(geometry.shape, bool)
+        fixed[k, j:j + 3, i:i + 3] = True
+        moving[k + dk, j + dj:j + dj + 3, i + di:i + di + 3] = True
+        pairs.append(RoiPair(fixed, moving, name=f"pair {number}"))
+    kept, rejected = reject_inconsistent(pairs, tolerance_mm=8.0)
+    assert [r["name"] for r in rejected] == ["pair 5"]
+    assert rejected[0]["residual_mm"] == pytest.approx(23.0, abs=0.5)  # 25 mm vs the others' ~2.2 mm shift
+    assert len(kept) == 5
+    assert reject_inconsistent(pairs, tolerance_mm=0.0)[1] == []  # 0 keeps every pair

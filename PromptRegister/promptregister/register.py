@@ -17,6 +17,7 @@ import numpy as np
 
 from .dense.fit import FitOptions, FitResult, fit_transform
 from .errors import PromptRegisterError
+from .methods.consistency import reject_inconsistent
 from .methods.pairs import SlicePair, deduplicate, to_roi_pairs
 from .methods.promptreg import PointPrompt, PromptRegOptions, promptreg, sample_prompts
 from .methods.samreg import SamRegOptions, samreg
@@ -40,6 +41,8 @@ class RegisterOptions:
         samreg, promptreg, tell2reg: the methods' settings.
         fit: the dense stage's settings.
         duplicate_iou: pairs overlapping a better pair by more than this IoU on both sides are dropped.
+        outlier_mm: pairs whose centroid displacement is further than this (and than 3 robust deviations)
+            from the robust fit of all pairs are left out (methods/consistency.py); 0 keeps every pair.
         auto_points: PromptReg prompts sampled in the moving foreground when no points are given
             and sampling is asked for (the paper's default is 6).
         seed: seeds sampled prompts and marginalisation.
@@ -50,6 +53,7 @@ class RegisterOptions:
     tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
     fit: FitOptions = field(default_factory=FitOptions)
     duplicate_iou: float = 0.8
+    outlier_mm: float = 8.0
     auto_points: int = 6
     seed: int = 0
 
@@ -65,6 +69,7 @@ class RegistrationResult:
         jacobian: Jacobian determinant statistics of the field (folding_percent among them).
         timings: seconds per stage.
         methods: the methods that ran, in order.
+        rejected: pairs left out because their displacement disagreed with the others (name, source, residual).
     """
 
     pairs: RoiPairs
@@ -73,6 +78,7 @@ class RegistrationResult:
     jacobian: Dict[str, float]
     timings: Dict[str, float]
     methods: List[str]
+    rejected: List[dict] = field(default_factory=list)
 
     def transform(self):
         return self.fit.transform()
@@ -83,6 +89,7 @@ class RegistrationResult:
             "pairs": [{"name": pair.name, "score": round(float(pair.score), 4), "dice_after": round(value, 4),
                        "source": pair.source} for pair, value in zip(self.pairs, self.dice_after)],
             "mean_dice_after": round(float(np.mean(self.dice_after)), 4) if self.dice_after else None,
+            "rejected_pairs": self.rejected,
             "jacobian": {key: round(value, 5) for key, value in self.jacobian.items()},
             "timings_s": {key: round(value, 3) for key, value in self.timings.items()},
             "fit": self.fit.summary(),
@@ -165,6 +172,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
                                       sample_points=sample_points, options=options, detector=detector,
                                       progress=progress, timings=timings)
     pairs = to_roi_pairs(slice_pairs, fixed_slices, moving_slices)
+    pairs, rejected = reject_inconsistent(pairs, options.outlier_mm)
     if len(pairs) == 0:
         raise PromptRegisterError(
             "no corresponding regions were found between the images; try other prompts, a larger search "
@@ -176,7 +184,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
     dice_after = pair_dice(pairs, fit)
     jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
-    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods)
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected)
 
 
 MIN_PAIRS_FOR_LINEAR = 10

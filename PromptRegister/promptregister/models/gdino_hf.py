@@ -104,6 +104,7 @@ class HFGroundingDino(TextDetector):
         kwargs = {self._box_keyword: box_threshold, "text_threshold": text_threshold,
                   "target_sizes": [(height, width)]}
         result = self.processor.post_process_grounded_object_detection(outputs, inputs["input_ids"], **kwargs)[0]
-        labels = result.get("text_labels", result.get("labels", []))
+        # transformers >= 4.51 names the phrases text_labels (reading "labels" there warns); older: labels
+        labels = result["text_labels"] if "text_labels" in result else result.get("labels", [])
         return Detections(result["boxes"].float().cpu().numpy(), result["scores"].float().cpu().numpy(),
                           [str(label) for label in labels])
