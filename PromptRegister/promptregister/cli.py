@@ -255,7 +255,7 @@ def _table(header: List[str], rows: List[List[str]]) -> str:
 
 
 class _ProgressBar:
-    """tqdm bar driven by progress(stage, fraction) callbacks; silent when quiet."""
+    """tqdm bars driven by progress(stage, fraction) callbacks, one bar per stage; silent when quiet."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -263,28 +263,24 @@ class _ProgressBar:
         self.shown: tuple = ("", -1)
 
     def __enter__(self) -> Callable[[str, float], None]:
-        if not self.quiet:
-            self._open()
         return self.update
 
     def update(self, stage: str, fraction: float) -> None:
-        if self.bar is None:
+        if self.quiet:
             return
         percent = int(100 * min(max(fraction, 0.0), 1.0))
         if (stage, percent) == self.shown:
             return
-        if stage != self.shown[0] and self.shown[0]:  # a new stage gets its own bar; the finished one stays
-            self.bar.close()
-            self._open()
+        if stage != self.shown[0]:  # a new stage: the finished bar stays on screen, a new one starts
+            from tqdm import tqdm
+
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=100, desc=stage, file=sys.stderr,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
         self.shown = (stage, percent)
-        self.bar.set_description_str(stage, refresh=False)
         self.bar.n = percent
         self.bar.refresh()
-
-    def _open(self) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=100, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}", file=sys.stderr)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -8,6 +8,7 @@ volume's `SliceFrame`) and only for the slices asked for.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -43,6 +44,7 @@ class SlicedVolume:
         self._images: Dict[int, np.ndarray] = {}
         self._embeddings: Dict[int, SliceEmbedding] = {}
         self._everything: Dict[Tuple[int, EverythingOptions], EverythingMasks] = {}
+        self.embed_seconds = 0.0  # encoder time spent on this volume's slices, for stage timings
 
     # -- geometry ------------------------------------------------------------------
     @property
@@ -124,7 +126,9 @@ class SlicedVolume:
         def report(done: int, total: int) -> None:
             if progress is not None:
                 progress(f"{stage} {self.name}", done / max(total, 1))
+        started = time.perf_counter()
         embeddings = self.segmenter.embed([self.image(i) for i in missing], progress=report)
+        self.embed_seconds += time.perf_counter() - started
         self._embeddings.update(zip(missing, embeddings))
 
     def embedding(self, index: int) -> SliceEmbedding:
