@@ -207,6 +207,8 @@ def test_cli_register_errors_leave_no_output(deformed_pair, tmp_path, capsys):
     assert "text prompt is empty" in capsys.readouterr().err
     assert main(base) == 2
     assert "nothing to register" in capsys.readouterr().err
+    assert main(base + ["--auto", "--moving-slices", "30:20"]) == 2
+    assert "LAST must not be below FIRST" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

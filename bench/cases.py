@@ -51,6 +51,10 @@ def smooth_field(geometry: Geometry, seed: int, std_mm: float, spacing_mm: float
 
 
 def _mni_file(kind: str) -> Path:
+    import os
+
+    if os.environ.get("MNI_DIR"):  # a copy of nilearn's template files, for machines without nilearn
+        return Path(os.environ["MNI_DIR"]) / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
     import nilearn
 
     return Path(nilearn.__file__).parent / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"

@@ -1,23 +1,17 @@
 """`promptregister register`: prompts -> ROI pairs -> transform, written to a folder.
 
-Everything is written to a temporary folder inside --out-dir and moved into
-place only when the whole run succeeded, so a failed or interrupted run leaves
-no partial output.
+Outputs are written all or nothing (outputs.py): a failed or interrupted run
+leaves no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 from typing import List
 
 from .errors import PromptRegisterError
-
-OUTPUT_FILES = ("transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json")
 
 
 def add_register_command(commands: argparse._SubParsersAction) -> None:
@@ -36,7 +30,8 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fixed", required=True, help="fixed (reference) image")
     p.add_argument("--moving", required=True, help="moving image (the one that is resampled)")
-    p.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"')
+    p.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"; "paper" = the '
+                   "Tell2Reg paper's set (hole, head, prostate, dog, correspond, middle)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
                    help="PromptReg point inside a structure of the moving image (repeat for more)")
     p.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
@@ -60,6 +55,10 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs-per-slice", type=int, default=samreg.pairs_per_slice, help="(default %(default)s)")
     p.add_argument("--max-pairs", type=int, default=samreg.max_pairs, help="(default %(default)s)")
     p.add_argument("--slice-step", type=int, default=1, help="use every n-th moving slice for --auto and --text")
+    p.add_argument("--moving-slices", metavar="FIRST:LAST",
+                   help="only these moving slices (a slab, inclusive) for --auto and --text")
+    p.add_argument("--one-to-many", action="store_true",
+                   help="SAMReg: let several moving regions pair with the same fixed region")
     p.add_argument("--marginal-samples", type=int, default=promptreg.marginal_samples,
                    help="PromptReg marginalisation transforms, 0 = off (default %(default)s)")
     p.add_argument("--grid-spacing", type=float, default=fit.grid_spacing_mm, metavar="MM",
@@ -106,24 +105,25 @@ def choose_segmenter(args: argparse.Namespace):
 
 def run_register(args: argparse.Namespace) -> int:
     from .cli import _ProgressBar, _table
-    from .io import read_volume, write_transform, write_volume
+    from .io import read_volume
     from .methods import PointPrompt
+    from .outputs import check_output_folder, write_outputs
     from .register import register
-    from .warp import warp_volume
 
-    out_dir = Path(args.out_dir)
-    names = list(OUTPUT_FILES) + (["moving_resampled.nii.gz"] if args.resampled else [])
-    existing = [n for n in names if (out_dir / n).exists()]
-    if existing and not args.overwrite:
-        raise PromptRegisterError(f"{out_dir / existing[0]} exists; choose another --out-dir or add --overwrite")
+    out_dir = check_output_folder(args.out_dir, args.resampled, args.overwrite)
     text = args.text
     if text is not None and not text.strip(" ,."):
         raise PromptRegisterError("the text prompt is empty; give phrases such as --text \"prostate, bladder\"")
+    if text is not None and text.strip().lower() == "paper":
+        from .methods import PAPER_PHRASES
+
+        text = ", ".join(PAPER_PHRASES)
     points = [PointPrompt(parse_point(p, args.point_space), True) for p in args.point]
     points += [PointPrompt(parse_point(p, args.point_space), False) for p in args.negative_point]
     if text is None and not points and not args.auto and args.sample_points <= 0:
         raise PromptRegisterError("nothing to register with: give --text, --point, --sample-points N or --auto")
 
+    options = _options(args)  # option errors before any heavy work
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     segmenter, model = choose_segmenter(args)
@@ -132,24 +132,11 @@ def run_register(args: argparse.Namespace) -> int:
         from .models import build_detector
 
         detector = build_detector(args.detector, checkpoint_path=args.detector_checkpoint, device=args.device)
-    options = _options(args)
     with _ProgressBar(args.quiet) as progress:
         result = register(fixed, moving, segmenter=segmenter, text=text, points=points, auto=args.auto,
                           sample_points=args.sample_points, detector=detector, options=options, progress=progress)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".promptregister-", dir=out_dir))
-    try:
-        transform = result.transform()
-        write_transform(transform, staging / "transform.h5")
-        result.pairs.save(staging, metrics=[{"dice_after": round(v, 4)} for v in result.dice_after])
-        if args.resampled:
-            write_volume(warp_volume(moving, transform, fixed.geometry), staging / "moving_resampled.nii.gz")
-        written = sorted(path.name for path in staging.iterdir())
-        for name in written:
-            (staging / name).replace(out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    written = write_outputs(result, out_dir, moving if args.resampled else None, fixed.geometry)
 
     summary = result.summary()
     summary["model"] = model
@@ -167,6 +154,19 @@ def run_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_slab(text) -> "tuple | None":
+    """'FIRST:LAST' -> (FIRST, ..., LAST); None when not given."""
+    if text is None:
+        return None
+    try:
+        first, last = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise PromptRegisterError(f"--moving-slices takes FIRST:LAST slice numbers, e.g. 10:30; got {text!r}") from None
+    if last < first:
+        raise PromptRegisterError(f"--moving-slices {text}: LAST must not be below FIRST")
+    return tuple(range(first, last + 1))
+
+
 def _options(args: argparse.Namespace):
     from dataclasses import replace
 
@@ -174,13 +174,15 @@ def _options(args: argparse.Namespace):
     from .methods import PromptRegOptions, SamRegOptions, Tell2RegOptions
     from .register import RegisterOptions
 
+    slab = parse_slab(args.moving_slices)
     return RegisterOptions(
         samreg=replace(SamRegOptions(), search_mm=args.search_mm, threshold=args.threshold,
-                       pairs_per_slice=args.pairs_per_slice, max_pairs=args.max_pairs, slice_step=args.slice_step),
+                       pairs_per_slice=args.pairs_per_slice, max_pairs=args.max_pairs, slice_step=args.slice_step,
+                       moving_slices=slab, one_to_many=args.one_to_many),
         promptreg=replace(PromptRegOptions(), search_mm=args.search_mm, marginal_samples=args.marginal_samples,
                           seed=args.seed),
         tell2reg=replace(Tell2RegOptions(), search_mm=args.search_mm, threshold=args.threshold,
-                         pairs_per_slice=args.pairs_per_slice, slice_step=args.slice_step),
+                         pairs_per_slice=args.pairs_per_slice, slice_step=args.slice_step, moving_slices=slab),
         fit=FitOptions(grid_spacing_mm=args.grid_spacing, smoothness=args.smoothness, device=args.device,
                        seed=args.seed),
         seed=args.seed)

@@ -44,8 +44,12 @@ def _segment_anything(architecture: str) -> Callable[[], torch.nn.Module]:
 
 
 def _mobile_sam() -> torch.nn.Module:
+    import warnings
+
     try:
-        from mobile_sam import sam_model_registry
+        with warnings.catch_warnings():  # mobile_sam re-registers timm's tiny_vit models, and timm says so at length
+            warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
+            from mobile_sam import sam_model_registry
     except ImportError:
         raise PromptRegisterError(
             "the mobile_sam package is not installed; install the SAM extra: pip install 'promptregister[sam]'"

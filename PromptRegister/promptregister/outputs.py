@@ -1,0 +1,58 @@
+"""Writing a registration's outputs to a folder, all or nothing.
+
+Used by `promptregister register` and by the worker. Files are written to a
+private staging folder inside the output folder and moved into place only
+when every one of them is complete, so an error or a cancel leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Optional
+
+from .errors import PromptRegisterError
+from .geometry import Geometry
+from .volume import Volume
+
+MAIN_FILES = ("transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json")
+RESAMPLED_FILE = "moving_resampled.nii.gz"
+
+
+def check_output_folder(out_dir: os.PathLike, resampled: bool, overwrite: bool) -> Path:
+    """The output folder, after refusing to replace earlier results unless asked to."""
+    out_dir = Path(out_dir)
+    names = list(MAIN_FILES) + ([RESAMPLED_FILE] if resampled else [])
+    existing = [name for name in names if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise PromptRegisterError(f"{out_dir / existing[0]} exists; choose another output folder or allow overwriting")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PromptRegisterError(f"{out_dir} exists and is not a folder")
+    return out_dir
+
+
+def write_outputs(result, out_dir: os.PathLike, moving: Optional[Volume] = None,
+                  fixed_geometry: Optional[Geometry] = None) -> Dict[str, Path]:
+    """Write transform.h5, the ROI label maps, pairs.json (with Dice after registration) and, when `moving`
+    is given, the moving volume resampled onto the fixed grid. Returns {name: path} of what was written."""
+    from .io import write_transform, write_volume
+    from .warp import warp_volume
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".promptregister-", dir=out_dir))
+    try:
+        transform = result.transform()
+        write_transform(transform, staging / "transform.h5")
+        result.pairs.save(staging, metrics=[{"dice_after": round(value, 4)} for value in result.dice_after])
+        if moving is not None:
+            geometry = fixed_geometry or result.pairs.fixed_geometry
+            write_volume(warp_volume(moving, transform, geometry), staging / RESAMPLED_FILE)
+        names = sorted(path.name for path in staging.iterdir())
+        for name in names:
+            (staging / name).replace(out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: out_dir / name for name in names}

@@ -1,0 +1,80 @@
+"""The worker's JSON-lines protocol (version 1).
+
+Every message is one JSON object on one line. Requests (client -> worker)
+carry "id" (a string chosen by the client) and "type":
+
+    hello                                  -> result: protocol, engine version, private folder
+    load      {path}                       -> result: volume id, shape, spacing
+    embed     {volume, model, device}      -> progress..., result: slices embedded
+    register  {fixed, moving, text | points | auto | sample_points, model, device,
+               options, out_dir, resampled, overwrite}
+                                           -> progress..., log..., result: files, summary
+    cancel    {target}                     -> result: whether a running request was stopped
+    shutdown                               -> result, then the worker exits
+
+Events (worker -> client) carry the "id" of the request they answer and a
+"type": "progress" {stage, fraction}, "log" {message}, "result" {...} or
+"error" {code, message}. A line that is not a JSON object gets an error event
+with id null. Error codes are listed in ERROR_CODES.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional
+
+PROTOCOL_VERSION = 1
+REQUEST_TYPES = ("hello", "load", "embed", "register", "cancel", "shutdown")
+LONG_REQUESTS = ("embed", "register")  # run in the background, one at a time, cancellable
+ERROR_CODES = {
+    "bad_json": "the line is not a JSON object",
+    "bad_request": "a required field is missing or has the wrong type",
+    "unknown_type": "the request type is not one of REQUEST_TYPES",
+    "busy": "another long request is running; cancel it or wait",
+    "engine": "the engine refused the request (its message says what to change)",
+    "cancelled": "the request was cancelled; nothing was written",
+    "internal": "an unexpected failure inside the worker (see its stderr)",
+}
+
+
+class ProtocolError(Exception):
+    """A request the worker cannot serve; becomes an error event."""
+
+    def __init__(self, code: str, message: str, request_id: Optional[str] = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+def parse_request(line: str) -> Dict[str, Any]:
+    """One request line -> dict with a string id and a known type, or ProtocolError."""
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ProtocolError("bad_json", f"not JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_json", "a request must be a JSON object")
+    request_id = message.get("id")
+    if not isinstance(request_id, str) or not request_id:
+        raise ProtocolError("bad_request", 'a request needs a non-empty string "id"')
+    kind = message.get("type")
+    if kind not in REQUEST_TYPES:
+        raise ProtocolError("unknown_type", f"unknown request type {kind!r}; expected one of {', '.join(REQUEST_TYPES)}",
+                            request_id)
+    return message
+
+
+def encode_event(request_id: Optional[str], kind: str, **fields: Any) -> str:
+    """One event as a JSON line (no newline inside; numpy scalars become numbers)."""
+    return json.dumps({"id": request_id, "type": kind, **fields}, default=_plain, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,140 @@
+"""The worker process: reads requests from stdin, writes events to stdout.
+
+Short requests (hello, load, cancel, shutdown) are answered on the reading
+thread. Long ones (embed, register) run one at a time on a background thread,
+so a "cancel" can arrive while they work: it sets a flag that the next
+progress callback turns into `Cancelled`, which unwinds the engine before it
+writes anything (outputs are written all or nothing, last). The protocol owns
+stdout: anything else the engine prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from typing import Any, Dict, Optional, TextIO
+
+from .. import __version__
+from ..errors import PromptRegisterError
+from .protocol import LONG_REQUESTS, PROTOCOL_VERSION, ProtocolError, encode_event, parse_request
+from .session import Session
+
+
+class Cancelled(Exception):
+    """Raised inside the engine (from a progress callback) when the running request was cancelled."""
+
+
+class Server:
+    def __init__(self, stdin: TextIO, stdout: TextIO):
+        self.stdin = stdin
+        self.stdout = stdout
+        self.session = Session()
+        self.write_lock = threading.Lock()
+        self.running: Optional[threading.Thread] = None
+        self.running_id: Optional[str] = None
+        self.cancel_flag = threading.Event()
+
+    def send(self, request_id: Optional[str], kind: str, **fields: Any) -> None:
+        line = encode_event(request_id, kind, **fields)
+        with self.write_lock:
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+
+    def serve(self) -> int:
+        try:
+            for line in self.stdin:
+                if not line.strip():
+                    continue
+                if not self.handle(line):
+                    break
+        finally:
+            self.stop_running()
+            self.session.close()
+        return 0
+
+    def handle(self, line: str) -> bool:
+        """Answer one request line; False after shutdown."""
+        try:
+            request = parse_request(line)
+        except ProtocolError as error:
+            self.send(error.request_id, "error", code=error.code, message=error.message)
+            return True
+        request_id, kind = request["id"], request["type"]
+        try:
+            if kind == "hello":
+                self.send(request_id, "result", protocol=PROTOCOL_VERSION, engine=__version__,
+                          folder=str(self.session.folder))
+            elif kind == "load":
+                path = request.get("path")
+                if not isinstance(path, str):
+                    raise ProtocolError("bad_request", '"load" needs "path" (an image file)')
+                volume_id, volume = self.session.load(path)
+                self.send(request_id, "result", volume=volume_id, shape=list(volume.geometry.size),
+                          spacing=list(volume.geometry.spacing))
+            elif kind == "cancel":
+                target = request.get("target")
+                stopping = self.running is not None and self.running.is_alive() and target in (None, self.running_id)
+                if stopping:
+                    self.cancel_flag.set()
+                self.send(request_id, "result", cancelled=bool(stopping), target=self.running_id if stopping else target)
+            elif kind == "shutdown":
+                self.stop_running()
+                self.send(request_id, "result", shutdown=True)
+                return False
+            elif kind in LONG_REQUESTS:
+                self.start_long(request)
+        except ProtocolError as error:
+            self.send(request_id, "error", code=error.code, message=error.message)
+        except PromptRegisterError as error:
+            self.send(request_id, "error", code="engine", message=str(error))
+        return True
+
+    # -- long requests --------------------------------------------------------------------------
+    def start_long(self, request: Dict[str, Any]) -> None:
+        if self.running is not None and self.running.is_alive():
+            raise ProtocolError("busy", f"request {self.running_id} is still running; cancel it or wait")
+        self.cancel_flag.clear()
+        self.running_id = request["id"]
+        self.running = threading.Thread(target=self.run_long, args=(request,), daemon=True)
+        self.running.start()
+
+    def run_long(self, request: Dict[str, Any]) -> None:
+        request_id = request["id"]
+        last = {"stage": None, "percent": -1}
+
+        def progress(stage: str, fraction: float) -> None:
+            if self.cancel_flag.is_set():
+                raise Cancelled()
+            percent = int(100 * min(max(float(fraction), 0.0), 1.0))
+            if (stage, percent) != (last["stage"], last["percent"]):  # at most one event per stage and percent
+                last["stage"], last["percent"] = stage, percent
+                self.send(request_id, "progress", stage=stage, fraction=percent / 100.0)
+
+        try:
+            handler = self.session.embed if request["type"] == "embed" else self.session.register
+            result = handler(request, progress)
+            self.send(request_id, "result", **result)
+        except Cancelled:
+            self.send(request_id, "error", code="cancelled", message="cancelled; nothing was written")
+        except ProtocolError as error:
+            self.send(request_id, "error", code=error.code, message=error.message)
+        except PromptRegisterError as error:
+            self.send(request_id, "error", code="engine", message=str(error))
+        except Exception as error:  # never let the worker die on one request
+            traceback.print_exc(file=sys.stderr)
+            self.send(request_id, "error", code="internal", message=f"{type(error).__name__}: {error}")
+
+    def stop_running(self) -> None:
+        if self.running is not None and self.running.is_alive():
+            self.cancel_flag.set()
+            self.running.join()
+
+
+def main() -> int:
+    protocol_out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the protocol stream
+    server = Server(sys.stdin, protocol_out)
+    print(f"promptregister worker {__version__} ready (protocol {PROTOCOL_VERSION}, folder {server.session.folder})",
+          file=sys.stderr, flush=True)
+    return server.serve()

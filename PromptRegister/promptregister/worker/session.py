@@ -1,0 +1,173 @@
+"""What the worker keeps between requests: loaded volumes and warm segmenters
+(each with an in-memory embedding cache, so a second registration on the same
+volumes costs no encoder time), and how a request becomes an engine call."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ..volume import Volume
+from .protocol import ProtocolError
+
+ProgressCallback = Callable[[str, float], None]
+
+EMBEDDING_CACHE_BYTES = 2 * 1024 ** 3
+"""Embeddings kept in memory per model: about 1 MB per SAM slice, so a few thousand slices."""
+
+OPTION_FIELDS = {
+    # request option -> (options object, attribute); methods share the search range and threshold
+    "search_mm": (("samreg", "promptreg", "tell2reg"), "search_mm"),
+    "threshold": (("samreg", "tell2reg"), "threshold"),
+    "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
+    "slice_step": (("samreg", "tell2reg"), "slice_step"),
+    "max_pairs": (("samreg",), "max_pairs"),
+    "one_to_many": (("samreg",), "one_to_many"),
+    "marginal_samples": (("promptreg",), "marginal_samples"),
+    "sigma_mm": (("promptreg",), "sigma_mm"),
+    "box_threshold": (("tell2reg",), "box_threshold"),
+    "text_threshold": (("tell2reg",), "text_threshold"),
+    "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
+    "smoothness": (("fit",), "smoothness"),
+    "linear": (("fit",), "linear"),
+    "seed": (("promptreg", "fit"), "seed"),
+}
+
+
+def register_options(values: Dict[str, Any], device: str):
+    """RegisterOptions from a request's flat "options" object; an unknown name is an error."""
+    from ..register import RegisterOptions
+
+    options = RegisterOptions()
+    options.fit = replace(options.fit, device=device)
+    for name, value in (values or {}).items():
+        if name not in OPTION_FIELDS:
+            raise ProtocolError("bad_request", f"unknown option {name!r}; known: {', '.join(sorted(OPTION_FIELDS))}")
+        targets, attribute = OPTION_FIELDS[name]
+        for target in targets:
+            setattr(options, target, replace(getattr(options, target), **{attribute: value}))
+        if name == "seed":
+            options.seed = value
+    return options
+
+
+class Session:
+    """Volumes and models of one worker process."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="promptregister-worker-"))  # private (0700)
+        self.volumes: Dict[str, Volume] = {}
+        self.paths: Dict[str, str] = {}
+        self.segmenters: Dict[Tuple[str, str, Optional[str]], Any] = {}
+        self.detectors: Dict[Tuple[str, str, Optional[str]], Any] = {}
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    # -- volumes -------------------------------------------------------------------------------
+    def load(self, path: str) -> Tuple[str, Volume]:
+        from ..io import read_volume
+
+        for volume_id, known in self.paths.items():
+            if known == str(Path(path).resolve()):
+                return volume_id, self.volumes[volume_id]
+        volume = read_volume(path)
+        volume_id = f"v{len(self.volumes) + 1}"
+        self.volumes[volume_id] = volume
+        self.paths[volume_id] = str(Path(path).resolve())
+        return volume_id, volume
+
+    def volume(self, reference: Any, field: str) -> Volume:
+        """A loaded volume by id, or a file path (loaded now)."""
+        if not isinstance(reference, str) or not reference:
+            raise ProtocolError("bad_request", f'"{field}" must be a volume id from "load" or a file path')
+        if reference in self.volumes:
+            return self.volumes[reference]
+        if not Path(reference).exists():
+            raise ProtocolError("bad_request", f'"{field}": {reference!r} is neither a loaded volume nor a file')
+        return self.load(reference)[1]
+
+    # -- models --------------------------------------------------------------------------------
+    def segmenter(self, model: str, device: str, checkpoint: Optional[str]):
+        """A warm segmenter; `auto` = vit_b when its weights are present, else classical."""
+        from ..models import build_segmenter
+        from ..models.cache import EmbeddingCache
+        from ..models.weights import WeightsManager
+
+        if model == "auto":
+            model = "vit_b" if checkpoint or WeightsManager(allow_download=False).find("sam_vit_b") else "classical"
+        key = (model, device, checkpoint)
+        if key not in self.segmenters:
+            cache = EmbeddingCache(memory_bytes=EMBEDDING_CACHE_BYTES)
+            self.segmenters[key] = build_segmenter(model, checkpoint_path=checkpoint, device=device, cache=cache)
+        return self.segmenters[key]
+
+    def detector(self, name: str, device: str, checkpoint: Optional[str]):
+        from ..models import build_detector
+
+        key = (name, device, checkpoint)
+        if key not in self.detectors:
+            self.detectors[key] = build_detector(name, checkpoint_path=checkpoint, device=device)
+        return self.detectors[key]
+
+    # -- long requests -------------------------------------------------------------------------------
+    def embed(self, request: Dict[str, Any], progress: ProgressCallback) -> Dict[str, Any]:
+        from ..methods import SlicedVolume
+
+        volume = self.volume(request.get("volume"), "volume")
+        segmenter = self.segmenter(request.get("model", "auto"), request.get("device", "auto"),
+                                   request.get("checkpoint"))
+        before = segmenter.encoded_slices
+        sliced = SlicedVolume(volume, segmenter, name="volume")
+        sliced.embed(range(sliced.num_slices), progress)
+        return {"slices": sliced.num_slices, "slices_encoded": segmenter.encoded_slices - before,
+                "model": segmenter.name}
+
+    def register(self, request: Dict[str, Any], progress: ProgressCallback) -> Dict[str, Any]:
+        from ..outputs import check_output_folder, write_outputs
+        from ..register import register
+
+        out_dir = request.get("out_dir")
+        if not isinstance(out_dir, str) or not out_dir:
+            raise ProtocolError("bad_request", '"out_dir" (the folder for the outputs) is required')
+        resampled = bool(request.get("resampled", False))
+        check_output_folder(out_dir, resampled, bool(request.get("overwrite", False)))
+        fixed = self.volume(request.get("fixed"), "fixed")
+        moving = self.volume(request.get("moving"), "moving")
+        points = [self._point(p) for p in request.get("points") or []]
+        device = request.get("device", "auto")
+        segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"))
+        text = request.get("text")
+        detector = None
+        if text is not None:
+            detector = self.detector(request.get("detector", "grounding-dino-tiny"), device,
+                                     request.get("detector_checkpoint"))
+        options = register_options(request.get("options") or {}, device)
+        before = segmenter.encoded_slices
+        result = register(fixed, moving, segmenter=segmenter, text=text, points=points,
+                          auto=bool(request.get("auto", False)), sample_points=int(request.get("sample_points", 0)),
+                          detector=detector, options=options, progress=progress)
+        progress("write", 0.0)  # the last point where a cancel takes effect: after it, the outputs are written
+        written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry)
+        return {"files": {name: str(path) for name, path in written.items()},
+                "summary": result.summary(), "model": segmenter.name,
+                "slices_encoded": segmenter.encoded_slices - before}
+
+    @staticmethod
+    def _point(entry: Any):
+        from ..methods import PointPrompt
+
+        if not isinstance(entry, dict) or "lps" not in entry:
+            raise ProtocolError("bad_request", 'a point is {"lps": [x, y, z], "positive": true|false} (LPS mm)')
+        lps = entry["lps"]
+        if not isinstance(lps, (list, tuple)) or len(lps) != 3:
+            raise ProtocolError("bad_request", f"a point's lps must be three numbers; got {lps!r}")
+        try:
+            point = tuple(float(v) for v in lps)
+        except (TypeError, ValueError):
+            raise ProtocolError("bad_request", f"a point's lps must be three numbers; got {lps!r}") from None
+        return PointPrompt(point, bool(entry.get("positive", True)))
+

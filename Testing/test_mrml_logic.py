@@ -1,0 +1,117 @@
+"""The module's MRML side with real MRML from the slicer-core wheel and a real worker subprocess."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install slicer-core)")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
+
+from PromptRegisterLib.logic import RegistrationLogic  # noqa: E402
+from PromptRegisterLib.mrml import (lps_to_ras, map_points_ras, node_from_volume, point_prompts,  # noqa: E402
+                                    ras_to_lps, volume_from_node)
+
+from promptregister.geometry import Geometry  # noqa: E402
+from promptregister.io import read_transform  # noqa: E402
+from promptregister.volume import Volume  # noqa: E402
+from conftest import rotation_matrix  # noqa: E402
+
+
+def test_volume_nodes_round_trip_an_oblique_lps_geometry():
+    scene = slicer.vtkMRMLScene()
+    direction = rotation_matrix((1, 2, 3), 25.0)
+    geometry = Geometry.create((7, 5, 4), (0.8, 1.1, 2.5), (10.0, -20.0, 30.0), direction)
+    array = np.arange(4 * 5 * 7, dtype=np.float32).reshape(4, 5, 7)
+    node = node_from_volume(scene, Volume(array, geometry), "oblique")
+    back = volume_from_node(node)
+    np.testing.assert_array_equal(back.array, array)
+    assert back.geometry.is_close(geometry, 1e-9)
+    # the node's RAS position of a voxel is the engine's LPS position with x and y negated
+    ras = [0.0, 0.0, 0.0, 1.0]
+    import vtk
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    matrix.MultiplyPoint([2.0, 3.0, 1.0, 1.0], ras)
+    np.testing.assert_allclose(ras[:3], lps_to_ras(geometry.index_to_physical(np.array([2.0, 3.0, 1.0]))), atol=1e-9)
+
+
+def test_markups_points_reach_the_engine_as_lps():
+    scene = slicer.vtkMRMLScene()
+    markups = slicer.vtkMRMLMarkupsFiducialNode()
+    scene.AddNode(markups)
+    markups.AddControlPointWorld(12.0, -7.5, 3.0, "p1")
+    markups.AddControlPointWorld(-4.0, 2.0, -1.0, "neg: background")
+    prompts = point_prompts(markups)
+    assert prompts == [{"lps": [-12.0, 7.5, 3.0], "positive": True}, {"lps": [4.0, -2.0, -1.0], "positive": False}]
+    np.testing.assert_allclose(ras_to_lps(lps_to_ras([[1.0, 2.0, 3.0]])), [[1.0, 2.0, 3.0]])
+
+
+@pytest.fixture(scope="module")
+def registered(hippocampus):
+    """case004 registered to case001 through the worker, from clicks on the moving hippocampus."""
+    scene = slicer.vtkMRMLScene()
+    fixed, _ = hippocampus("001")
+    moving, moving_labels = hippocampus("004")
+    fixed_node = node_from_volume(scene, fixed, "case001")
+    moving_node = node_from_volume(scene, moving, "case004")
+    markups = slicer.vtkMRMLMarkupsFiducialNode()
+    scene.AddNode(markups)
+    rng = np.random.default_rng(0)
+    for label in (1, 2):
+        voxels = np.argwhere(moving_labels.array == label)
+        for kji in voxels[rng.choice(len(voxels), 2, replace=False)]:
+            ras = lps_to_ras(moving_labels.geometry.index_to_physical(kji[::-1].astype(float)))
+            markups.AddControlPointWorld(*ras.tolist(), f"label {label}")
+    logic = RegistrationLogic()
+    stages = []
+    nodes = logic.register(scene, fixed_node, moving_node, markups_node=markups, model="classical", device="cpu",
+                           options={"marginal_samples": 0}, on_progress=lambda stage, f: stages.append(stage))
+    yield scene, fixed_node, moving_node, nodes, stages, logic
+    logic.close()
+
+
+def test_logic_builds_paired_segmentations(registered):
+    scene, _, _, nodes, stages, _ = registered
+    assert stages and stages[0].startswith("embed")
+    fixed_segmentation = nodes["fixed_segmentation"].GetSegmentation()
+    moving_segmentation = nodes["moving_segmentation"].GetSegmentation()
+    count = fixed_segmentation.GetNumberOfSegments()
+    assert count == moving_segmentation.GetNumberOfSegments() == len(nodes["summary"]["pairs"]) >= 2
+    for index in range(count):
+        fixed_segment = fixed_segmentation.GetNthSegment(index)
+        moving_segment = moving_segmentation.GetNthSegment(index)
+        assert fixed_segment.GetName() == moving_segment.GetName()
+        assert fixed_segment.GetColor() == moving_segment.GetColor()
+    names = {fixed_segmentation.GetNthSegment(i).GetName() for i in range(count)}
+    assert len(names) == count  # distinct pairs, distinct names
+    assert nodes["fixed_segmentation"].GetName() == "case004 ROIs (fixed)"
+
+
+def test_grid_transform_maps_ras_points_like_the_engine_maps_lps(registered):
+    _, fixed_node, moving_node, nodes, _, _ = registered
+    transform = nodes["transform"]
+    assert moving_node.GetTransformNodeID() == transform.GetID()
+    engine = read_transform(nodes["files"]["transform.h5"])
+    fixed = volume_from_node(fixed_node)
+    rng = np.random.default_rng(1)
+    index = rng.uniform(10, 54, size=(20, 3))
+    points_lps = fixed.geometry.index_to_physical(index)
+    expected_lps = np.array([engine.TransformPoint(p.tolist()) for p in points_lps])
+    moved = np.abs(expected_lps - points_lps).max()
+    assert moved > 0.5  # the field is not the identity, so the comparison means something
+    mapped_ras = map_points_ras(transform, lps_to_ras(points_lps))
+    np.testing.assert_allclose(ras_to_lps(mapped_ras), expected_lps, atol=1e-4)
+
+
+def test_second_registration_reuses_volume_files_and_embeddings(registered):
+    scene, fixed_node, moving_node, _, _, logic = registered
+    files_before = dict(logic._written)
+    nodes = logic.register(scene, fixed_node, moving_node, auto=True, model="classical", device="cpu",
+                           options={"slice_step": 16, "max_pairs": 10, "search_mm": 3.0})
+    assert logic._written == files_before  # unchanged volumes are not written again
+    assert nodes["summary"]["methods"] == ["samreg"]

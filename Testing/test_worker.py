@@ -1,0 +1,131 @@
+"""The worker as a real subprocess, through the client the Slicer Logic uses."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptregister.io import read_label_map, read_transform
+from promptregister.roipairs import RoiPairs
+from promptregister.worker import PROTOCOL_VERSION, WorkerClient, WorkerDied, WorkerError
+
+
+@pytest.fixture()
+def worker():
+    client = WorkerClient()
+    client.start()
+    yield client
+    client.close()
+
+
+def label_clicks(labels_path: Path, per_label: int = 1):
+    labels = read_label_map(labels_path)
+    rng = np.random.default_rng(0)
+    points = []
+    for label in (1, 2):
+        voxels = np.argwhere(labels.array == label)
+        for kji in voxels[rng.choice(len(voxels), per_label, replace=False)]:
+            points.append({"lps": labels.geometry.index_to_physical(kji[::-1].astype(float)).tolist(),
+                           "positive": True})
+    return points
+
+
+def test_hello_reports_versions_and_a_private_folder(worker):
+    assert worker.hello["protocol"] == PROTOCOL_VERSION
+    folder = Path(worker.hello["folder"])
+    assert folder.is_dir() and (folder.stat().st_mode & 0o077) == 0  # only the user can read it
+    worker.close()
+    assert not folder.exists()  # removed on shutdown
+
+
+def test_register_streams_progress_and_writes_loadable_results(worker, hippocampus_paths, tmp_path):
+    fixed, _ = hippocampus_paths("001")
+    moving, moving_labels = hippocampus_paths("004")
+    fixed_id = worker.call("load", path=str(fixed))["volume"]
+    moving_id = worker.call("load", path=str(moving))["volume"]
+    assert worker.call("load", path=str(fixed))["volume"] == fixed_id  # loaded once
+    request = dict(fixed=fixed_id, moving=moving_id, points=label_clicks(moving_labels), model="classical",
+                   device="cpu", options={"marginal_samples": 0})
+    request_id = worker.send("register", out_dir=str(tmp_path / "first"), resampled=True, **request)
+    events = list(worker.events(request_id, timeout=300))
+    assert events[-1]["type"] == "result", events[-1]
+    progress = [e for e in events if e["type"] == "progress"]
+    stages = [e["stage"] for e in progress]
+    assert stages[0].startswith("embed") and "write" in stages
+    assert stages.index("write") > max(i for i, s in enumerate(stages) if s.startswith("dense"))
+    for stage in set(stages):  # within a stage, progress never goes back
+        fractions = [e["fraction"] for e in progress if e["stage"] == stage]
+        assert fractions == sorted(fractions)
+    result = events[-1]
+    files = {name: Path(path) for name, path in result["files"].items()}
+    assert {"transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json", "moving_resampled.nii.gz"} <= set(files)
+    read_transform(files["transform.h5"])
+    pairs = RoiPairs.load(tmp_path / "first")
+    assert len(pairs) == len(result["summary"]["pairs"]) >= 1
+    assert result["slices_encoded"] > 0
+    # the same volumes again: embeddings are warm, no slice is encoded twice
+    again = worker.call("register", out_dir=str(tmp_path / "second"), timeout=300, **request)
+    assert again["slices_encoded"] == 0
+    assert Path(again["files"]["transform.h5"]).exists()
+
+
+def test_cancel_stops_the_run_and_writes_nothing(worker, hippocampus_paths, tmp_path):
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    out = tmp_path / "cancelled"
+    request_id = worker.send("register", fixed=str(fixed), moving=str(moving), auto=True, model="classical",
+                             device="cpu", out_dir=str(out))
+    started = None
+    for event in worker.events(request_id, timeout=300):
+        if event["type"] == "progress" and event["stage"].startswith("samreg"):
+            started = time.perf_counter()
+            assert worker.cancel(request_id)
+            break
+    assert started is not None
+    with pytest.raises(WorkerError) as caught:
+        worker.wait(request_id, timeout=120)
+    assert caught.value.code == "cancelled"
+    assert time.perf_counter() - started < 10  # promptly
+    assert not out.exists() or not any(out.iterdir())
+    assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION  # still serving
+
+
+def test_malformed_and_bad_requests_get_error_events_and_the_worker_keeps_serving(worker, tmp_path):
+    worker.send_raw("{this is not json")
+    event = next(worker.events(None, timeout=30))
+    assert event["type"] == "error" and event["code"] == "bad_json"
+    worker.send_raw('["a", "list"]')
+    assert next(worker.events(None, timeout=30))["code"] == "bad_json"
+    request_id = worker.send("teleport")
+    assert [e["code"] for e in worker.events(request_id, timeout=30)] == ["unknown_type"]
+    with pytest.raises(WorkerError) as caught:
+        worker.call("register", fixed="v9", moving="v9", auto=True, out_dir=str(tmp_path / "x"), timeout=30)
+    assert caught.value.code == "bad_request" and "neither a loaded volume nor a file" in caught.value.message
+    with pytest.raises(WorkerError) as caught:
+        worker.call("register", fixed="a", moving="b", auto=True, timeout=30)
+    assert caught.value.code == "bad_request" and "out_dir" in caught.value.message
+    with pytest.raises(WorkerError) as caught:
+        worker.call("load", path=str(tmp_path / "missing.nii.gz"), timeout=30)
+    assert caught.value.code == "engine"
+    assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION
+
+
+def test_unknown_option_is_refused_by_name(worker, hippocampus_paths, tmp_path):
+    fixed, _ = hippocampus_paths("001")
+    with pytest.raises(WorkerError) as caught:
+        worker.call("register", fixed=str(fixed), moving=str(fixed), auto=True, model="classical",
+                    out_dir=str(tmp_path / "o"), options={"smoothnes": 0.1}, timeout=60)
+    assert caught.value.code == "bad_request" and "'smoothnes'" in caught.value.message
+
+
+def test_a_killed_worker_is_reported_with_its_stderr_and_restarts(worker):
+    worker.process.kill()
+    worker.process.wait()
+    with pytest.raises(WorkerDied) as caught:
+        worker.call("hello", timeout=30)
+    assert "worker" in "\n".join(caught.value.stderr) and "ready" in str(caught.value)
+    hello = worker.restart()
+    assert hello["protocol"] == PROTOCOL_VERSION and worker.alive
