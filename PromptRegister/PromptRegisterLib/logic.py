@@ -54,9 +54,18 @@ class RegistrationLogic:
     def volume_file(self, node) -> Path:
         """The node's voxels as a file in the worker's private folder; rewritten only when the data changed
         (the name carries the image's modification time, so the worker never sees stale data)."""
+        import hashlib
+
+        import vtk
+
         client = self.worker()
         image = node.GetImageData()
-        stamp = f"{node.GetID()}-{image.GetMTime() if image is not None else 0}-{node.GetMTime()}"
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        geometry = hashlib.sha1(repr([matrix.GetElement(r, c) for r in range(4) for c in range(4)]).encode())
+        # voxels (image modification time) and grid (IJK -> RAS); not the node's own time, which changes when
+        # it merely observes the result transform
+        stamp = f"{node.GetID()}-{image.GetMTime() if image is not None else 0}-{geometry.hexdigest()[:10]}"
         if stamp not in self._written:
             path = Path(client.hello["folder"]) / f"{stamp}.nii.gz"
             write_volume(volume_from_node(node), path)
