@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheel (pip install slicer-core)")
+import slicer  # noqa: E402  (the slicer-core wheel: pip install -e ".[slicer]")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
