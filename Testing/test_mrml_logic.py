@@ -115,3 +115,63 @@ def test_second_registration_reuses_volume_files_and_embeddings(registered):
                            options={"slice_step": 16, "max_pairs": 10, "search_mm": 3.0})
     assert logic._written == files_before  # unchanged volumes are not written again
     assert nodes["summary"]["methods"] == ["samreg"]
+
+
+def save_scene(scene, folder: Path) -> Path:
+    """Write every storable node's data through its storage node, then the scene XML (what Slicer's Save does)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # (markups are left out: the slicer-core wheel has no markups storage node; Slicer itself writes .mrk.json)
+    extensions = {"vtkMRMLScalarVolumeNode": ".nrrd", "vtkMRMLSegmentationNode": ".seg.nrrd",
+                  "vtkMRMLGridTransformNode": ".h5"}
+    for class_name, extension in extensions.items():
+        for index in range(scene.GetNumberOfNodesByClass(class_name)):
+            node = scene.GetNthNodeByClass(index, class_name)
+            storage = node.GetStorageNode()
+            if storage is None:
+                storage = node.CreateDefaultStorageNode()
+                assert storage is not None, f"{class_name} has no default storage node"
+                scene.AddNode(storage)
+                node.SetAndObserveStorageNodeID(storage.GetID())
+            storage.SetFileName(str(folder / f"{node.GetID()}{extension}"))
+            assert storage.WriteData(node), f"could not write {node.GetName()}"
+    scene.SetURL(str(folder / "scene.mrml"))
+    assert scene.Commit()
+    return folder / "scene.mrml"
+
+
+def test_scene_round_trip_keeps_parameters_references_and_outputs(registered, tmp_path):
+    from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node, read_parameters,
+                                              set_node, write_parameters)
+
+    scene, fixed_node, moving_node, nodes, _, _ = registered
+    parameter_node = find_or_create_parameter_node(scene)
+    assert find_or_create_parameter_node(scene) is parameter_node  # one per scene
+    chosen = Parameters(use_text=True, use_points=True, text="hippocampus, head", model="classical", device="cpu",
+                        search_mm=7.5, marginal_samples=2, last_summary={"mean_dice_after": 0.7})
+    write_parameters(parameter_node, chosen)
+    set_node(parameter_node, "fixedVolume", fixed_node)
+    set_node(parameter_node, "movingVolume", moving_node)
+    set_node(parameter_node, "outputTransform", nodes["transform"])
+    set_node(parameter_node, "fixedSegmentation", nodes["fixed_segmentation"])
+    set_node(parameter_node, "movingSegmentation", nodes["moving_segmentation"])
+    path = save_scene(scene, tmp_path / "saved")
+
+    reopened = slicer.vtkMRMLScene()
+    reopened.SetURL(str(path))
+    assert reopened.Connect()
+    parameter_node = find_or_create_parameter_node(reopened)
+    assert read_parameters(parameter_node) == chosen
+    fixed_again = get_node(parameter_node, "fixedVolume")
+    moving_again = get_node(parameter_node, "movingVolume")
+    transform_again = get_node(parameter_node, "outputTransform")
+    assert fixed_again.GetName() == "case001" and moving_again.GetName() == "case004"
+    np.testing.assert_array_equal(volume_from_node(fixed_again).array, volume_from_node(fixed_node).array)
+    assert moving_again.GetTransformNodeID() == transform_again.GetID()
+    points = np.array([[-30.0, -40.0, 25.0], [-25.0, -30.0, 28.0]])
+    np.testing.assert_allclose(map_points_ras(transform_again, points), map_points_ras(nodes["transform"], points),
+                               atol=0.05)  # a reloaded grid transform interpolates cubically again (mrml.py)
+    segments = get_node(parameter_node, "movingSegmentation").GetSegmentation()
+    original = nodes["moving_segmentation"].GetSegmentation()
+    assert segments.GetNumberOfSegments() == original.GetNumberOfSegments()
+    assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == \
+        [original.GetNthSegment(i).GetName() for i in range(original.GetNumberOfSegments())]

@@ -1,0 +1,105 @@
+"""The module's parameters, kept in a vtkMRMLScriptedModuleNode so they are
+saved with the scene and come back when it is reopened.
+
+Values are stored as the node's string parameters and node choices as node
+references, the same representation Slicer's parameterNodeWrapper uses, so
+this works under the slicer-core wheel (tests, batch) and inside Slicer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Optional
+
+MODULE_NAME = "PromptRegister"
+
+NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", "fixedSegmentation",
+              "movingSegmentation")
+"""Node references held by the parameter node."""
+
+MODELS = ("vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "auto")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass
+class Parameters:
+    """Everything the module lets a user choose (nodes are referenced by role, see NODE_ROLES)."""
+
+    use_text: bool = False
+    use_points: bool = True
+    use_auto: bool = False
+    text: str = ""
+    model: str = "auto"
+    device: str = "auto"
+    worker_python: str = ""
+    search_mm: float = 11.0
+    threshold: float = 0.8
+    marginal_samples: int = 4
+    slice_step: int = 1
+    grid_spacing_mm: float = 3.0
+    smoothness: float = 0.05
+    seed: int = 0
+    last_summary: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if not (self.use_text or self.use_points or self.use_auto):
+            raise ValueError("choose at least one way to register: text, points or automatic")
+
+    def request_options(self) -> Dict[str, Any]:
+        """The worker's "options" for these parameters."""
+        return {"search_mm": self.search_mm, "threshold": self.threshold, "marginal_samples": self.marginal_samples,
+                "slice_step": self.slice_step, "grid_spacing_mm": self.grid_spacing_mm,
+                "smoothness": self.smoothness, "seed": self.seed}
+
+
+def find_or_create_parameter_node(scene):
+    """The scene's PromptRegister parameter node (a singleton, created with defaults when missing)."""
+    import slicer
+
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLScriptedModuleNode")
+        if node.GetModuleName() == MODULE_NAME:
+            return node
+    node = slicer.vtkMRMLScriptedModuleNode()
+    node.SetModuleName(MODULE_NAME)
+    node.SetName(f"{MODULE_NAME} parameters")
+    node.SetSingletonTag(MODULE_NAME)
+    scene.AddNode(node)
+    write_parameters(node, Parameters())
+    return node
+
+
+def write_parameters(node, parameters: Parameters) -> None:
+    parameters.validate()
+    for item in fields(parameters):
+        node.SetParameter(item.name, json.dumps(getattr(parameters, item.name)))
+
+
+def read_parameters(node) -> Parameters:
+    """Parameters from the node; missing or unreadable values keep their defaults."""
+    values = {}
+    for item in fields(Parameters):
+        text = node.GetParameter(item.name)
+        if text:
+            try:
+                values[item.name] = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+    return Parameters(**values)
+
+
+def set_node(parameter_node, role: str, node: Optional[object]) -> None:
+    if role not in NODE_ROLES:
+        raise ValueError(f"unknown node role {role!r}; known: {', '.join(NODE_ROLES)}")
+    parameter_node.SetNodeReferenceID(role, node.GetID() if node is not None else None)
+
+
+def get_node(parameter_node, role: str):
+    if role not in NODE_ROLES:
+        raise ValueError(f"unknown node role {role!r}; known: {', '.join(NODE_ROLES)}")
+    return parameter_node.GetNodeReference(role)
