@@ -72,11 +72,12 @@ class RegistrationLogic:
             self._written[stamp] = path
         return self._written[stamp]
 
-    def register(self, scene, fixed_node, moving_node, *, markups_node=None, text: Optional[str] = None,
-                 auto: bool = False, sample_points: int = 0, model: str = "auto", device: str = "auto",
-                 options: Optional[dict] = None, out_dir: Optional[str] = None,
-                 on_progress: Optional[ProgressCallback] = None) -> dict:
-        """Register moving to fixed; adds the result nodes to `scene` and returns them with the summary."""
+    def start(self, fixed_node, moving_node, *, markups_node=None, text: Optional[str] = None,
+              auto: bool = False, sample_points: int = 0, model: str = "auto", device: str = "auto",
+              options: Optional[dict] = None, out_dir: Optional[str] = None) -> str:
+        """Send a registration request and return at once (the GUI polls it); returns the request id."""
+        if self.running_id is not None:
+            raise RuntimeError("a registration is already running; cancel it first")
         client = self.worker()
         points = point_prompts(markups_node) if markups_node is not None else []
         out_dir = out_dir or tempfile.mkdtemp(prefix="result-", dir=client.hello["folder"])
@@ -86,14 +87,34 @@ class RegistrationLogic:
         if text:
             request["text"] = text
         self.running_id = client.send("register", **request)
-        try:
-            result = client.wait(self.running_id, on_progress=on_progress)
-        finally:
+        return self.running_id
+
+    def poll(self) -> list:
+        """Events of the running registration so far (progress, log, and at the end result or error)."""
+        if self.running_id is None or self.client is None:
+            return []
+        events = self.client.poll(self.running_id)
+        if any(event.get("type") in ("result", "error") for event in events):
             self.running_id = None
+        return events
+
+    def finish(self, scene, moving_node, result: dict) -> dict:
+        """Result nodes for a result event: ROI segmentations and the transform (observed by the moving volume)."""
         nodes = results_to_scene(scene, result["files"], moving_node, moving_node.GetName())
         nodes["summary"] = result["summary"]
         nodes["files"] = result["files"]
         return nodes
+
+    def register(self, scene, fixed_node, moving_node, *, on_progress: Optional[ProgressCallback] = None,
+                 **request) -> dict:
+        """Register moving to fixed and wait (batch use, tests); adds the result nodes to `scene` and returns
+        them with the summary. Keyword arguments as for `start`."""
+        request_id = self.start(fixed_node, moving_node, **request)
+        try:
+            result = self.client.wait(request_id, on_progress=on_progress)
+        finally:
+            self.running_id = None
+        return self.finish(scene, moving_node, result)
 
     def cancel(self) -> bool:
         """Stop the running registration (nothing is written); False when none runs."""

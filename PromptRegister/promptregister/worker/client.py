@@ -143,6 +143,20 @@ class WorkerClient:
             if event.get("type") in ("result", "error"):
                 return
 
+    def poll(self, request_id: Optional[str]) -> List[dict]:
+        """The events that arrived for a request, without waiting (for a GUI timer); WorkerDied if the worker
+        ended and nothing is left to read."""
+        events = self._queues[request_id]
+        found = []
+        while True:
+            try:
+                found.append(events.get_nowait())
+            except queue.Empty:
+                break
+        if not found and not self.alive:
+            raise self._died()
+        return found
+
     def wait(self, request_id: Optional[str], on_progress: Optional[Callable[[str, float], None]] = None,
              on_log: Optional[Callable[[str], None]] = None, timeout: Optional[float] = None) -> Dict[str, Any]:
         """The request's result; WorkerError for an error event, WorkerDied if the worker ends."""
