@@ -175,3 +175,24 @@ def test_scene_round_trip_keeps_parameters_references_and_outputs(registered, tm
     assert segments.GetNumberOfSegments() == original.GetNumberOfSegments()
     assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == \
         [original.GetNthSegment(i).GetName() for i in range(original.GetNumberOfSegments())]
+
+
+def test_start_and_poll_without_blocking(registered):
+    """The GUI's path: start, poll on a timer, finish on the result event."""
+    import time
+
+    scene, fixed_node, moving_node, _, _, logic = registered
+    logic.start(fixed_node, moving_node, auto=True, model="classical", device="cpu",
+                options={"slice_step": 16, "max_pairs": 10, "search_mm": 3.0})
+    events, deadline = [], time.time() + 300
+    while time.time() < deadline:
+        events += logic.poll()
+        if events and events[-1]["type"] in ("result", "error"):
+            break
+        time.sleep(0.1)
+    assert events[-1]["type"] == "result", events[-1]
+    assert any(e["type"] == "progress" for e in events)
+    assert logic.running_id is None
+    result = {k: v for k, v in events[-1].items() if k not in ("id", "type")}
+    nodes = logic.finish(scene, moving_node, result)
+    assert moving_node.GetTransformNodeID() == nodes["transform"].GetID()

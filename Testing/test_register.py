@@ -248,8 +248,9 @@ def tiny_models(tmp_path_factory):
     manager = WeightsManager(registry={"tiny_sam": entry}, weights_dir=folder, cache_dir=folder / "cache",
                              allow_download=False)
     segmenter = SamSegmenter.from_checkpoint("tiny_sam", manager, device="cpu")
-    detector = HFGroundingDino.from_pretrained(str(save_tiny_hf_grounding_dino(folder / "gdino")), device="cpu")
-    return segmenter, detector
+    detector_folder = save_tiny_hf_grounding_dino(folder / "gdino")
+    detector = HFGroundingDino.from_pretrained(str(detector_folder), device="cpu")
+    return segmenter, detector, detector_folder
 
 
 def test_every_method_runs_end_to_end_through_the_real_model_classes(tiny_models, hippocampus, tmp_path):
@@ -258,7 +259,7 @@ def test_every_method_runs_end_to_end_through_the_real_model_classes(tiny_models
     from promptregister.methods import Tell2RegOptions
     from promptregister.models import EverythingOptions
 
-    segmenter, detector = tiny_models
+    segmenter, detector, _ = tiny_models
     fixed, _ = hippocampus("001")
     moving, moving_labels = hippocampus("004")
     # random weights predict low quality everywhere: relax every threshold so each method yields pairs
@@ -281,3 +282,21 @@ def test_every_method_runs_end_to_end_through_the_real_model_classes(tiny_models
     assert fixed_rois.geometry.is_close(fixed.geometry) and moving_rois.geometry.is_close(moving.geometry)
     assert result.fit.field.shape == fixed.geometry.shape + (3,)
     assert np.isfinite(result.fit.field).all()
+
+
+def test_cli_text_prompt_through_a_tiny_grounding_dino_checkpoint(tiny_models, hippocampus_paths, tmp_path, capsys):
+    """`promptregister register --text` with a local GroundingDINO checkpoint folder (random weights, so every
+    threshold is opened up) and the classical segmenter: the command runs end to end and writes its outputs."""
+    _, _, detector_folder = tiny_models
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    out = tmp_path / "text"
+    code = main(["register", "--fixed", str(fixed), "--moving", str(moving), "--text", "hippocampus, head",
+                 "--model", "classical", "--detector-checkpoint", str(detector_folder), "--box-threshold", "0",
+                 "--text-threshold", "0", "--threshold", "-1", "--slice-step", "16", "--pairs-per-slice", "2",
+                 "--device", "cpu", "--out-dir", str(out), "--quiet", "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["methods"] == ["tell2reg"] and summary["pairs"]
+    assert {pair["source"]["phrase"] for pair in summary["pairs"]} <= {"hippocampus", "head"}
+    assert (out / "transform.h5").exists() and (out / "pairs.json").exists()

@@ -129,3 +129,14 @@ def test_a_killed_worker_is_reported_with_its_stderr_and_restarts(worker):
     assert "worker" in "\n".join(caught.value.stderr) and "ready" in str(caught.value)
     hello = worker.restart()
     assert hello["protocol"] == PROTOCOL_VERSION and worker.alive
+
+
+def test_embed_warms_the_cache_for_later_requests(worker, hippocampus_paths):
+    fixed, _ = hippocampus_paths("001")
+    volume = worker.call("load", path=str(fixed), timeout=60)["volume"]
+    stages = []
+    first = worker.call("embed", volume=volume, model="classical", device="cpu", timeout=300,
+                        on_progress=lambda stage, fraction: stages.append((stage, fraction)))
+    assert first["slices"] == 64 and first["slices_encoded"] == 64
+    assert stages and stages[-1][1] == 1.0
+    assert worker.call("embed", volume=volume, model="classical", device="cpu", timeout=300)["slices_encoded"] == 0

@@ -16,7 +16,7 @@ from .errors import PromptRegisterError
 
 def add_register_command(commands: argparse._SubParsersAction) -> None:
     from .dense.fit import FitOptions
-    from .methods import PromptRegOptions, SamRegOptions
+    from .methods import PromptRegOptions, SamRegOptions, Tell2RegOptions
     from .models import DETECTOR_CHOICES, SEGMENTER_CHOICES
 
     samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), FitOptions()
@@ -47,6 +47,10 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="grounding-dino-tiny", choices=DETECTOR_CHOICES,
                    help="text detector for --text (default %(default)s)")
     p.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
+    p.add_argument("--box-threshold", type=float, default=Tell2RegOptions().box_threshold,
+                   help="Tell2Reg: keep detector boxes scoring above this (default %(default)s)")
+    p.add_argument("--text-threshold", type=float, default=Tell2RegOptions().text_threshold,
+                   help="Tell2Reg: phrase-token score threshold (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     p.add_argument("--search-mm", type=float, default=samreg.search_mm,
                    help="fixed slices within +/- this distance are searched (default %(default)s)")
@@ -182,7 +186,8 @@ def _options(args: argparse.Namespace):
         promptreg=replace(PromptRegOptions(), search_mm=args.search_mm, marginal_samples=args.marginal_samples,
                           seed=args.seed),
         tell2reg=replace(Tell2RegOptions(), search_mm=args.search_mm, threshold=args.threshold,
-                         pairs_per_slice=args.pairs_per_slice, slice_step=args.slice_step, moving_slices=slab),
+                         pairs_per_slice=args.pairs_per_slice, slice_step=args.slice_step, moving_slices=slab,
+                         box_threshold=args.box_threshold, text_threshold=args.text_threshold),
         fit=FitOptions(grid_spacing_mm=args.grid_spacing, smoothness=args.smoothness, device=args.device,
                        seed=args.seed),
         seed=args.seed)
