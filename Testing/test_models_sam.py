@@ -227,3 +227,32 @@ def test_medsam_preprocessing_stretches_and_scales_to_unit_range(tiny_weights, p
     result = segmenter.segment(embedding, box=np.array([20.0, 10.0, 200.0, 90.0]))
     assert result.masks.shape == (3, 150, 230)
     assert "medsam" in segmenter.identity
+
+
+def test_weights_are_downloaded_with_progress_and_checksum(tiny_weights, tmp_path):
+    """A download (a file:// URL stands in for the official server) reports its progress, lands in the cache
+    only after its SHA-256 matched, and a corrupted source is refused with nothing left behind."""
+    import dataclasses
+
+    folder, entry = tiny_weights
+    source = folder / entry.file_name
+    online = dataclasses.replace(entry, url=source.resolve().as_uri())
+    manager = WeightsManager(registry={"tiny_sam": online}, weights_dir=tmp_path / "none",
+                             cache_dir=tmp_path / "cache")
+    manager.allow_download = True  # the test process is offline for Hugging Face; this source is local
+    seen = []
+    segmenter = SamSegmenter.from_checkpoint("tiny_sam", manager, device="cpu",
+                                             download_progress=lambda done, total: seen.append((done, total)))
+    assert (tmp_path / "cache" / entry.file_name).exists()
+    assert seen and seen[-1] == (source.stat().st_size, source.stat().st_size)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert segmenter.identity  # loaded through the verified path
+
+    corrupted = tmp_path / "corrupted.pth"
+    corrupted.write_bytes(source.read_bytes()[:-10] + b"0123456789")
+    bad = dataclasses.replace(entry, url=corrupted.resolve().as_uri())
+    manager = WeightsManager(registry={"tiny_sam": bad}, weights_dir=tmp_path / "none", cache_dir=tmp_path / "c2")
+    manager.allow_download = True
+    with pytest.raises(PromptRegisterError, match="SHA-256"):
+        SamSegmenter.from_checkpoint("tiny_sam", manager, device="cpu")
+    assert not (tmp_path / "c2").exists() or not any((tmp_path / "c2").iterdir())

@@ -32,7 +32,8 @@ DETECTOR_CHOICES = ("grounding-dino-base", "grounding-dino-tiny", "groundingdino
 
 
 def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Optional[WeightsManager] = None,
-                    device: str = "auto", cache: Optional[EmbeddingCache] = None, batch_size: int = 4) -> Segmenter:
+                    device: str = "auto", cache: Optional[EmbeddingCache] = None, batch_size: int = 4,
+                    download_progress=None) -> Segmenter:
     """A segmenter by user-facing model name (see SEGMENTER_CHOICES) or any SAM-family registry name."""
     from ..errors import PromptRegisterError
 
@@ -46,8 +47,8 @@ def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Opti
         raise PromptRegisterError(f"unknown model {model!r}; choose one of {', '.join(SEGMENTER_CHOICES)}")
     from .sam import SamSegmenter
 
-    return SamSegmenter.from_checkpoint(name, manager, checkpoint_path, device=device, cache=cache,
-                                        batch_size=batch_size)
+    return SamSegmenter.from_checkpoint(name, manager, checkpoint_path, download_progress=download_progress,
+                                        device=device, cache=cache, batch_size=batch_size)
 
 
 def build_detector(name: str = "grounding-dino-base", *, checkpoint_path=None,

@@ -110,13 +110,15 @@ class SamSegmenter(Segmenter):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str, manager: Optional[WeightsManager] = None, path=None,
+                        download_progress: Optional[Callable[[int, Optional[int]], None]] = None,
                         **options) -> "SamSegmenter":
-        """Build the architecture named by a registry entry and load its verified weights."""
+        """Build the architecture named by a registry entry and load its verified weights (downloading them
+        first when allowed; download_progress(bytes_done, bytes_total) follows that)."""
         manager = manager or WeightsManager()
         entry = manager.get(checkpoint)
         if entry.family not in ("sam", "mobile_sam", "medsam"):
             raise PromptRegisterError(f"checkpoint {checkpoint} is a {entry.family} model, not a SAM-family one")
-        file = manager.resolve(checkpoint, path)
+        file = manager.resolve(checkpoint, path, progress=download_progress)
         digest = manager.verify(entry, file)
         model = build_architecture(entry.architecture)
         state = load_state_dict(file)

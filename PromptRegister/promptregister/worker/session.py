@@ -91,8 +91,10 @@ class Session:
         return self.load(reference)[1]
 
     # -- models --------------------------------------------------------------------------------
-    def segmenter(self, model: str, device: str, checkpoint: Optional[str]):
-        """A warm segmenter; `auto` = vit_b when its weights are present, else classical."""
+    def segmenter(self, model: str, device: str, checkpoint: Optional[str],
+                  progress: Optional[ProgressCallback] = None):
+        """A warm segmenter; `auto` = vit_b when its weights are present, else classical. Weights that are
+        downloaded on first use report progress as the stage "download <model>"."""
         from ..models import build_segmenter
         from ..models.cache import EmbeddingCache
         from ..models.weights import WeightsManager
@@ -102,7 +104,12 @@ class Session:
         key = (model, device, checkpoint)
         if key not in self.segmenters:
             cache = EmbeddingCache(memory_bytes=EMBEDDING_CACHE_BYTES)
-            self.segmenters[key] = build_segmenter(model, checkpoint_path=checkpoint, device=device, cache=cache)
+
+            def downloaded(done: int, total: Optional[int]) -> None:
+                if progress is not None and total:
+                    progress(f"download {model}", done / total)
+            self.segmenters[key] = build_segmenter(model, checkpoint_path=checkpoint, device=device, cache=cache,
+                                                   download_progress=downloaded)
         return self.segmenters[key]
 
     def detector(self, name: str, device: str, checkpoint: Optional[str]):
@@ -119,7 +126,7 @@ class Session:
 
         volume = self.volume(request.get("volume"), "volume")
         segmenter = self.segmenter(request.get("model", "auto"), request.get("device", "auto"),
-                                   request.get("checkpoint"))
+                                   request.get("checkpoint"), progress)
         before = segmenter.encoded_slices
         sliced = SlicedVolume(volume, segmenter, name="volume")
         sliced.embed(range(sliced.num_slices), progress)
@@ -139,7 +146,7 @@ class Session:
         moving = self.volume(request.get("moving"), "moving")
         points = [self._point(p) for p in request.get("points") or []]
         device = request.get("device", "auto")
-        segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"))
+        segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress)
         text = request.get("text")
         detector = None
         if text is not None:
