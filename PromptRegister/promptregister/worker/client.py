@@ -16,6 +16,7 @@ import queue
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 
 STDERR_LINES_KEPT = 40
@@ -63,6 +64,10 @@ class WorkerClient:
         from ..runtime import tcmalloc_library
 
         environment = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        # the worker imports this same engine, wherever it lives (inside Slicer: the module's folder, which is on
+        # Slicer's sys.path but not on PYTHONPATH)
+        engine_root = str(Path(__file__).resolve().parents[2])
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [engine_root, environment.get("PYTHONPATH")]))
         library = tcmalloc_library() if environment.get("PROMPTREGISTER_TCMALLOC", "1") != "0" else None
         if library and library not in environment.get("LD_PRELOAD", ""):
             environment["LD_PRELOAD"] = ":".join(filter(None, [library, environment.get("LD_PRELOAD")]))
