@@ -166,7 +166,7 @@ def test_cli_register_writes_geometry_correct_outputs(deformed_pair, tmp_path, c
                  "--model", "classical", "--out-dir", str(tmp_path / "out"), "--resampled", "--quiet"]
     for click in clicks:  # given in Slicer's RAS to exercise the conversion
         x, y, z = click.point
-        arguments += ["--point", f"{-x},{-y},{z}"]
+        arguments += [f"--point={-x},{-y},{z}"]
     arguments += ["--point-space", "ras", "--marginal-samples", "2"]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
@@ -300,3 +300,18 @@ def test_cli_text_prompt_through_a_tiny_grounding_dino_checkpoint(tiny_models, h
     assert summary["methods"] == ["tell2reg"] and summary["pairs"]
     assert {pair["source"]["phrase"] for pair in summary["pairs"]} <= {"hippocampus", "head"}
     assert (out / "transform.h5").exists() and (out / "pairs.json").exists()
+
+
+def test_cli_caches_embeddings_only_when_asked(deformed_pair, tmp_path, monkeypatch, capsys):
+    fixed, _, moving, moving_labels = deformed_pair
+    write_volume(fixed, tmp_path / "fixed.nii.gz")
+    write_volume(moving, tmp_path / "moving.nii.gz")
+    monkeypatch.setenv("PROMPTREGISTER_CACHE_DIR", str(tmp_path / "cache"))
+    x, y, z = clicks_on_labels(moving_labels, 1, 0)[0].point
+    base = ["register", "--fixed", str(tmp_path / "fixed.nii.gz"), "--moving", str(tmp_path / "moving.nii.gz"),
+            "--model", "classical", f"--point={x},{y},{z}", "--marginal-samples", "0", "--quiet"]
+    assert main(base + ["--out-dir", str(tmp_path / "a")]) == 0
+    assert not (tmp_path / "cache" / "embeddings").exists()  # nothing derived from the images is kept by default
+    assert main(base + ["--out-dir", str(tmp_path / "b"), "--cache-embeddings"]) == 0
+    stored = list((tmp_path / "cache" / "embeddings").rglob("*.npz"))
+    assert len(stored) > 10  # one file per embedded slice

@@ -33,7 +33,8 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"; "paper" = the '
                    "Tell2Reg paper's set (hole, head, prostate, dog, correspond, middle)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
-                   help="PromptReg point inside a structure of the moving image (repeat for more)")
+                   help="PromptReg point inside a structure of the moving image (repeat for more); write "
+                   "--point=-12,3,4 when the first number is negative")
     p.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
                    help="point outside the structure, on the same moving slice as a --point")
     p.add_argument("--point-space", choices=["lps", "ras"], default="lps",
@@ -52,6 +53,9 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--text-threshold", type=float, default=Tell2RegOptions().text_threshold,
                    help="Tell2Reg: phrase-token score threshold (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    p.add_argument("--cache-embeddings", action="store_true",
+                   help="keep slice embeddings in the user cache folder so that a re-run on the same images skips "
+                   "the encoder (off by default: they are derived from the images, which may be patient data)")
     p.add_argument("--search-mm", type=float, default=samreg.search_mm,
                    help="fixed slices within +/- this distance are searched (default %(default)s)")
     p.add_argument("--threshold", type=float, default=samreg.threshold,
@@ -104,7 +108,13 @@ def choose_segmenter(args: argparse.Namespace):
             print("note: no SAM weights found (sam_vit_b); using the weight-free classical backend. "
                   "For SAM quality run `promptregister weights fetch sam_vit_b` and use --model vit_b.",
                   file=sys.stderr)
-    return build_segmenter(model, checkpoint_path=args.checkpoint, device=args.device), model
+    cache = None
+    if args.cache_embeddings:
+        from .models.cache import EmbeddingCache
+        from .paths import embeddings_cache_dir
+
+        cache = EmbeddingCache(disk_dir=embeddings_cache_dir())
+    return build_segmenter(model, checkpoint_path=args.checkpoint, device=args.device, cache=cache), model
 
 
 def run_register(args: argparse.Namespace) -> int:
