@@ -89,7 +89,8 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.textLineEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
         for comboBox in (self.ui.modelComboBox, self.ui.deviceComboBox):
             comboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
-        self.ui.workerPythonLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        for pathEdit in (self.ui.workerPythonLineEdit, self.ui.checkpointLineEdit):
+            pathEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         for spinBox in (self.ui.searchSpinBox, self.ui.thresholdSpinBox, self.ui.marginalSpinBox,
                         self.ui.sliceStepSpinBox, self.ui.gridSpacingSpinBox, self.ui.smoothnessSpinBox,
                         self.ui.seedSpinBox):
@@ -155,6 +156,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelComboBox.currentText = values.model
             self.ui.deviceComboBox.currentText = values.device
             self.ui.workerPythonLineEdit.currentPath = values.worker_python
+            self.ui.checkpointLineEdit.currentPath = values.checkpoint
             self.ui.searchSpinBox.value = values.search_mm
             self.ui.thresholdSpinBox.value = values.threshold
             self.ui.marginalSpinBox.value = values.marginal_samples
@@ -186,6 +188,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             values.model = self.ui.modelComboBox.currentText
             values.device = self.ui.deviceComboBox.currentText
             values.worker_python = self.ui.workerPythonLineEdit.currentPath
+            values.checkpoint = self.ui.checkpointLineEdit.currentPath
             values.search_mm = self.ui.searchSpinBox.value
             values.threshold = self.ui.thresholdSpinBox.value
             values.marginal_samples = self.ui.marginalSpinBox.value
@@ -353,7 +356,8 @@ class PromptRegisterLogic(ScriptedLoadableModuleLogic):
         self._movingNode = moving
         return self.registration(values.worker_python).start(
             fixed, moving, markups_node=markups, text=values.text if values.use_text else None,
-            auto=values.use_auto, model=values.model, device=values.device, options=values.request_options())
+            auto=values.use_auto, model=values.model, device=values.device, checkpoint=values.checkpoint or None,
+            options=values.request_options())
 
     def poll(self):
         return self._registration.poll() if self._registration is not None else []

@@ -140,3 +140,14 @@ def test_embed_warms_the_cache_for_later_requests(worker, hippocampus_paths):
     assert first["slices"] == 64 and first["slices_encoded"] == 64
     assert stages and stages[-1][1] == 1.0
     assert worker.call("embed", volume=volume, model="classical", device="cpu", timeout=300)["slices_encoded"] == 0
+
+
+def test_missing_weights_are_an_engine_error_that_names_the_file(worker, hippocampus_paths, tmp_path):
+    fixed, _ = hippocampus_paths("001")
+    missing = tmp_path / "sam_vit_b_01ec64.pth"
+    with pytest.raises(WorkerError) as caught:
+        worker.call("register", fixed=str(fixed), moving=str(fixed), auto=True, model="vit_b", device="cpu",
+                    checkpoint=str(missing), out_dir=str(tmp_path / "out"), timeout=120)
+    assert caught.value.code == "engine" and "sam_vit_b_01ec64.pth" in caught.value.message
+    assert not (tmp_path / "out").exists()
+    assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION

@@ -74,7 +74,8 @@ class RegistrationLogic:
 
     def start(self, fixed_node, moving_node, *, markups_node=None, text: Optional[str] = None,
               auto: bool = False, sample_points: int = 0, model: str = "auto", device: str = "auto",
-              options: Optional[dict] = None, out_dir: Optional[str] = None) -> str:
+              checkpoint: Optional[str] = None, options: Optional[dict] = None,
+              out_dir: Optional[str] = None) -> str:
         """Send a registration request and return at once (the GUI polls it); returns the request id."""
         if self.running_id is not None:
             raise RuntimeError("a registration is already running; cancel it first")
@@ -86,6 +87,8 @@ class RegistrationLogic:
                        options=options or {}, out_dir=out_dir, overwrite=True)
         if text:
             request["text"] = text
+        if checkpoint:
+            request["checkpoint"] = checkpoint
         self.running_id = client.send("register", **request)
         return self.running_id
 

@@ -33,6 +33,7 @@ class Parameters:
     model: str = "auto"
     device: str = "auto"
     worker_python: str = ""
+    checkpoint: str = ""
     search_mm: float = 11.0
     threshold: float = 0.8
     marginal_samples: int = 4
