@@ -182,23 +182,12 @@ def parse_slab(text) -> "tuple | None":
 
 
 def _options(args: argparse.Namespace):
-    from dataclasses import replace
+    from .register import options_from_flat
 
-    from .dense.fit import FitOptions
-    from .methods import PromptRegOptions, SamRegOptions, Tell2RegOptions
-    from .register import RegisterOptions
-
-    slab = parse_slab(args.moving_slices)
-    return RegisterOptions(
-        samreg=replace(SamRegOptions(), search_mm=args.search_mm, threshold=args.threshold,
-                       pairs_per_slice=args.pairs_per_slice, max_pairs=args.max_pairs, slice_step=args.slice_step,
-                       moving_slices=slab, one_to_many=args.one_to_many),
-        promptreg=replace(PromptRegOptions(), search_mm=args.search_mm, marginal_samples=args.marginal_samples,
-                          seed=args.seed),
-        tell2reg=replace(Tell2RegOptions(), search_mm=args.search_mm, threshold=args.threshold,
-                         pairs_per_slice=args.pairs_per_slice, slice_step=args.slice_step, moving_slices=slab,
-                         box_threshold=args.box_threshold, text_threshold=args.text_threshold),
-        fit=FitOptions(grid_spacing_mm=args.grid_spacing, smoothness=args.smoothness, device=args.device,
-                       seed=args.seed),
-        seed=args.seed)
-
+    return options_from_flat({
+        "search_mm": args.search_mm, "threshold": args.threshold, "pairs_per_slice": args.pairs_per_slice,
+        "max_pairs": args.max_pairs, "slice_step": args.slice_step, "moving_slices": parse_slab(args.moving_slices),
+        "one_to_many": args.one_to_many, "marginal_samples": args.marginal_samples,
+        "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
+        "grid_spacing_mm": args.grid_spacing, "smoothness": args.smoothness, "device": args.device,
+        "seed": args.seed})

@@ -58,6 +58,44 @@ class RegisterOptions:
     seed: int = 0
 
 
+FLAT_OPTIONS = {
+    # flat name (CLI option, worker request field) -> (the option objects it sets, their attribute)
+    "search_mm": (("samreg", "promptreg", "tell2reg"), "search_mm"),
+    "threshold": (("samreg", "tell2reg"), "threshold"),
+    "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
+    "slice_step": (("samreg", "tell2reg"), "slice_step"),
+    "moving_slices": (("samreg", "tell2reg"), "moving_slices"),
+    "max_pairs": (("samreg",), "max_pairs"),
+    "one_to_many": (("samreg",), "one_to_many"),
+    "marginal_samples": (("promptreg",), "marginal_samples"),
+    "sigma_mm": (("promptreg",), "sigma_mm"),
+    "box_threshold": (("tell2reg",), "box_threshold"),
+    "text_threshold": (("tell2reg",), "text_threshold"),
+    "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
+    "smoothness": (("fit",), "smoothness"),
+    "linear": (("fit",), "linear"),
+    "device": (("fit",), "device"),
+    "seed": (("promptreg", "fit"), "seed"),
+}
+
+
+def options_from_flat(values: Dict[str, object]) -> RegisterOptions:
+    """RegisterOptions from flat names (see FLAT_OPTIONS), as the CLI and the worker's requests give them;
+    an unknown name is an error that lists the known ones."""
+    from dataclasses import replace
+
+    options = RegisterOptions()
+    for name, value in values.items():
+        if name not in FLAT_OPTIONS:
+            raise PromptRegisterError(f"unknown option {name!r}; known: {', '.join(sorted(FLAT_OPTIONS))}")
+        targets, attribute = FLAT_OPTIONS[name]
+        for target in targets:
+            setattr(options, target, replace(getattr(options, target), **{attribute: value}))
+        if name == "seed":
+            options.seed = value
+    return options
+
+
 @dataclass
 class RegistrationResult:
     """What `register` found.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -18,40 +17,18 @@ ProgressCallback = Callable[[str, float], None]
 EMBEDDING_CACHE_BYTES = 2 * 1024 ** 3
 """Embeddings kept in memory per model: about 1 MB per SAM slice, so a few thousand slices."""
 
-OPTION_FIELDS = {
-    # request option -> (options object, attribute); methods share the search range and threshold
-    "search_mm": (("samreg", "promptreg", "tell2reg"), "search_mm"),
-    "threshold": (("samreg", "tell2reg"), "threshold"),
-    "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
-    "slice_step": (("samreg", "tell2reg"), "slice_step"),
-    "max_pairs": (("samreg",), "max_pairs"),
-    "one_to_many": (("samreg",), "one_to_many"),
-    "marginal_samples": (("promptreg",), "marginal_samples"),
-    "sigma_mm": (("promptreg",), "sigma_mm"),
-    "box_threshold": (("tell2reg",), "box_threshold"),
-    "text_threshold": (("tell2reg",), "text_threshold"),
-    "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
-    "smoothness": (("fit",), "smoothness"),
-    "linear": (("fit",), "linear"),
-    "seed": (("promptreg", "fit"), "seed"),
-}
-
-
 def register_options(values: Dict[str, Any], device: str):
-    """RegisterOptions from a request's flat "options" object; an unknown name is an error."""
-    from ..register import RegisterOptions
+    """RegisterOptions from a request's flat "options" object (register.FLAT_OPTIONS); an unknown or
+    malformed option is a bad request."""
+    from ..errors import PromptRegisterError
+    from ..register import options_from_flat
 
-    options = RegisterOptions()
-    options.fit = replace(options.fit, device=device)
-    for name, value in (values or {}).items():
-        if name not in OPTION_FIELDS:
-            raise ProtocolError("bad_request", f"unknown option {name!r}; known: {', '.join(sorted(OPTION_FIELDS))}")
-        targets, attribute = OPTION_FIELDS[name]
-        for target in targets:
-            setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name == "seed":
-            options.seed = value
-    return options
+    if not isinstance(values, dict):
+        raise ProtocolError("bad_request", '"options" must be an object of option names and values')
+    try:
+        return options_from_flat({"device": device, **values})
+    except (PromptRegisterError, TypeError) as error:
+        raise ProtocolError("bad_request", str(error)) from None
 
 
 class Session:
