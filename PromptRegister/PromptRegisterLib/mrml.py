@@ -85,7 +85,11 @@ def update_node_from_volume(node, volume: Volume) -> None:
     image.SetDimensions(i, j, k)
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
     node.SetAndObserveImageData(image)
-    geometry = volume.geometry
+    node.SetIJKToRASMatrix(ijk_to_ras_matrix(volume.geometry))
+
+
+def ijk_to_ras_matrix(geometry: Geometry):
+    """The vtkMatrix4x4 from voxel index to RAS of an engine (LPS) geometry."""
     ijk_to_ras = np.eye(4)
     ijk_to_ras[:3, :3] = LPS_FROM_RAS @ geometry.direction_matrix @ np.diag(geometry.spacing)
     ijk_to_ras[:3, 3] = LPS_FROM_RAS @ np.asarray(geometry.origin)
@@ -93,7 +97,7 @@ def update_node_from_volume(node, volume: Volume) -> None:
     for r in range(4):
         for c in range(4):
             matrix.SetElement(r, c, ijk_to_ras[r, c])
-    node.SetIJKToRASMatrix(matrix)
+    return matrix
 
 
 # -- prompts ----------------------------------------------------------------------------------------------
@@ -123,14 +127,7 @@ def _oriented_mask(mask: np.ndarray, geometry: Geometry):
     k, j, i = mask.shape
     image.SetDimensions(i, j, k)
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(mask.astype(np.uint8).ravel(), deep=True))
-    ijk_to_ras = np.eye(4)
-    ijk_to_ras[:3, :3] = LPS_FROM_RAS @ geometry.direction_matrix @ np.diag(geometry.spacing)
-    ijk_to_ras[:3, 3] = LPS_FROM_RAS @ np.asarray(geometry.origin)
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, ijk_to_ras[r, c])
-    image.SetImageToWorldMatrix(matrix)
+    image.SetImageToWorldMatrix(ijk_to_ras_matrix(geometry))
     return image
 
 

@@ -27,7 +27,7 @@ from .auxiliary import auxiliary_prompt
 from .marginal import average_masks, random_transforms, sigmoid
 from .matching import cosine_matrix
 from .pairs import SlicePair
-from .slices import SlicedVolume
+from .slices import SlicedVolume, search_ranges
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -150,9 +150,7 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
     options = options or PromptRegOptions()
     report = progress or (lambda stage, fraction: None)
     groups = group_prompts(moving, prompts)
-    moving.embed([s for s, *_ in groups], report)
-    near = {s: fixed.slices_near(moving.relative_position(s), options.search_mm) for s, *_ in groups}
-    fixed.embed(sorted({f for group in near.values() for f in group}), report)
+    near = search_ranges(fixed, moving, [s for s, *_ in groups], options.search_mm, report)
     segmenter = moving.segmenter
     pairs = []
     for number, (s, points, labels, point_lps) in enumerate(groups):

@@ -18,7 +18,7 @@ import numpy as np
 from ..models.base import EverythingOptions
 from .matching import area_filter, cosine_matrix, greedy_pairs, overlap_filter
 from .pairs import SlicePair, spread_cap
-from .slices import SlicedVolume
+from .slices import SlicedVolume, search_ranges
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -94,9 +94,7 @@ def samreg(fixed: SlicedVolume, moving: SlicedVolume, options: Optional[SamRegOp
     options = options or SamRegOptions()
     report = progress or (lambda stage, fraction: None)
     slices = moving_slices_for(moving, options.moving_slices, options.slice_step)
-    near = {s: fixed.slices_near(moving.relative_position(s), options.search_mm) for s in slices}
-    moving.embed(slices, report)
-    fixed.embed(sorted({f for group in near.values() for f in group}), report)
+    near = search_ranges(fixed, moving, slices, options.search_mm, report)
 
     fixed_regions: Dict[int, Regions] = {}
     pairs: List[SlicePair] = []

@@ -142,3 +142,13 @@ class SlicedVolume:
         if key not in self._everything:
             self._everything[key] = self.segmenter.segment_everything(self.embedding(index), options)
         return self._everything[key]
+
+
+def search_ranges(fixed: SlicedVolume, moving: SlicedVolume, moving_slices: Sequence[int], search_mm: float,
+                  progress: Optional[ProgressCallback] = None) -> Dict[int, List[int]]:
+    """For each moving slice, the fixed slices within +/- search_mm of its relative position; every slice
+    involved is embedded here, in one batch per volume."""
+    near = {s: fixed.slices_near(moving.relative_position(s), search_mm) for s in moving_slices}
+    moving.embed(list(near), progress)
+    fixed.embed(sorted({f for group in near.values() for f in group}), progress)
+    return near

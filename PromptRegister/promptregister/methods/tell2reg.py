@@ -20,7 +20,7 @@ from ..models.text import TextDetector, clean_phrases
 from .matching import cosine_matrix, greedy_pairs
 from .pairs import SlicePair
 from .samreg import moving_slices_for
-from .slices import SlicedVolume
+from .slices import SlicedVolume, search_ranges
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -94,9 +94,7 @@ def tell2reg(fixed: SlicedVolume, moving: SlicedVolume, detector: TextDetector, 
     if detector is None:
         raise PromptRegisterError("Tell2Reg needs a text detector (GroundingDINO); choose one with --detector")
     slices = moving_slices_for(moving, options.moving_slices, options.slice_step)
-    near = {s: fixed.slices_near(moving.relative_position(s), options.search_mm) for s in slices}
-    moving.embed(slices, report)
-    fixed.embed(sorted({f for group in near.values() for f in group}), report)
+    near = search_ranges(fixed, moving, slices, options.search_mm, report)
 
     fixed_regions: Dict[int, TextRegions] = {}
     pairs: List[SlicePair] = []
