@@ -320,7 +320,7 @@ class PromptRegisterLogic(ScriptedLoadableModuleLogic):
                 missing.remove("torch")
             except ImportError:
                 pass
-        slicer.util.pip_install(" ".join(f'"{requirement}"' for requirement in missing))
+        slicer.util.pip_install(" ".join(missing))  # requirements carry no spaces, so a plain join is safe
         return not self.missingPackages()
 
     def registration(self, workerPython=""):
