@@ -18,6 +18,12 @@ NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", 
               "movingSegmentation")
 """Node references held by the parameter node."""
 
+from promptregister.dense.fit import FitOptions  # noqa: E402
+from promptregister.methods import PromptRegOptions, SamRegOptions  # noqa: E402
+
+_SAMREG, _PROMPTREG, _FIT = SamRegOptions(), PromptRegOptions(), FitOptions()
+"""The engine's defaults: the module starts from them rather than from copies that could drift."""
+
 MODELS = ("vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "auto")
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -34,13 +40,13 @@ class Parameters:
     device: str = "auto"
     worker_python: str = ""
     checkpoint: str = ""
-    search_mm: float = 11.0
-    threshold: float = 0.8
-    marginal_samples: int = 4
-    slice_step: int = 1
-    grid_spacing_mm: float = 3.0
-    smoothness: float = 0.05
-    seed: int = 0
+    search_mm: float = _SAMREG.search_mm
+    threshold: float = _SAMREG.threshold
+    marginal_samples: int = _PROMPTREG.marginal_samples
+    slice_step: int = _SAMREG.slice_step
+    grid_spacing_mm: float = _FIT.grid_spacing_mm
+    smoothness: float = _FIT.smoothness
+    seed: int = _FIT.seed
     last_summary: Dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
