@@ -286,7 +286,7 @@ class PromptRegisterLogic(ScriptedLoadableModuleLogic):
 
     Batch use from the Python console:
         logic = slicer.modules.promptregister.widgetRepresentation().self().logic  # or PromptRegisterLogic()
-        nodes = logic.registerVolumes(fixedNode, movingNode, markupsNode=pointsNode, model="classical")
+        nodes = logic.registerVolumes(fixedNode, movingNode, markups_node=pointsNode, model="classical")
     """
 
     def __init__(self):

@@ -68,6 +68,73 @@ def test_checkpoint_loads_bit_identical_through_the_manager(tiny_weights, segmen
     assert tiny_weights[1].sha256 in segmenter.identity
 
 
+# -- checkpoints of other sizes (--model custom) ------------------------------------------------------
+def test_architecture_is_read_from_a_vit_b_state_dict():
+    """segment-anything's own vit_b: every field comes out as its builder sets it."""
+    from segment_anything import sam_model_registry
+
+    from promptregister.models.sam_architecture import infer_architecture
+
+    architecture = infer_architecture(sam_model_registry["vit_b"]().state_dict())
+    assert (architecture.encoder_embed_dim, architecture.encoder_depth, architecture.encoder_num_heads) == (768, 12, 12)
+    assert architecture.encoder_global_attn_indexes == [2, 5, 8, 11]
+    assert (architecture.encoder_window_size, architecture.patch_size, architecture.image_size) == (14, 16, 1024)
+    assert (architecture.encoder_mlp_ratio, architecture.encoder_qkv_bias) == (4.0, True)
+    assert (architecture.prompt_embed_dim, architecture.mask_in_chans) == (256, 16)
+    assert (architecture.decoder_depth, architecture.decoder_mlp_dim, architecture.decoder_num_heads) == (2, 2048, 8)
+    assert (architecture.iou_head_depth, architecture.iou_head_hidden_dim) == (3, 256)
+    assert architecture.num_multimask_outputs == 3
+
+
+def test_custom_checkpoint_with_sidecar_predicts_like_the_original(tmp_path, prostate_slice):
+    from tiny_models import save_tiny_sam_checkpoint
+
+    path = save_tiny_sam_checkpoint(tmp_path, seed=7)
+    custom = build_segmenter("custom", checkpoint_path=path, device="cpu")
+    assert custom.name == "custom:tiny_sam.pth" and len(custom.checkpoint_sha256) == 64
+    original = SamSegmenter(build_tiny_sam(seed=7), "tiny", "x", device="cpu")
+    point = np.array([[115.0, 75.0]])
+    a = custom.segment(custom.embed([prostate_slice])[0], points=point, labels=np.array([1]))
+    b = original.segment(original.embed([prostate_slice])[0], points=point, labels=np.array([1]))
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    assert np.array_equal(a.masks, b.masks)
+
+    # without the sidecar the decoder gets SAM's 8 heads: it still loads (shapes agree) but predicts otherwise
+    path.with_suffix(".json").unlink()
+    other = build_segmenter("custom", checkpoint_path=path, device="cpu")
+    c = other.segment(other.embed([prostate_slice])[0], points=point, labels=np.array([1]))
+    assert not np.allclose(c.scores, b.scores, atol=1e-6)
+
+
+def test_custom_checkpoint_errors_are_clear(tmp_path):
+    from tiny_models import save_tiny_sam_checkpoint
+
+    with pytest.raises(PromptRegisterError, match="needs a checkpoint file"):
+        build_segmenter("custom", device="cpu")
+    with pytest.raises(PromptRegisterError, match="does not exist"):
+        build_segmenter("custom", checkpoint_path=tmp_path / "nothing.pth", device="cpu")
+    path = save_tiny_sam_checkpoint(tmp_path)
+    path.with_suffix(".json").write_text('{"decoder_heads": 2}')
+    with pytest.raises(PromptRegisterError, match="unknown SAM architecture field 'decoder_heads'"):
+        build_segmenter("custom", checkpoint_path=path, device="cpu")
+    path.with_suffix(".json").write_text('{"encoder_depth": 3}')
+    with pytest.raises(PromptRegisterError, match="does not fit the architecture"):
+        build_segmenter("custom", checkpoint_path=path, device="cpu")
+    from promptregister.models.sam import build_architecture
+
+    mobile = tmp_path / "mobile.pth"
+    torch.save(build_architecture("vit_t").state_dict(), mobile)
+    with pytest.raises(PromptRegisterError, match=r"MobileSAM checkpoint\); use --model mobilesam"):
+        build_segmenter("custom", checkpoint_path=mobile, device="cpu")
+
+
+def test_custom_checkpoint_that_is_a_known_release_is_verified_as_it(tiny_weights):
+    folder, entry = tiny_weights
+    segmenter = SamSegmenter.from_custom_checkpoint(folder / entry.file_name, manager_for(folder, entry),
+                                                    device="cpu")
+    assert segmenter.name == "tiny_sam" and segmenter.checkpoint_sha256 == entry.sha256
+
+
 def test_tampered_checkpoint_is_refused(tiny_weights, tmp_path):
     folder, entry = tiny_weights
     shutil.copy(folder / entry.file_name, tmp_path / entry.file_name)

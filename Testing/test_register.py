@@ -302,6 +302,30 @@ def test_cli_text_prompt_through_a_tiny_grounding_dino_checkpoint(tiny_models, h
     assert (out / "transform.h5").exists() and (out / "pairs.json").exists()
 
 
+def test_cli_register_with_a_tiny_custom_sam_checkpoint(hippocampus, hippocampus_paths, tmp_path, capsys):
+    """`promptregister register --model custom --checkpoint tiny_sam.pth` (architecture read from the file and
+    its sidecar): point prompts run end to end through the real SAM classes and the outputs sit on the inputs'
+    grids."""
+    from tiny_models import save_tiny_sam_checkpoint
+
+    checkpoint = save_tiny_sam_checkpoint(tmp_path / "weights", seed=5)
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    _, moving_labels = hippocampus("004")
+    clicks = [f"--point={','.join(f'{c:.2f}' for c in p.point)}" for p in clicks_on_labels(moving_labels, 1, 3)]
+    out = tmp_path / "out"
+    code = main(["register", "--fixed", str(fixed), "--moving", str(moving), *clicks, "--model", "custom",
+                 "--checkpoint", str(checkpoint), "--marginal-samples", "1", "--device", "cpu",
+                 "--out-dir", str(out), "--quiet", "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == "custom" and summary["methods"] == ["promptreg"] and summary["pairs"]
+    moving_rois = read_label_map(out / "moving_rois.nii.gz")
+    assert moving_rois.geometry.is_close(read_volume(moving).geometry)
+    assert read_label_map(out / "fixed_rois.nii.gz").geometry.is_close(read_volume(fixed).geometry)
+    assert (out / "transform.h5").exists()
+
+
 def test_cli_caches_embeddings_only_when_asked(deformed_pair, tmp_path, monkeypatch, capsys):
     fixed, _, moving, moving_labels = deformed_pair
     write_volume(fixed, tmp_path / "fixed.nii.gz")

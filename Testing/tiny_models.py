@@ -84,3 +84,13 @@ def tiny_original_gdino_overrides(bert_folder: Path) -> dict:
     """Overrides that shrink the original GroundingDINO's transformer (the Swin-T backbone stays full size)."""
     return {"text_encoder_type": str(bert_folder), "enc_layers": 1, "dec_layers": 1, "num_queries": 20,
             "dim_feedforward": 64, "use_checkpoint": False, "use_transformer_ckpt": False}
+
+
+def save_tiny_sam_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """The tiny SAM as a user-style checkpoint: `tiny_sam.pth` plus the `tiny_sam.json` sidecar naming the one
+    field its tensors cannot tell (the mask decoder's head count), for `--model custom`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny_sam.pth"
+    torch.save(build_tiny_sam(seed=seed).state_dict(), path)
+    path.with_suffix(".json").write_text('{"decoder_num_heads": 2}\n')
+    return path

@@ -24,7 +24,7 @@ from promptregister.methods import PromptRegOptions, SamRegOptions  # noqa: E402
 _SAMREG, _PROMPTREG, _FIT = SamRegOptions(), PromptRegOptions(), FitOptions()
 """The engine's defaults: the module starts from them rather than from copies that could drift."""
 
-MODELS = ("vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "auto")
+MODELS = ("vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "custom", "auto")
 DEVICES = ("auto", "cuda", "cpu")
 
 

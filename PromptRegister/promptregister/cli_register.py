@@ -43,8 +43,10 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                    help="PromptReg with N points sampled in the moving foreground (the paper uses 6)")
     p.add_argument("--auto", action="store_true", help="SAMReg: segment everything and match (no prompt)")
     p.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
-                   help="segmenter; auto = vit_b when its weights are present, else the classical backend")
-    p.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known one)")
+                   help="segmenter; auto = the --checkpoint file if given, else vit_b when its weights are present, "
+                        "else the classical backend; custom = any segment-anything ViT checkpoint (architecture "
+                        "read from its tensors; optional <stem>.json sidecar, see docs/models.md)")
+    p.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known release)")
     p.add_argument("--detector", default="grounding-dino-tiny", choices=DETECTOR_CHOICES,
                    help="text detector for --text (default %(default)s)")
     p.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
@@ -95,19 +97,13 @@ def parse_point(text: str, space: str) -> tuple:
 
 def choose_segmenter(args: argparse.Namespace):
     """The segmenter asked for; `auto` says when it falls back to the classical backend."""
-    from .models import build_segmenter
-    from .models.weights import WeightsManager
+    from .models import build_segmenter, resolve_model
 
-    model = args.model
-    if model == "auto":
-        manager = WeightsManager(allow_download=False)
-        if args.checkpoint or manager.find("sam_vit_b") is not None:
-            model = "vit_b"
-        else:
-            model = "classical"
-            print("note: no SAM weights found (sam_vit_b); using the weight-free classical backend. "
-                  "For SAM quality run `promptregister weights fetch sam_vit_b` and use --model vit_b.",
-                  file=sys.stderr)
+    model = resolve_model(args.model, args.checkpoint)
+    if args.model == "auto" and model == "classical":
+        print("note: no SAM weights found (sam_vit_b); using the weight-free classical backend. "
+              "For SAM quality run `promptregister weights fetch sam_vit_b` and use --model vit_b.",
+              file=sys.stderr)
     cache = None
     if args.cache_embeddings:
         from .models.cache import EmbeddingCache

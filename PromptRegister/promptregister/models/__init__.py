@@ -18,7 +18,7 @@ from .weights import Checkpoint, WeightsManager  # noqa: F401
 
 __all__ = ["Checkpoint", "Detections", "EmbeddingCache", "EmbeddingGrid", "EverythingMasks", "EverythingOptions",
            "MaskPrediction", "Segmenter", "SliceEmbedding", "TextDetector", "WeightsManager", "build_detector",
-           "build_segmenter", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
+           "build_segmenter", "resolve_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
 
 SEGMENTER_CHECKPOINTS = {
     "vit_h": "sam_vit_h",
@@ -27,8 +27,18 @@ SEGMENTER_CHECKPOINTS = {
     "medsam": "medsam_vit_b",
     "mobilesam": "mobile_sam",
 }
-SEGMENTER_CHOICES = tuple(SEGMENTER_CHECKPOINTS) + ("classical",)
+SEGMENTER_CHOICES = tuple(SEGMENTER_CHECKPOINTS) + ("classical", "custom")
 DETECTOR_CHOICES = ("grounding-dino-base", "grounding-dino-tiny", "groundingdino_swinb", "groundingdino_swint")
+
+
+def resolve_model(model: str, checkpoint_path=None) -> str:
+    """The concrete model for a user's choice: `auto` = the given checkpoint file ("custom", which recognises
+    and verifies known releases), else vit_b when its weights are on disk, else the classical backend."""
+    if model != "auto":
+        return model
+    if checkpoint_path:
+        return "custom"
+    return "vit_b" if WeightsManager(allow_download=False).find("sam_vit_b") is not None else "classical"
 
 
 def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Optional[WeightsManager] = None,
@@ -41,6 +51,14 @@ def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Opti
         from .classical import ClassicalSegmenter
 
         return ClassicalSegmenter(cache=cache)
+    if model == "custom":
+        if checkpoint_path is None:
+            raise PromptRegisterError("model 'custom' needs a checkpoint file: a segment-anything ViT state dict "
+                                      "(give its path with --checkpoint)")
+        from .sam import SamSegmenter
+
+        return SamSegmenter.from_custom_checkpoint(checkpoint_path, manager, device=device, cache=cache,
+                                                   batch_size=batch_size)
     manager = manager or WeightsManager()
     name = SEGMENTER_CHECKPOINTS.get(model, model)
     if name not in manager.registry:

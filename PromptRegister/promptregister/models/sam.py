@@ -132,6 +132,37 @@ class SamSegmenter(Segmenter):
         preprocessing = "medsam" if entry.family == "medsam" else "sam"
         return cls(model, checkpoint, digest, preprocessing=preprocessing, **options)
 
+    @classmethod
+    def from_custom_checkpoint(cls, path, manager: Optional[WeightsManager] = None, preprocessing: str = "sam",
+                               **options) -> "SamSegmenter":
+        """Any segment-anything ViT checkpoint (fine-tuned or test models): the architecture is read from its
+        tensors (see `sam_architecture`), the file is loaded with weights_only and its SHA-256 reported; a file
+        that is a known release is verified as that release."""
+        from pathlib import Path
+
+        from .sam_architecture import infer_architecture, sidecar_overrides
+        from .weights import sha256_of
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise PromptRegisterError(f"checkpoint file {path} does not exist (given for --model custom)")
+        manager = manager or WeightsManager(allow_download=False)
+        digest = sha256_of(path)
+        known = [entry for entry in manager.registry.values() if entry.sha256 == digest]
+        if known and known[0].family in ("sam", "mobile_sam", "medsam"):
+            return cls.from_checkpoint(known[0].name, manager, path, **options)
+        state = load_state_dict(path)
+        architecture = infer_architecture(state, str(path), sidecar_overrides(path))
+        model = architecture.build()
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise PromptRegisterError(
+                f"{path} does not fit the architecture read from its tensors (and sidecar, if any): "
+                f"{str(error).splitlines()[0]}"
+            ) from None
+        return cls(model, f"custom:{path.name}", digest, preprocessing=preprocessing, **options)
+
     @property
     def identity(self) -> str:
         return f"{self.name}|{self.checkpoint_sha256}|{self.preprocessing}|{self.img_size}"

@@ -70,14 +70,12 @@ class Session:
     # -- models --------------------------------------------------------------------------------
     def segmenter(self, model: str, device: str, checkpoint: Optional[str],
                   progress: Optional[ProgressCallback] = None):
-        """A warm segmenter; `auto` = vit_b when its weights are present, else classical. Weights that are
-        downloaded on first use report progress as the stage "download <model>"."""
-        from ..models import build_segmenter
+        """A warm segmenter (`auto` as in `models.resolve_model`). Weights that are downloaded on first use
+        report progress as the stage "download <model>"."""
+        from ..models import build_segmenter, resolve_model
         from ..models.cache import EmbeddingCache
-        from ..models.weights import WeightsManager
 
-        if model == "auto":
-            model = "vit_b" if checkpoint or WeightsManager(allow_download=False).find("sam_vit_b") else "classical"
+        model = resolve_model(model, checkpoint)
         key = (model, device, checkpoint)
         if key not in self.segmenters:
             cache = EmbeddingCache(memory_bytes=EMBEDDING_CACHE_BYTES)
