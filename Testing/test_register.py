@@ -88,38 +88,56 @@ def test_points_recover_a_known_smooth_deformation(deformed_pair, seed):
 
 
 def test_auto_recovers_a_known_smooth_deformation(deformed_pair):
-    """SAMReg with the classical backend on every 4th slice, 30 pairs, a 3 mm slice search (the crops are
+    """SAMReg with the classical backend on every 2nd slice, 50 pairs, a 3 mm slice search (the crops are
     roughly aligned; with the paper's 11 mm, neighbouring slices look alike to the classical descriptors and
-    pairs land on the wrong slice). Measured 2026-11-26: Dice 0.636 -> 0.794, TRE 2.48 -> 1.10 mm."""
+    pairs land on the wrong slice). Measured 2026-11-26: Dice 0.636 -> 0.739, TRE 2.48 -> 1.41 mm."""
     fixed, fixed_labels, moving, moving_labels = deformed_pair
     identity = displacement_field_transform(np.zeros(fixed.geometry.shape + (3,)), fixed.geometry)
     dice_before, tre_before = label_scores(fixed_labels, moving_labels, identity)
-    options = RegisterOptions(samreg=SamRegOptions(search_mm=3.0, slice_step=4, max_pairs=30))
+    options = RegisterOptions(samreg=SamRegOptions(search_mm=3.0, slice_step=2, max_pairs=50))
     result = register(fixed, moving, segmenter=ClassicalSegmenter(), auto=True, options=options)
     dice_after, tre_after = label_scores(fixed_labels, moving_labels, result.transform())
-    assert dice_after > dice_before + 0.08
+    assert dice_after > dice_before + 0.06
     assert tre_after < 0.75 * tre_before
-    assert result.methods == ["samreg"] and 20 <= len(result.pairs) <= 30
+    assert result.methods == ["samreg"] and 40 <= len(result.pairs) <= 50
     assert result.jacobian["folding_percent"] < 0.5
     for pair in result.pairs:  # every pair stays within the slice search range
         assert abs(pair.source["moving_slice"] - pair.source["fixed_slice"]) <= 3
 
 
-def test_points_improve_inter_subject_hippocampus(hippocampus):
-    """Three clicks per label on the moving hippocampus, five subject pairs. Measured 2026-11-26: mean label
-    Dice 0.573 -> 0.616, every pair improved (+0.02 to +0.07). SAMReg with the classical backend does not
-    improve these inter-subject pairs (docs/methods.md)."""
-    before, after = [], []
-    for fixed_case, moving_case in [("001", "004"), ("001", "007"), ("004", "008"), ("014", "015"), ("019", "020")]:
+INTER_SUBJECT_PAIRS = [("001", "004"), ("001", "007"), ("004", "008"), ("014", "015"), ("019", "020")]
+
+
+def inter_subject_gains(hippocampus, **prompts) -> np.ndarray:
+    """Label Dice after minus before for the five subject pairs (`prompts(moving_labels)` -> register kwargs)."""
+    gains = []
+    for fixed_case, moving_case in INTER_SUBJECT_PAIRS:
         fixed, fixed_labels = hippocampus(fixed_case)
         moving, moving_labels = hippocampus(moving_case)
         identity = displacement_field_transform(np.zeros(fixed.geometry.shape + (3,)), fixed.geometry)
-        before.append(label_scores(fixed_labels, moving_labels, identity)[0])
-        result = register(fixed, moving, segmenter=ClassicalSegmenter(), points=clicks_on_labels(moving_labels, 3, 0))
-        after.append(label_scores(fixed_labels, moving_labels, result.transform())[0])
-    gains = np.array(after) - np.array(before)
+        before = label_scores(fixed_labels, moving_labels, identity)[0]
+        kwargs = {name: (value(moving_labels) if callable(value) else value) for name, value in prompts.items()}
+        result = register(fixed, moving, segmenter=ClassicalSegmenter(), **kwargs)
+        gains.append(label_scores(fixed_labels, moving_labels, result.transform())[0] - before)
+    return np.array(gains)
+
+
+def test_points_improve_inter_subject_hippocampus(hippocampus):
+    """Three clicks per label on the moving hippocampus, five subject pairs. Measured 2026-11-26: mean label
+    Dice 0.573 -> 0.616, every pair improved (+0.02 to +0.07)."""
+    gains = inter_subject_gains(hippocampus, points=lambda labels: clicks_on_labels(labels, 3, 0))
     assert (gains > 0).sum() >= 4
-    assert gains.mean() > 0.02
+    assert gains.mean() > 0.025
+
+
+def test_auto_improves_inter_subject_hippocampus(hippocampus):
+    """SAMReg (3 mm search, every 2nd slice, 50 pairs), five subject pairs. Measured 2026-11-26: mean label
+    Dice 0.573 -> 0.633, 4 of 5 improve (-0.02 to +0.07); the best-aligned pair (001 <- 004, 0.714 before)
+    loses a little in every setting tried (docs/methods.md)."""
+    options = RegisterOptions(samreg=SamRegOptions(search_mm=3.0, slice_step=2, max_pairs=50))
+    gains = inter_subject_gains(hippocampus, auto=True, options=options)
+    assert (gains > 0).sum() >= 4
+    assert gains.mean() > 0.035
 
 
 def test_same_seed_same_result(deformed_pair):

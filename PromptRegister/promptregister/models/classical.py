@@ -12,7 +12,14 @@ For offline use and for tests on real anatomy where no model weights exist.
   and (for clicks) pixels beyond a reach from them; the three multimask outputs
   use three tolerance / reach steps (tight, medium, loose), mirroring SAM's
   part / object / whole ambiguity.
-- Everything: SLIC superpixels merged by mean intensity, background removed.
+- Everything: two kinds of region, like SAM's wholes and parts: connected
+  components of three intensity classes (multi-Otsu over the foreground),
+  which end at tissue edges and so recur across subjects, and SLIC
+  superpixels merged by mean intensity, which split uniform tissue; the
+  background is removed. Measured on five inter-subject hippocampus pairs
+  (SAMReg, 3 mm search, every 2nd slice, 50 pairs; docs/methods.md): label
+  Dice 0.573 -> 0.595 with superpixels alone, 0.600 with components alone,
+  0.633 with both.
 """
 
 from __future__ import annotations
@@ -199,32 +206,30 @@ class ClassicalSegmenter(Segmenter):
 
     def segment_everything(self, embedding: SliceEmbedding,
                            options: Optional[EverythingOptions] = None) -> EverythingMasks:
-        """Superpixels (about points_per_side^2 of them) merged by mean intensity; background dropped."""
-        from skimage.segmentation import slic
-
+        """Intensity-class components and merged superpixels (about points_per_side^2 superpixels), best
+        boundary contrast first; regions mostly in the background are dropped (SAMReg's area and overlap
+        filters then remove the too small, too large and duplicated ones)."""
         options = options or EverythingOptions()
         image = embedding.image
         grey = ndimage.gaussian_filter(_grey(image), 1.0)
         height, width = grey.shape
-        segments = slic(grey, n_segments=options.points_per_side ** 2, compactness=0.1, channel_axis=None,
-                        start_label=1, enforce_connectivity=True)
-        merged = self._merge(segments, grey, tolerance=TOLERANCES[0] / 2)
         foreground = foreground_mask(image, options.foreground_level) if options.foreground_only else \
             np.ones((height, width), bool)
         masks, scores, points = [], [], []
-        for label in np.unique(merged):
-            mask = merged == label
-            area = int(mask.sum())
-            if area < 16 or (foreground[mask].mean() < 0.5):
-                continue
-            mask = ndimage.binary_fill_holes(mask)
-            ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
-            contrast = abs(float(grey[mask].mean()) - float(grey[ring].mean())) if ring.any() else 0.0
-            inner = float(grey[mask].std())
-            masks.append(mask)
-            scores.append(contrast / (contrast + inner + 1e-6))
-            centre = np.argwhere(mask)[int(np.argmin(((np.argwhere(mask) - np.argwhere(mask).mean(0)) ** 2).sum(1)))]
-            points.append([centre[1], centre[0]])
+        for regions in (self._class_components(grey, foreground), self._superpixels(grey, options)):
+            for label in range(1, int(regions.max()) + 1):
+                mask = regions == label
+                area = int(mask.sum())
+                if area < 16 or (foreground[mask].mean() < 0.5):
+                    continue
+                mask = ndimage.binary_fill_holes(mask)
+                ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
+                contrast = abs(float(grey[mask].mean()) - float(grey[ring].mean())) if ring.any() else 0.0
+                masks.append(mask)
+                scores.append(contrast / (contrast + float(grey[mask].std()) + 1e-6))
+                inside = np.argwhere(mask)
+                centre = inside[int(np.argmin(((inside - inside.mean(0)) ** 2).sum(1)))]
+                points.append([centre[1], centre[0]])
         if not masks:
             return EverythingMasks(np.zeros((0, height, width), bool), np.zeros(0, np.float32),
                                    np.zeros(0, np.float32), np.zeros((0, 2)))
@@ -232,6 +237,33 @@ class ClassicalSegmenter(Segmenter):
         stack = np.stack(masks)[order]
         score = np.array(scores, np.float32)[order]
         return EverythingMasks(stack, score, score.copy(), np.array(points, np.float64)[order])
+
+    @staticmethod
+    def _class_components(grey: np.ndarray, foreground: np.ndarray, classes: int = 3) -> np.ndarray:
+        """Label image (0 = none) of the connected components of `classes` intensity classes, thresholds by
+        multi-Otsu over the foreground."""
+        from skimage.filters import threshold_multiotsu
+
+        values = grey[foreground] if foreground.sum() > 50 else grey.ravel()
+        try:
+            thresholds = threshold_multiotsu(values, classes=classes)
+        except ValueError:  # too few distinct intensities for that many classes
+            return np.zeros(grey.shape, np.int32)
+        intensity_class = np.digitize(grey, thresholds)
+        regions = np.zeros(grey.shape, np.int32)
+        for value in range(classes):
+            components, count = ndimage.label(intensity_class == value)
+            regions[components > 0] = components[components > 0] + regions.max()
+        return regions
+
+    def _superpixels(self, grey: np.ndarray, options: EverythingOptions) -> np.ndarray:
+        """Label image (from 1) of SLIC superpixels merged with neighbours of similar mean intensity."""
+        from skimage.segmentation import slic
+
+        segments = slic(grey, n_segments=options.points_per_side ** 2, compactness=0.1, channel_axis=None,
+                        start_label=1, enforce_connectivity=True)
+        merged = self._merge(segments, grey, tolerance=TOLERANCES[0] / 2)
+        return np.unique(merged, return_inverse=True)[1].reshape(merged.shape) + 1
 
     @staticmethod
     def _merge(segments: np.ndarray, grey: np.ndarray, tolerance: float) -> np.ndarray:

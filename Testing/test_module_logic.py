@@ -1,0 +1,168 @@
+"""PromptRegister.py's Logic, the code behind the Register, Cancel, Show ROIs and Apply buttons, run with a real
+MRML scene from the slicer-core wheel and a real worker subprocess.
+
+The Slicer application cannot exist here, so two things are stood in by minimal fakes (and only these): the
+`qt` module (only the Widget uses it) and `slicer.ScriptedLoadableModule`'s base classes, which in Slicer wire a
+module into the application's GUI. `slicer.mrmlScene` is a real `vtkMRMLScene`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import slicer
+
+MODULE_DIR = Path(__file__).resolve().parents[1] / "PromptRegister"
+sys.path.insert(0, str(MODULE_DIR))
+
+from PromptRegisterLib.mrml import lps_to_ras, node_from_volume  # noqa: E402
+from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node,  # noqa: E402
+                                          read_parameters, set_node)
+
+
+def _fake_application_modules() -> dict:
+    """FAKE: what only the Slicer application provides (its Qt bindings and the scripted-module base classes)."""
+    qt = types.ModuleType("qt")
+    base = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self, parent=None):
+            self.parent = parent
+
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
+        setattr(base, name, type(name, (), {}))
+    base.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+    return {"qt": qt, "slicer.ScriptedLoadableModule": base}
+
+
+@pytest.fixture(scope="module")
+def module():
+    """PromptRegister.py imported against a real scene (slicer.mrmlScene), as Slicer imports it."""
+    saved = {name: sys.modules.get(name) for name in ("qt", "slicer.ScriptedLoadableModule", "PromptRegister")}
+    sys.modules.update(_fake_application_modules())
+    had_scene = hasattr(slicer, "mrmlScene")
+    slicer.mrmlScene = slicer.vtkMRMLScene()
+    spec = importlib.util.spec_from_file_location("PromptRegister", MODULE_DIR / "PromptRegister.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules["PromptRegister"] = loaded
+    spec.loader.exec_module(loaded)
+    yield loaded
+    for name, value in saved.items():
+        if value is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = value
+    if not had_scene:
+        del slicer.mrmlScene
+
+
+@pytest.fixture(scope="module")
+def scene_with_inputs(module, hippocampus):
+    """Fixed and moving volumes and two clicks per label on the moving hippocampus, referenced by the module's
+    parameter node."""
+    scene = slicer.mrmlScene
+    fixed, _ = hippocampus("001")
+    moving, moving_labels = hippocampus("004")
+    parameter_node = find_or_create_parameter_node(scene)
+    set_node(parameter_node, "fixedVolume", node_from_volume(scene, fixed, "case001"))
+    set_node(parameter_node, "movingVolume", node_from_volume(scene, moving, "case004"))
+    markups = slicer.vtkMRMLMarkupsFiducialNode()
+    scene.AddNode(markups)
+    rng = np.random.default_rng(1)
+    for label in (1, 2):
+        voxels = np.argwhere(moving_labels.array == label)
+        for kji in voxels[rng.choice(len(voxels), 2, replace=False)]:
+            markups.AddControlPointWorld(*lps_to_ras(moving_labels.geometry.index_to_physical(kji[::-1] * 1.0)))
+    set_node(parameter_node, "pointPrompts", markups)
+    return parameter_node
+
+
+def wait_for_end(logic, timeout: float = 600.0) -> list:
+    """Poll like the Widget's timer does until a result or error event arrives."""
+    events, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events += logic.poll()
+        if any(event.get("type") in ("result", "error") for event in events):
+            return events
+        time.sleep(0.2)
+    raise AssertionError("no result within the timeout")
+
+
+def test_start_refuses_incomplete_settings_with_a_message(module, scene_with_inputs):
+    logic = module.PromptRegisterLogic()
+    parameter_node = scene_with_inputs
+    empty = find_or_create_parameter_node(slicer.vtkMRMLScene())
+    with pytest.raises(ValueError, match="choose a fixed and a moving volume"):
+        logic.start(empty, Parameters())
+    with pytest.raises(ValueError, match="choose at least one way to register"):
+        logic.start(parameter_node, Parameters(use_points=False))
+    with pytest.raises(ValueError, match="type a text prompt, or untick Text"):
+        logic.start(parameter_node, Parameters(use_points=False, use_text=True, text=" , "))
+    with pytest.raises(ValueError, match="model must be one of"):
+        logic.start(parameter_node, Parameters(model="sam3"))
+    no_points = Parameters()
+    markups = get_node(parameter_node, "pointPrompts")
+    set_node(parameter_node, "pointPrompts", None)
+    try:
+        with pytest.raises(ValueError, match="place at least one point on the moving volume"):
+            logic.start(parameter_node, no_points)
+    finally:
+        set_node(parameter_node, "pointPrompts", markups)
+    assert not logic.running
+
+
+def test_missing_packages_are_named_by_their_pip_requirement(module, monkeypatch):
+    monkeypatch.setitem(module.REQUIRED_PACKAGES, "no_such_module_for_the_test", "no-such-package>=1")
+    assert module.PromptRegisterLogic.missingPackages()[-1] == "no-such-package>=1"
+
+
+def test_register_button_flow_fills_the_parameter_node_and_the_views(module, scene_with_inputs):
+    """start -> poll (as the Widget's timer) -> finish, then the Show ROIs / Apply / Harden actions."""
+    logic = module.PromptRegisterLogic()
+    parameter_node = scene_with_inputs
+    values = read_parameters(parameter_node)
+    values.model, values.device, values.marginal_samples = "classical", "cpu", 0
+    try:
+        logic.start(parameter_node, values)
+        assert logic.running
+        events = wait_for_end(logic)
+        assert not logic.running
+        result = events[-1]
+        assert result["type"] == "result", result
+        stages = [event["stage"] for event in events if event["type"] == "progress"]
+        assert stages[0] == "embed moving" and stages[-1] == "write" and any("dense" in s for s in stages)
+        nodes = logic.finish(parameter_node, result)
+    finally:
+        logic.close()
+    moving = get_node(parameter_node, "movingVolume")
+    transform = get_node(parameter_node, "outputTransform")
+    assert transform is nodes["transform"] and moving.GetTransformNodeID() == transform.GetID()
+    fixed_rois, moving_rois = (get_node(parameter_node, role) for role in ("fixedSegmentation", "movingSegmentation"))
+    assert fixed_rois.GetSegmentation().GetNumberOfSegments() == moving_rois.GetSegmentation().GetNumberOfSegments()
+    summary = read_parameters(parameter_node).last_summary
+    assert summary["methods"] == ["promptreg"] and len(summary["pairs"]) == fixed_rois.GetSegmentation(
+    ).GetNumberOfSegments()
+
+    logic.setRoisVisible(parameter_node, False)
+    assert not fixed_rois.GetDisplayNode().GetVisibility() and not moving_rois.GetDisplayNode().GetVisibility()
+    logic.setRoisVisible(parameter_node, True)
+    assert fixed_rois.GetDisplayNode().GetVisibility()
+    logic.setTransformApplied(parameter_node, False)
+    assert moving.GetTransformNodeID() is None
+    logic.setTransformApplied(parameter_node, True)
+    assert moving.GetTransformNodeID() == transform.GetID()
+    before = slicer.util.arrayFromVolume(moving).copy()
+    logic.hardenTransform(parameter_node)
+    assert moving.GetTransformNodeID() is None
+    after = slicer.util.arrayFromVolume(moving)
+    # Slicer hardens a warped volume by resampling it through the field onto a grid that holds the warped
+    # extent (here one voxel larger per axis), as it does for any non-linear transform
+    assert after.shape != before.shape or not np.array_equal(after, before)
+    assert np.isfinite(after).all() and after.std() > 0.5 * before.std()
