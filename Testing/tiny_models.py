@@ -94,3 +94,21 @@ def save_tiny_sam_checkpoint(folder: Path, seed: int = 0) -> Path:
     torch.save(build_tiny_sam(seed=seed).state_dict(), path)
     path.with_suffix(".json").write_text('{"decoder_num_heads": 2}\n')
     return path
+
+
+def main() -> None:
+    """Write the tiny models to a folder, so `promptregister register` can be tried end to end through the real
+    SAM and GroundingDINO classes on a machine without model weights (random weights: plumbing, not accuracy)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", required=True, type=Path, help="folder to write the tiny models into")
+    args = parser.parse_args()
+    sam = save_tiny_sam_checkpoint(args.out)
+    detector = save_tiny_hf_grounding_dino(args.out / "gdino")
+    print(f"tiny SAM: {sam} (+ {sam.with_suffix('.json').name}); use --model custom --checkpoint {sam}")
+    print(f"tiny GroundingDINO: {detector}; use --detector-checkpoint {detector}")
+
+
+if __name__ == "__main__":
+    main()
