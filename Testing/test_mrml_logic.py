@@ -51,6 +51,34 @@ def test_markups_points_reach_the_engine_as_lps():
     np.testing.assert_allclose(ras_to_lps(lps_to_ras([[1.0, 2.0, 3.0]])), [[1.0, 2.0, 3.0]])
 
 
+def test_parameters_are_stored_as_parameter_node_wrapper_writes_them():
+    """bools "True"/"False", numbers str(), strings as they are, nodes as "" + a reference of the same name, so a
+    parameterNodeWrapper class with the same field names reads a saved PromptRegister scene; unreadable values
+    fall back to the defaults instead of failing."""
+    from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node, read_parameters,
+                                              set_node, write_parameters)
+
+    scene = slicer.vtkMRMLScene()
+    node = find_or_create_parameter_node(scene)
+    assert read_parameters(node) == Parameters()
+    write_parameters(node, Parameters(use_auto=True, text="prostate, bladder", search_mm=7.5, slice_step=3,
+                                      last_summary={"pairs": []}))
+    assert [node.GetParameter(name) for name in ("use_auto", "use_text", "text", "search_mm", "slice_step")] == \
+        ["True", "False", "prostate, bladder", "7.5", "3"]
+    volume = slicer.vtkMRMLScalarVolumeNode()
+    scene.AddNode(volume)
+    set_node(node, "fixedVolume", volume)
+    assert node.HasParameter("fixedVolume") and node.GetParameter("fixedVolume") == ""
+    assert get_node(node, "fixedVolume") is volume
+    node.SetParameter("slice_step", "three")
+    node.SetParameter("use_points", "yes")
+    values = read_parameters(node)
+    assert values.slice_step == Parameters().slice_step and values.use_points == Parameters().use_points
+    assert values.use_auto and values.search_mm == 7.5 and values.last_summary == {"pairs": []}
+    with pytest.raises(ValueError, match="model must be one of"):
+        write_parameters(node, Parameters(model="sam3"))
+
+
 @pytest.fixture(scope="module")
 def registered(hippocampus):
     """case004 registered to case001 through the worker, from clicks on the moving hippocampus."""

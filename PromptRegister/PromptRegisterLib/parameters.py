@@ -2,8 +2,11 @@
 saved with the scene and come back when it is reopened.
 
 Values are stored as the node's string parameters and node choices as node
-references, the same representation Slicer's parameterNodeWrapper uses, so
-this works under the slicer-core wheel (tests, batch) and inside Slicer.
+references, written the way Slicer's parameterNodeWrapper writes them (bools
+"True"/"False", numbers as str(), strings as they are, a node as an empty
+parameter plus a reference of the same name), so a wrapper class with the same
+field names reads them. This module needs no Slicer application: it works
+under the slicer-core wheel (tests, batch) and inside Slicer.
 """
 
 from __future__ import annotations
@@ -81,28 +84,54 @@ def find_or_create_parameter_node(scene):
     return node
 
 
+def _encode(value: Any) -> str:
+    """parameterNodeWrapper's text for a value: bool "True"/"False", numbers str(), strings as they are
+    (and, having no wrapper equivalent here, a dict as JSON)."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _decode(text: str, default: Any) -> Any:
+    """The value `text` encodes, of the default's type."""
+    if isinstance(default, bool):
+        if text not in ("True", "False"):
+            raise ValueError(f"not a bool: {text!r}")
+        return text == "True"
+    if isinstance(default, dict):
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
+    return type(default)(text)
+
+
 def write_parameters(node, parameters: Parameters) -> None:
     parameters.validate()
     for item in fields(parameters):
-        node.SetParameter(item.name, json.dumps(getattr(parameters, item.name)))
+        node.SetParameter(item.name, _encode(getattr(parameters, item.name)))
 
 
 def read_parameters(node) -> Parameters:
     """Parameters from the node; missing or unreadable values keep their defaults."""
+    defaults = Parameters()
     values = {}
     for item in fields(Parameters):
-        text = node.GetParameter(item.name)
-        if text:
-            try:
-                values[item.name] = json.loads(text)
-            except json.JSONDecodeError:
-                continue
+        if not node.HasParameter(item.name):
+            continue
+        try:
+            values[item.name] = _decode(node.GetParameter(item.name), getattr(defaults, item.name))
+        except ValueError:  # json.JSONDecodeError is a ValueError too
+            continue
     return Parameters(**values)
 
 
 def set_node(parameter_node, role: str, node: Optional[object]) -> None:
     if role not in NODE_ROLES:
         raise ValueError(f"unknown node role {role!r}; known: {', '.join(NODE_ROLES)}")
+    parameter_node.SetParameter(role, "")  # as parameterNodeWrapper marks a node parameter as present
     parameter_node.SetNodeReferenceID(role, node.GetID() if node is not None else None)
 
 
