@@ -151,3 +151,20 @@ def test_missing_weights_are_an_engine_error_that_names_the_file(worker, hippoca
     assert caught.value.code == "engine" and "sam_vit_b_01ec64.pth" in caught.value.message
     assert not (tmp_path / "out").exists()
     assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION
+
+
+def test_the_cli_worker_command_speaks_the_same_protocol(tmp_path):
+    """`promptregister worker` (as in DESIGN's CLI) answers on stdout, logs on stderr, and removes its folder on
+    shutdown."""
+    import json
+    import subprocess
+    import sys
+
+    requests = [{"id": "a", "type": "hello"}, {"id": "b", "type": "shutdown"}]
+    done = subprocess.run([sys.executable, "-m", "promptregister", "worker"], text=True, capture_output=True,
+                          input="".join(json.dumps(r) + "\n" for r in requests), timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["id"] for e in events] == ["a", "b"] and events[0]["protocol"] == PROTOCOL_VERSION
+    assert "ready" in done.stderr
+    assert not Path(events[0]["folder"]).exists()

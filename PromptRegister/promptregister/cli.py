@@ -1,4 +1,4 @@
-"""Command line: `promptregister register | fit | warp | evaluate | weights`.
+"""Command line: `promptregister register | fit | warp | evaluate | weights | worker`.
 
 Every user-fixable problem ends with a one-line `error: ...` and exit code 2,
 never a traceback.
@@ -30,7 +30,7 @@ FromParent), so `warp` resamples the moving image onto the fixed grid.
 """
 
 
-HEAVY_COMMANDS = ("fit", "register")
+HEAVY_COMMANDS = ("fit", "register", "worker")
 """Commands that run PyTorch for long enough to be worth restarting under tcmalloc (see runtime.py)."""
 
 
@@ -69,7 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_warp(commands)
     _add_evaluate(commands)
     add_weights_command(commands)
+    _add_worker(commands)
     return parser
+
+
+def _add_worker(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "worker", help="serve the JSON-lines worker protocol on stdin/stdout (what the Slicer module starts)",
+        description="The background worker (same as `python -m promptregister.worker`): one JSON request per line "
+                    "on stdin, events on stdout, logs on stderr; no network port. docs/developer-guide.md has the "
+                    "protocol.")
+    p.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from .worker.server import main as serve
+
+    return serve()
 
 
 # -- fit ---------------------------------------------------------------------------
