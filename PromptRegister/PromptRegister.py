@@ -106,6 +106,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -115,10 +116,18 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.close()
 
     def enter(self):
+        from PromptRegisterLib.mrml import restore_interpolation
+
+        restore_interpolation(slicer.mrmlScene)  # for a scene loaded before this widget existed
         self.initializeParameterNode()
 
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
+
+    def onSceneEndImport(self, caller, event):
+        from PromptRegisterLib.mrml import restore_interpolation
+
+        restore_interpolation(slicer.mrmlScene)  # our grid transforms interpolate like the engine again
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:

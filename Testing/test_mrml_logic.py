@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
 from PromptRegisterLib.logic import RegistrationLogic  # noqa: E402
 from PromptRegisterLib.mrml import (lps_to_ras, map_points_ras, node_from_volume, point_prompts,  # noqa: E402
-                                    ras_to_lps, volume_from_node)
+                                    ras_to_lps, restore_interpolation, volume_from_node)
 
 from promptregister.geometry import Geometry  # noqa: E402
 from promptregister.io import read_transform  # noqa: E402
@@ -235,6 +235,9 @@ def test_scene_round_trip_keeps_parameters_references_and_outputs(registered, tm
     points = np.array([[-30.0, -40.0, 25.0], [-25.0, -30.0, 28.0]])
     np.testing.assert_allclose(map_points_ras(transform_again, points), map_points_ras(transform, points),
                                atol=0.05)  # a reloaded grid transform interpolates cubically again (mrml.py)
+    assert restore_interpolation(reopened) >= 1  # what the module does when a scene has been loaded
+    np.testing.assert_allclose(map_points_ras(transform_again, points), map_points_ras(transform, points),
+                               atol=1e-4)
     # the clicked prompts come back as the same LPS points with the same labels
     prompts_again, prompts = point_prompts(get_node(parameter_node, "pointPrompts")), point_prompts(markups)
     assert [p["positive"] for p in prompts_again] == [p["positive"] for p in prompts] and len(prompts) == 4

@@ -161,11 +161,27 @@ def transform_node_from_file(scene, path: Path, name: str):
     if not storage.ReadData(node):
         raise ValueError(f"could not read the transform {path}")
     node.SetAndObserveStorageNodeID(storage.GetID())
-    # Slicer reads grid transforms with cubic interpolation; the engine (ITK) interpolates the field linearly.
-    # Linear here makes Slicer map every point exactly as the engine does (cubic differs by about 0.01 mm on
-    # our smooth fields, and a scene reloaded from disk gets Slicer's default back).
+    node.SetAttribute(INTERPOLATION_ATTRIBUTE, "linear")  # saved with the scene, see restore_interpolation
     node.GetTransformFromParent().SetInterpolationModeToLinear()
     return node
+
+
+INTERPOLATION_ATTRIBUTE = "PromptRegister.interpolation"
+"""Marks the grid transforms the engine wrote. Slicer reads grid transforms with cubic interpolation; the
+engine (ITK) interpolates the field linearly, and linear makes Slicer map every point exactly as the engine does
+(cubic differs by up to a few hundredths of a mm on our smooth fields). The interpolation mode itself is not
+stored in the file, so a reopened scene needs `restore_interpolation`."""
+
+
+def restore_interpolation(scene) -> int:
+    """Linear interpolation again for the engine's grid transforms in a (re)loaded scene; returns how many."""
+    count = 0
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLGridTransformNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLGridTransformNode")
+        if node.GetAttribute(INTERPOLATION_ATTRIBUTE) == "linear" and node.GetTransformFromParent() is not None:
+            node.GetTransformFromParent().SetInterpolationModeToLinear()
+            count += 1
+    return count
 
 
 def results_to_scene(scene, files: dict, moving_node, base_name: str) -> dict:
