@@ -22,7 +22,8 @@ import slicer
 MODULE_DIR = Path(__file__).resolve().parents[1] / "PromptRegister"
 sys.path.insert(0, str(MODULE_DIR))
 
-from PromptRegisterLib.mrml import lps_to_ras, node_from_volume  # noqa: E402
+from mrml_helpers import clicks_on_labels  # noqa: E402
+from PromptRegisterLib.mrml import node_from_volume  # noqa: E402
 from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node,  # noqa: E402
                                           read_parameters, set_node)
 
@@ -73,14 +74,7 @@ def scene_with_inputs(module, hippocampus):
     parameter_node = find_or_create_parameter_node(scene)
     set_node(parameter_node, "fixedVolume", node_from_volume(scene, fixed, "case001"))
     set_node(parameter_node, "movingVolume", node_from_volume(scene, moving, "case004"))
-    markups = slicer.vtkMRMLMarkupsFiducialNode()
-    scene.AddNode(markups)
-    rng = np.random.default_rng(1)
-    for label in (1, 2):
-        voxels = np.argwhere(moving_labels.array == label)
-        for kji in voxels[rng.choice(len(voxels), 2, replace=False)]:
-            markups.AddControlPointWorld(*lps_to_ras(moving_labels.geometry.index_to_physical(kji[::-1] * 1.0)))
-    set_node(parameter_node, "pointPrompts", markups)
+    set_node(parameter_node, "pointPrompts", clicks_on_labels(scene, moving_labels, 2, 1))
     return parameter_node
 
 

@@ -20,6 +20,7 @@ from promptregister.geometry import Geometry  # noqa: E402
 from promptregister.io import read_transform  # noqa: E402
 from promptregister.volume import Volume  # noqa: E402
 from conftest import rotation_matrix  # noqa: E402
+from mrml_helpers import clicks_on_labels  # noqa: E402
 
 
 def test_volume_nodes_round_trip_an_oblique_lps_geometry():
@@ -87,14 +88,7 @@ def registered(hippocampus):
     moving, moving_labels = hippocampus("004")
     fixed_node = node_from_volume(scene, fixed, "case001")
     moving_node = node_from_volume(scene, moving, "case004")
-    markups = slicer.vtkMRMLMarkupsFiducialNode()
-    scene.AddNode(markups)
-    rng = np.random.default_rng(0)
-    for label in (1, 2):
-        voxels = np.argwhere(moving_labels.array == label)
-        for kji in voxels[rng.choice(len(voxels), 2, replace=False)]:
-            ras = lps_to_ras(moving_labels.geometry.index_to_physical(kji[::-1].astype(float)))
-            markups.AddControlPointWorld(*ras.tolist(), f"label {label}")
+    markups = clicks_on_labels(scene, moving_labels, 2, 0)
     logic = RegistrationLogic()
     stages = []
     nodes = logic.register(scene, fixed_node, moving_node, markups_node=markups, model="classical", device="cpu",

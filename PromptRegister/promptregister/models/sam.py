@@ -77,6 +77,14 @@ def build_architecture(name: str) -> torch.nn.Module:
     return ARCHITECTURES[name]()
 
 
+def _load_weights(model: torch.nn.Module, state: dict, mismatch: str) -> None:
+    """Load every tensor (strict); a mismatch is a user error that starts with `mismatch`."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise PromptRegisterError(f"{mismatch}: {str(error).splitlines()[0]}") from None
+
+
 class SamSegmenter(Segmenter):
     """A `Segmenter` on a SAM-class model (`image_encoder`, `prompt_encoder`, `mask_decoder`).
 
@@ -121,14 +129,8 @@ class SamSegmenter(Segmenter):
         file = manager.resolve(checkpoint, path, progress=download_progress)
         digest = manager.verify(entry, file)
         model = build_architecture(entry.architecture)
-        state = load_state_dict(file)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise PromptRegisterError(
-                f"{file} does not fit the {entry.architecture} architecture of {checkpoint}: "
-                f"{str(error).splitlines()[0]}"
-            ) from None
+        _load_weights(model, load_state_dict(file), f"{file} does not fit the {entry.architecture} architecture "
+                                                    f"of {checkpoint}")
         preprocessing = "medsam" if entry.family == "medsam" else "sam"
         return cls(model, checkpoint, digest, preprocessing=preprocessing, **options)
 
@@ -154,13 +156,8 @@ class SamSegmenter(Segmenter):
         state = load_state_dict(path)
         architecture = infer_architecture(state, str(path), sidecar_overrides(path))
         model = architecture.build()
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise PromptRegisterError(
-                f"{path} does not fit the architecture read from its tensors (and sidecar, if any): "
-                f"{str(error).splitlines()[0]}"
-            ) from None
+        _load_weights(model, state, f"{path} does not fit the architecture read from its tensors (and sidecar, "
+                                    f"if any)")
         return cls(model, f"custom:{path.name}", digest, preprocessing=preprocessing, **options)
 
     @property
