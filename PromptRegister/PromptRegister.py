@@ -5,6 +5,11 @@ out. The Widget only binds the .ui to the parameter node and calls the Logic;
 MRML handling lives in PromptRegisterLib (no Qt, tested under slicer-core);
 the heavy work runs in a background worker process (promptregister.worker),
 so Slicer stays responsive.
+
+This file and PromptRegisterLib import only what a stock Slicer ships (numpy,
+scipy, SimpleITK, vtk, qt, ctk, slicer and the standard library): the panel
+must open before PyTorch is installed, since it is the panel that offers to
+install it. Testing/test_slicer_side.py imports them with torch refused.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import sys
 
 import qt
 import slicer
-import vtk  # noqa: F401  (Slicer's scripted modules expect it loaded)
+import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
@@ -23,18 +28,13 @@ MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit beside this file
     sys.path.insert(0, MODULE_DIR)
 
-REQUIRED_PACKAGES = {  # import name -> pip requirement, installed on first use
-    "torch": "torch",
-    "SimpleITK": "SimpleITK>=2.3",
-    "skimage": "scikit-image>=0.21",
-    "scipy": "scipy>=1.10",
-    "tqdm": "tqdm>=4.60",
-    "segment_anything": "segment-anything==1.0",
-    "mobile_sam": "mobilesam-mirror==1.0.0",
-    "timm": "timm>=0.9",
-    "torchvision": "torchvision",
-    "transformers": "transformers>=4.40",
-}
+from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
+from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
+from PromptRegisterLib.parameters import (DEVICES, MODELS, find_or_create_parameter_node, get_node,  # noqa: E402
+                                          preselect_volumes, read_parameters, set_node, write_parameters)
+from PromptRegisterLib.settings import MachineSettings  # noqa: E402
+from PromptRegisterLib.transforms import TransformChainError, user_chain  # noqa: E402
+from PromptRegisterLib.views import show_side_by_side  # noqa: E402
 
 
 class PromptRegister(ScriptedLoadableModule):
@@ -48,15 +48,30 @@ class PromptRegister(ScriptedLoadableModule):
             "Register a moving volume to a fixed volume from a text prompt (Tell2Reg), points clicked on the "
             "moving volume (PromptReg) or automatically (SAMReg). Segment Anything finds corresponding regions; "
             "a smooth displacement field aligns them. The result is a grid transform applied to the moving "
-            "volume and two segmentations whose segment k corresponds. See the user guide in docs/.")
+            "volume and two segmentations whose segment k corresponds. On first use the panel offers to install "
+            "PyTorch (through the PyTorch extension) and the other packages the background worker needs.")
         self.parent.acknowledgementText = (
             "Implements SAMReg, PromptReg and Tell2Reg (Yipeng Hu's group, UCL). Uses Segment Anything (Meta AI), "
             "MobileSAM, MedSAM and GroundingDINO (IDEA Research).")
 
 
+def _setIfDifferent(widget, prop: str, value) -> None:
+    """Set a widget property only when it differs, so updating the GUI from the parameter node never disturbs
+    typing (a text box's cursor, a spin box half-way through "2.")."""
+    if getattr(widget, prop) != value:
+        setattr(widget, prop, value)
+
+
 # -- Widget ----------------------------------------------------------------------------------------
 class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Binds the .ui to the parameter node and calls the Logic; no registration code here."""
+
+    SPIN_BOXES = {"searchSpinBox": "search_mm", "thresholdSpinBox": "threshold", "marginalSpinBox": "marginal_samples",
+                  "sliceStepSpinBox": "slice_step", "gridSpacingSpinBox": "grid_spacing_mm",
+                  "smoothnessSpinBox": "smoothness", "seedSpinBox": "seed"}
+    CHECK_BOXES = {"useTextCheckBox": "use_text", "usePointsCheckBox": "use_points", "useAutoCheckBox": "use_auto"}
+    SELECTORS = {"fixedVolumeSelector": "fixedVolume", "movingVolumeSelector": "movingVolume",
+                 "pointsSelector": "pointPrompts"}
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -74,26 +89,26 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        from PromptRegisterLib.parameters import DEVICES, MODELS
-
         self.ui.modelComboBox.addItems(list(MODELS))
         self.ui.deviceComboBox.addItems(list(DEVICES))
         self.ui.resultsTable.setHorizontalHeaderLabels(["pair", "source", "similarity", "Dice"])
         self.logic = PromptRegisterLogic()
+        settings = self.logic.machineSettings()
+        self.ui.workerPythonLineEdit.currentPath = settings.worker_python
+        self.ui.checkpointLineEdit.currentPath = settings.checkpoint
 
-        for selector in (self.ui.fixedVolumeSelector, self.ui.movingVolumeSelector, self.ui.pointsSelector):
-            selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        for name in self.SELECTORS:
+            getattr(self.ui, name).connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.pointsSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.pointsPlaceWidget.setCurrentNode)
-        for checkBox in (self.ui.useTextCheckBox, self.ui.usePointsCheckBox, self.ui.useAutoCheckBox):
-            checkBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        for name in self.CHECK_BOXES:
+            getattr(self.ui, name).connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.textLineEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
         for comboBox in (self.ui.modelComboBox, self.ui.deviceComboBox):
             comboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for pathEdit in (self.ui.workerPythonLineEdit, self.ui.checkpointLineEdit):
-            pathEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
-        for spinBox in (self.ui.searchSpinBox, self.ui.thresholdSpinBox, self.ui.marginalSpinBox,
-                        self.ui.sliceStepSpinBox, self.ui.gridSpacingSpinBox, self.ui.smoothnessSpinBox,
-                        self.ui.seedSpinBox):
+            pathEdit.connect("currentPathChanged(QString)", self.onMachineSettingsChanged)
+        for name in self.SPIN_BOXES:
+            spinBox = getattr(self.ui, name)
             spinBox.connect("valueChanged(double)" if "Double" in spinBox.className() else "valueChanged(int)",
                             self.updateParameterNodeFromGUI)
 
@@ -101,6 +116,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.showRoisCheckBox.connect("toggled(bool)", self.onShowRois)
         self.ui.applyTransformButton.connect("toggled(bool)", self.onApplyTransform)
+        self.ui.resampleButton.connect("clicked(bool)", self.onResample)
         self.ui.hardenTransformButton.connect("clicked(bool)", self.onHardenTransform)
         self.ui.layoutButton.connect("clicked(bool)", self.onSideBySide)
 
@@ -113,21 +129,24 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         self.timer.stop()
         if self.logic is not None:
-            self.logic.close()
+            self.logic.close(wait=False)  # never hold Slicer's exit: a thread reaps the worker
 
     def enter(self):
-        from PromptRegisterLib.mrml import restore_interpolation
-
         restore_interpolation(slicer.mrmlScene)  # for a scene loaded before this widget existed
         self.initializeParameterNode()
+        self.logic.warmUp(self.ui.workerPythonLineEdit.currentPath)
 
     def onSceneStartClose(self, caller, event):
+        if self.logic is not None and self.logic.running:  # its result belongs to the scene that is closing
+            self.logic.abandon()
+            self.timer.stop()
+            self.ui.stageLabel.text = "cancelled: the scene was closed"
         self.setParameterNode(None)
 
     def onSceneEndImport(self, caller, event):
-        from PromptRegisterLib.mrml import restore_interpolation
-
         restore_interpolation(slicer.mrmlScene)  # our grid transforms interpolate like the engine again
+        if self.parent.isEntered:
+            self.initializeParameterNode()  # show the loaded scene's settings
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -135,9 +154,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- parameter node <-> GUI --------------------------------------------------------------------------
     def initializeParameterNode(self):
-        from PromptRegisterLib.parameters import find_or_create_parameter_node
-
-        self.setParameterNode(find_or_create_parameter_node(slicer.mrmlScene))
+        node = find_or_create_parameter_node(slicer.mrmlScene)
+        preselect_volumes(slicer.mrmlScene, node)
+        self.setParameterNode(node)
 
     def setParameterNode(self, node):
         if self.parameterNode is not None:
@@ -150,34 +169,27 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateGUIFromParameterNode(self, caller=None, event=None):
         if self.parameterNode is None or self._updating:
             return
-        from PromptRegisterLib.parameters import get_node, read_parameters
-
         self._updating = True
         try:
             values = read_parameters(self.parameterNode)
-            self.ui.fixedVolumeSelector.setCurrentNode(get_node(self.parameterNode, "fixedVolume"))
-            self.ui.movingVolumeSelector.setCurrentNode(get_node(self.parameterNode, "movingVolume"))
-            self.ui.pointsSelector.setCurrentNode(get_node(self.parameterNode, "pointPrompts"))
-            self.ui.useTextCheckBox.checked = values.use_text
-            self.ui.usePointsCheckBox.checked = values.use_points
-            self.ui.useAutoCheckBox.checked = values.use_auto
-            self.ui.textLineEdit.text = values.text
-            self.ui.modelComboBox.currentText = values.model
-            self.ui.deviceComboBox.currentText = values.device
-            self.ui.workerPythonLineEdit.currentPath = values.worker_python
-            self.ui.checkpointLineEdit.currentPath = values.checkpoint
-            self.ui.searchSpinBox.value = values.search_mm
-            self.ui.thresholdSpinBox.value = values.threshold
-            self.ui.marginalSpinBox.value = values.marginal_samples
-            self.ui.sliceStepSpinBox.value = values.slice_step
-            self.ui.gridSpacingSpinBox.value = values.grid_spacing_mm
-            self.ui.smoothnessSpinBox.value = values.smoothness
-            self.ui.seedSpinBox.value = values.seed
+            for name, role in self.SELECTORS.items():
+                node = get_node(self.parameterNode, role)
+                if getattr(self.ui, name).currentNode() is not node:
+                    getattr(self.ui, name).setCurrentNode(node)
+            for name, field in self.CHECK_BOXES.items():
+                _setIfDifferent(getattr(self.ui, name), "checked", getattr(values, field))
+            _setIfDifferent(self.ui.textLineEdit, "text", values.text)
+            _setIfDifferent(self.ui.modelComboBox, "currentText", values.model)
+            _setIfDifferent(self.ui.deviceComboBox, "currentText", values.device)
+            for name, field in self.SPIN_BOXES.items():
+                _setIfDifferent(getattr(self.ui, name), "value", getattr(values, field))
             self.fillResults(values.last_summary)
             ready = (self.ui.fixedVolumeSelector.currentNode() is not None
-                     and self.ui.movingVolumeSelector.currentNode() is not None)
-            running = self.logic is not None and self.logic.running
+                     and self.ui.movingVolumeSelector.currentNode() is not None and values.has_method)
+            running = self.logic is not None and self.logic.busy
             self.ui.registerButton.enabled = ready and not running
+            self.ui.registerButton.toolTip = ("" if ready else
+                                              "Choose a fixed and a moving volume and tick Text, Points or Automatic")
             self.ui.cancelButton.enabled = running
         finally:
             self._updating = False
@@ -185,47 +197,41 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateParameterNodeFromGUI(self, *args):
         if self.parameterNode is None or self._updating:
             return
-        from PromptRegisterLib.parameters import read_parameters, set_node, write_parameters
-
         self._updating = True
         try:
             values = read_parameters(self.parameterNode)
-            values.use_text = self.ui.useTextCheckBox.checked
-            values.use_points = self.ui.usePointsCheckBox.checked
-            values.use_auto = self.ui.useAutoCheckBox.checked
+            for name, field in self.CHECK_BOXES.items():
+                setattr(values, field, getattr(self.ui, name).checked)
             values.text = self.ui.textLineEdit.text
             values.model = self.ui.modelComboBox.currentText
             values.device = self.ui.deviceComboBox.currentText
-            values.worker_python = self.ui.workerPythonLineEdit.currentPath
-            values.checkpoint = self.ui.checkpointLineEdit.currentPath
-            values.search_mm = self.ui.searchSpinBox.value
-            values.threshold = self.ui.thresholdSpinBox.value
-            values.marginal_samples = self.ui.marginalSpinBox.value
-            values.slice_step = self.ui.sliceStepSpinBox.value
-            values.grid_spacing_mm = self.ui.gridSpacingSpinBox.value
-            values.smoothness = self.ui.smoothnessSpinBox.value
-            values.seed = self.ui.seedSpinBox.value
+            for name, field in self.SPIN_BOXES.items():
+                setattr(values, field, type(getattr(values, field))(getattr(self.ui, name).value))
             wasModifying = self.parameterNode.StartModify()
-            if values.use_text or values.use_points or values.use_auto:
-                write_parameters(self.parameterNode, values)
-            set_node(self.parameterNode, "fixedVolume", self.ui.fixedVolumeSelector.currentNode())
-            set_node(self.parameterNode, "movingVolume", self.ui.movingVolumeSelector.currentNode())
-            set_node(self.parameterNode, "pointPrompts", self.ui.pointsSelector.currentNode())
+            write_parameters(self.parameterNode, values)  # no method ticked is stored too; Register says so
+            for name, role in self.SELECTORS.items():
+                set_node(self.parameterNode, role, getattr(self.ui, name).currentNode())
             self.parameterNode.EndModify(wasModifying)
         finally:
             self._updating = False
         self.updateGUIFromParameterNode()
 
+    def onMachineSettingsChanged(self, *args):
+        self.logic.saveMachineSettings(MachineSettings(worker_python=self.ui.workerPythonLineEdit.currentPath,
+                                                       checkpoint=self.ui.checkpointLineEdit.currentPath))
+
     # -- actions ----------------------------------------------------------------------------------------
     def onRegister(self):
-        from PromptRegisterLib.parameters import read_parameters
-
         values = read_parameters(self.parameterNode)
+        settings = self.logic.machineSettings()
         try:
-            if not self.logic.ensureDependencies():
+            values.validate()
+            if not self.confirmPrealignment():
                 return
-            self.logic.start(self.parameterNode, values)
-        except Exception as error:  # shown to the user, not a traceback in the console only
+            if self.offerInstall(settings.worker_python):
+                return  # the registration starts when the installation has finished (onPoll)
+            self.logic.start(self.parameterNode, values, settings)
+        except (ValueError, RuntimeError, TransformChainError) as error:  # shown to the user, never a traceback
             slicer.util.errorDisplay(f"Registration could not start: {error}")
             return
         self.ui.progressBar.value = 0
@@ -233,29 +239,77 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer.start()
         self.updateGUIFromParameterNode()
 
+    def confirmPrealignment(self) -> bool:
+        """Offer to keep the user's own transform of the moving volume as the pre-alignment (False: do not start)."""
+        moving = get_node(self.parameterNode, "movingVolume")
+        chain = user_chain(moving) if moving is not None else []
+        if not chain:
+            return True
+        names = " > ".join(transform.GetName() for transform in chain)
+        return slicer.util.confirmOkCancelDisplay(
+            f"The moving volume is under your transform '{names}'.\n\nRegister starting from it? It stays as it is; "
+            "the result is placed above it. (Cancel, then remove or harden it, to register the volume as stored.)")
+
+    def offerInstall(self, workerPython: str) -> bool:
+        """When the worker's Python lacks packages, offer to install them; True while an installation runs (or was
+        declined), False when nothing is missing."""
+        missing = self.logic.unmetRequirements(workerPython)
+        if not missing:
+            return False
+        message = self.logic.installMessage(missing, workerPython)
+        if not slicer.util.confirmOkCancelDisplay(message):
+            return True
+        self.logic.startInstall(missing, workerPython)
+        self.ui.progressBar.value = 0
+        self.ui.stageLabel.text = "installing packages..."
+        self.timer.start()
+        self.updateGUIFromParameterNode()
+        return True
+
     def onPoll(self):
-        try:
-            events = self.logic.poll()
-        except Exception as error:
-            self.timer.stop()
-            slicer.util.errorDisplay(f"The registration worker stopped: {error}")
-            self.updateGUIFromParameterNode()
+        if self.logic.installing:
+            self.pollInstall()
             return
-        for event in events:
+        for event in self.logic.poll():
             kind = event.get("type")
             if kind == "progress":
                 self.ui.stageLabel.text = event.get("stage", "")
                 self.ui.progressBar.value = int(100 * float(event.get("fraction", 0.0)))
             elif kind == "error":
                 self.timer.stop()
-                self.ui.stageLabel.text = "cancelled" if event.get("code") == "cancelled" else "failed"
-                if event.get("code") != "cancelled":
+                cancelled = event.get("code") == "cancelled"
+                self.ui.stageLabel.text = "cancelled" if cancelled else "failed"
+                if not cancelled:
                     slicer.util.errorDisplay(event.get("message", "registration failed"))
             elif kind == "result":
                 self.timer.stop()
-                self.logic.finish(self.parameterNode, event)
-                self.ui.stageLabel.text = "done"
-                self.ui.progressBar.value = 100
+                try:
+                    self.logic.finish(self.parameterNode, event)
+                except Exception as error:  # a result that cannot be loaded is reported, never raised in a slot
+                    slicer.util.errorDisplay(f"The result could not be loaded: {error}")
+                    self.ui.stageLabel.text = "failed"
+                else:
+                    self.ui.stageLabel.text = "done"
+                    self.ui.progressBar.value = 100
+        self.updateGUIFromParameterNode()
+
+    def pollInstall(self):
+        install = self.logic.install
+        for line in install.lines():
+            if line.strip():
+                self.ui.stageLabel.text = line[-120:]
+        self.ui.progressBar.value = int(100 * install.fraction)
+        if not install.finished:
+            return
+        self.timer.stop()
+        self.logic.install = None
+        if install.returncode != 0:
+            tail = "\n".join(list(install.output)[-12:])
+            slicer.util.errorDisplay(f"Installing failed ({' '.join(install.failed_command or [])}):\n{tail}")
+            self.ui.stageLabel.text = "installation failed"
+        else:
+            self.ui.stageLabel.text = "installed; registering..."
+            self.onRegister()
         self.updateGUIFromParameterNode()
 
     def onCancel(self):
@@ -282,149 +336,37 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyTransform(self, applied):
         self.logic.setTransformApplied(self.parameterNode, applied)
 
+    def onResample(self):
+        try:
+            nodes = self.logic.resample(self.parameterNode, self.ui.resampleExtraSelector.currentNode())
+        except ValueError as error:
+            slicer.util.errorDisplay(f"Resampling failed: {error}")
+            return
+        slicer.util.setSliceViewerLayers(background=get_node(self.parameterNode, "fixedVolume"), foreground=nodes[0],
+                                         foregroundOpacity=0.5)
+
     def onHardenTransform(self):
         self.logic.hardenTransform(self.parameterNode)
 
     def onSideBySide(self):
-        self.logic.showSideBySide(self.parameterNode)
+        try:
+            views = show_side_by_side(slicer.mrmlScene, get_node(self.parameterNode, "fixedVolume"),
+                                      get_node(self.parameterNode, "movingVolume"))
+        except ValueError as error:
+            slicer.util.errorDisplay(str(error))
+            return
+        layoutManager = slicer.app.layoutManager()
+        for name in views:
+            layoutManager.sliceWidget(name).sliceLogic().FitSliceToAll()
 
 
 # -- Logic ------------------------------------------------------------------------------------------
-class PromptRegisterLogic(ScriptedLoadableModuleLogic):
-    """The module's logic in Slicer: dependencies, the worker (PromptRegisterLib.logic) and the views.
-
-    Batch use from the Python console:
-        logic = slicer.modules.promptregister.widgetRepresentation().self().logic  # or PromptRegisterLogic()
-        nodes = logic.registerVolumes(fixedNode, movingNode, markups_node=pointsNode, model="classical")
-    """
+class PromptRegisterLogic(ScriptedLoadableModuleLogic, ModuleLogic):
+    """The Logic on Slicer's base class, keeping machine paths in QSettings (PromptRegisterLib.module_logic)."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._registration = None
-        self._movingNode = None
-
-    # -- set-up ------------------------------------------------------------------------------------
-    @staticmethod
-    def missingPackages():
-        import importlib.util
-
-        return [requirement for name, requirement in REQUIRED_PACKAGES.items()
-                if importlib.util.find_spec(name) is None]
-
-    def ensureDependencies(self, ask=True):
-        """Offer to install what the engine needs into Slicer's Python (PyTorch through SlicerPyTorch when
-        that extension is installed). Returns True when everything is present."""
-        missing = self.missingPackages()
-        if not missing:
-            return True
-        message = ("PromptRegister needs these Python packages in Slicer's Python:\n  " + "\n  ".join(missing)
-                   + "\n\nPyTorch alone is about 1-3 GB to download. Install them now?")
-        if ask and not slicer.util.confirmOkCancelDisplay(message):
-            return False
-        if "torch" in missing:
-            try:
-                import PyTorchUtils  # the SlicerPyTorch extension picks the right CUDA build
-
-                PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
-                missing.remove("torch")
-            except ImportError:
-                pass
-        slicer.util.pip_install(" ".join(missing))  # requirements carry no spaces, so a plain join is safe
-        return not self.missingPackages()
-
-    def registration(self, workerPython=""):
-        from PromptRegisterLib.logic import RegistrationLogic
-
-        if self._registration is None or (self._registration.python or "") != (workerPython or ""):
-            if self._registration is not None:
-                self._registration.close()
-            self._registration = RegistrationLogic(python=workerPython or None)
-        return self._registration
-
-    @property
-    def running(self):
-        return self._registration is not None and self._registration.running_id is not None
-
-    def close(self):
-        if self._registration is not None:
-            self._registration.close()
-
-    # -- registration ----------------------------------------------------------------------------------
-    def start(self, parameterNode, values):
-        from PromptRegisterLib.parameters import get_node
-
-        values.validate()
-        fixed, moving = get_node(parameterNode, "fixedVolume"), get_node(parameterNode, "movingVolume")
-        if fixed is None or moving is None:
-            raise ValueError("choose a fixed and a moving volume")
-        markups = get_node(parameterNode, "pointPrompts") if values.use_points else None
-        if values.use_points and (markups is None or markups.GetNumberOfControlPoints() == 0):
-            raise ValueError("place at least one point on the moving volume, or untick Points")
-        if values.use_text and not values.text.strip(" ,."):
-            raise ValueError("type a text prompt, or untick Text")
-        self._movingNode = moving
-        return self.registration(values.worker_python).start(
-            fixed, moving, markups_node=markups, text=values.text if values.use_text else None,
-            auto=values.use_auto, model=values.model, device=values.device, checkpoint=values.checkpoint or None,
-            options=values.request_options())
-
-    def poll(self):
-        return self._registration.poll() if self._registration is not None else []
-
-    def cancel(self):
-        return self._registration is not None and self._registration.cancel()
-
-    def finish(self, parameterNode, resultEvent):
-        from PromptRegisterLib.parameters import read_parameters, set_node, write_parameters
-
-        result = {key: value for key, value in resultEvent.items() if key not in ("id", "type")}
-        nodes = self._registration.finish(slicer.mrmlScene, self._movingNode, result)
-        set_node(parameterNode, "outputTransform", nodes["transform"])
-        set_node(parameterNode, "fixedSegmentation", nodes["fixed_segmentation"])
-        set_node(parameterNode, "movingSegmentation", nodes["moving_segmentation"])
-        values = read_parameters(parameterNode)
-        values.last_summary = nodes["summary"]
-        write_parameters(parameterNode, values)
-        return nodes
-
-    def registerVolumes(self, fixedNode, movingNode, **request):
-        """Register and wait (console, batch, tests); see PromptRegisterLib.logic.RegistrationLogic.register."""
-        return self.registration().register(slicer.mrmlScene, fixedNode, movingNode, **request)
-
-    # -- views ------------------------------------------------------------------------------------------
-    def setRoisVisible(self, parameterNode, visible):
-        from PromptRegisterLib.parameters import get_node
-
-        for role in ("fixedSegmentation", "movingSegmentation"):
-            node = get_node(parameterNode, role)
-            if node is not None and node.GetDisplayNode() is not None:
-                node.GetDisplayNode().SetVisibility(bool(visible))
-
-    def setTransformApplied(self, parameterNode, applied):
-        from PromptRegisterLib.parameters import get_node
-
-        moving, transform = get_node(parameterNode, "movingVolume"), get_node(parameterNode, "outputTransform")
-        if moving is not None:
-            moving.SetAndObserveTransformNodeID(transform.GetID() if applied and transform is not None else None)
-
-    def hardenTransform(self, parameterNode):
-        from PromptRegisterLib.parameters import get_node
-
-        moving = get_node(parameterNode, "movingVolume")
-        if moving is not None and moving.GetTransformNodeID():
-            slicer.vtkSlicerTransformLogic().hardenTransform(moving)
-
-    def showSideBySide(self, parameterNode):
-        from PromptRegisterLib.parameters import get_node
-
-        fixed, moving = get_node(parameterNode, "fixedVolume"), get_node(parameterNode, "movingVolume")
-        layoutManager = slicer.app.layoutManager()
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutThreeOverThreeView)
-        for name, background, foreground in (("Red", fixed, None), ("Yellow", moving, None), ("Green", fixed, moving)):
-            composite = layoutManager.sliceWidget(name).mrmlSliceCompositeNode()
-            composite.SetBackgroundVolumeID(background.GetID() if background is not None else None)
-            composite.SetForegroundVolumeID(foreground.GetID() if foreground is not None else None)
-            composite.SetForegroundOpacity(0.5)
+        ModuleLogic.__init__(self, settingsStore=qt.QSettings())
 
 
 # -- Test ------------------------------------------------------------------------------------------------
@@ -436,6 +378,11 @@ class PromptRegisterTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
+        missing = PromptRegisterLogic.unmetRequirements()
+        if missing:  # a stock Slicer before the first-use installation
+            self.delayDisplay("PromptRegister self-test skipped: Slicer's Python lacks "
+                              + ", ".join(missing) + ". Open the module and press Register once to install them.")
+            return
         self.test_PromptRegister_classical_points()
 
     def test_PromptRegister_classical_points(self):

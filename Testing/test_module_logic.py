@@ -1,9 +1,9 @@
 """PromptRegister.py's Logic, the code behind the Register, Cancel, Show ROIs and Apply buttons, run with a real
 MRML scene from the slicer-core wheel and a real worker subprocess.
 
-The Slicer application cannot exist here, so two things are stood in by minimal fakes (and only these): the
-`qt` module (only the Widget uses it) and `slicer.ScriptedLoadableModule`'s base classes, which in Slicer wire a
-module into the application's GUI. `slicer.mrmlScene` is a real `vtkMRMLScene`.
+The Slicer application cannot exist here, so what only it provides (its Qt bindings, the scripted-module base
+classes, slicer.app and the GUI helpers of slicer.util) is stood in by the FAKES of slicer_standins.py.
+`slicer.mrmlScene` is a real `vtkMRMLScene`.
 """
 
 from __future__ import annotations
@@ -23,31 +23,22 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "PromptRegister"
 sys.path.insert(0, str(MODULE_DIR))
 
 from mrml_helpers import clicks_on_labels  # noqa: E402
+from slicer_standins import Dialogs, install, restore  # noqa: E402
 from PromptRegisterLib.mrml import node_from_volume  # noqa: E402
 from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node,  # noqa: E402
                                           read_parameters, set_node)
 
 
-def _fake_application_modules() -> dict:
-    """FAKE: what only the Slicer application provides (its Qt bindings and the scripted-module base classes)."""
-    qt = types.ModuleType("qt")
-    base = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, parent=None):
-            self.parent = parent
-
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
-        setattr(base, name, type(name, (), {}))
-    base.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
-    return {"qt": qt, "slicer.ScriptedLoadableModule": base}
+@pytest.fixture(scope="module")
+def dialogs():
+    return Dialogs()
 
 
 @pytest.fixture(scope="module")
-def module():
-    """PromptRegister.py imported against a real scene (slicer.mrmlScene), as Slicer imports it."""
-    saved = {name: sys.modules.get(name) for name in ("qt", "slicer.ScriptedLoadableModule", "PromptRegister")}
-    sys.modules.update(_fake_application_modules())
+def module(dialogs):
+    """PromptRegister.py imported against a real scene (slicer.mrmlScene), as Slicer imports it, with the FAKE
+    application stand-ins of slicer_standins.py."""
+    saved = install(slicer, dialogs)
     had_scene = hasattr(slicer, "mrmlScene")
     slicer.mrmlScene = slicer.vtkMRMLScene()
     spec = importlib.util.spec_from_file_location("PromptRegister", MODULE_DIR / "PromptRegister.py")
@@ -55,11 +46,7 @@ def module():
     sys.modules["PromptRegister"] = loaded
     spec.loader.exec_module(loaded)
     yield loaded
-    for name, value in saved.items():
-        if value is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = value
+    restore(slicer, saved)
     if not had_scene:
         del slicer.mrmlScene
 
@@ -112,9 +99,11 @@ def test_start_refuses_incomplete_settings_with_a_message(module, scene_with_inp
     assert not logic.running
 
 
-def test_missing_packages_are_named_by_their_pip_requirement(module, monkeypatch):
-    monkeypatch.setitem(module.REQUIRED_PACKAGES, "no_such_module_for_the_test", "no-such-package>=1")
-    assert module.PromptRegisterLogic.missingPackages()[-1] == "no-such-package>=1"
+def test_unmet_requirements_are_named_by_their_pip_requirement(module, monkeypatch):
+    from PromptRegisterLib import dependencies
+
+    monkeypatch.setattr(dependencies, "REQUIREMENTS", dependencies.REQUIREMENTS + ("no-such-package>=1",))
+    assert module.PromptRegisterLogic().unmetRequirements() == {"no-such-package>=1": None}
 
 
 def test_register_button_flow_fills_the_parameter_node_and_the_views(module, scene_with_inputs):
@@ -153,7 +142,7 @@ def test_register_button_flow_fills_the_parameter_node_and_the_views(module, sce
     logic.setTransformApplied(parameter_node, True)
     assert moving.GetTransformNodeID() == transform.GetID()
     before = slicer.util.arrayFromVolume(moving).copy()
-    logic.hardenTransform(parameter_node)
+    logic.hardenTransform(parameter_node)  # Slicer's own resampling, kept as the secondary action
     assert moving.GetTransformNodeID() is None
     after = slicer.util.arrayFromVolume(moving)
     # Slicer hardens a warped volume by resampling it through the field onto a grid that holds the warped

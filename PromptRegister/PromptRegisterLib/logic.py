@@ -5,18 +5,24 @@ Usable from Slicer's Python console and in tests (slicer-core wheel):
     logic = RegistrationLogic()
     nodes = logic.register(scene, fixed_node, moving_node, markups_node=points, model="classical")
     nodes["transform"], nodes["fixed_segmentation"], nodes["moving_segmentation"], nodes["summary"]
+
+Nothing here blocks a GUI for long: the worker starts in the background (its
+answers queue up until it is ready), volumes are written uncompressed, cancel
+and close return at once, and a worker that dies becomes an error event.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from promptregister.io import write_volume
-from promptregister.worker import WorkerClient
+from promptregister.worker import WorkerClient, WorkerDied
 
 from .mrml import point_prompts, results_to_scene, volume_from_node
+from .transforms import chain_matrix, check_registration_inputs
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -33,42 +39,65 @@ class RegistrationLogic:
         self.client: Optional[WorkerClient] = None
         self.running_id: Optional[str] = None
         self._written: Dict[str, Path] = {}
+        self._folder: Optional[Path] = None
 
-    def worker(self) -> WorkerClient:
-        """The running worker, started (or restarted after it died) as needed."""
-        if self.client is None or self.client.python != (self.python or self.client.python):
-            self.close()
-            self.client = WorkerClient(python=self.python)
-            self.client.start()
-        elif not self.client.alive:
-            self.client.restart()
+    @property
+    def folder(self) -> Path:
+        """A private folder (0700) for the volumes sent to the worker and its results; removed by close()."""
+        if self._folder is None or not self._folder.is_dir():
+            self._folder = Path(tempfile.mkdtemp(prefix="promptregister-slicer-"))
             self._written.clear()
+        return self._folder
+
+    def worker(self, wait: bool = False) -> WorkerClient:
+        """The worker, started (or restarted after it died) as needed. Without wait this returns at once: requests
+        sent before the worker is ready wait in its input."""
+        if self.client is None or self.client.python != (self.python or self.client.python):
+            if self.client is not None:
+                self.client.close(wait=False)
+            self.client = WorkerClient(python=self.python)
+            self.client.start(wait=wait)
+        elif not self.client.alive:
+            self.client.close(wait=False)
+            self.client.start(wait=wait)
         return self.client
 
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        self._written.clear()
+    def warm_up(self) -> None:
+        """Start the worker now (when the module is entered) so the first Register does not wait for it."""
+        self.worker(wait=False)
 
-    def volume_file(self, node) -> Path:
-        """The node's voxels as a file in the worker's private folder; rewritten only when the data changed
-        (the name carries the image's modification time, so the worker never sees stale data)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker (without wait: at once, a thread reaps it) and remove the private folder."""
+        if self.client is not None:
+            self.client.close(wait=wait)
+            self.client = None
+        self.running_id = None
+        self._written.clear()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def volume_file(self, node, parent_matrix=None) -> Path:
+        """The node's voxels as an uncompressed file in the private folder (fast to write: no gzip on the GUI
+        thread); rewritten only when the data or its placement changed."""
         import hashlib
 
         import vtk
 
-        client = self.worker()
         image = node.GetImageData()
         matrix = vtk.vtkMatrix4x4()
         node.GetIJKToRASMatrix(matrix)
-        geometry = hashlib.sha1(repr([matrix.GetElement(r, c) for r in range(4) for c in range(4)]).encode())
-        # voxels (image modification time) and grid (IJK -> RAS); not the node's own time, which changes when
-        # it merely observes the result transform
+        placement = [matrix.GetElement(r, c) for r in range(4) for c in range(4)]
+        if parent_matrix is not None:
+            placement += [float(v) for v in parent_matrix.ravel()]
+        geometry = hashlib.sha1(repr(placement).encode())
+        # voxels (image modification time) and grid (IJK -> RAS, and the pre-alignment); not the node's own time,
+        # which changes when it merely observes the result transform
         stamp = f"{node.GetID()}-{image.GetMTime() if image is not None else 0}-{geometry.hexdigest()[:10]}"
+        folder = self.folder
         if stamp not in self._written:
-            path = Path(client.hello["folder"]) / f"{stamp}.nii.gz"
-            write_volume(volume_from_node(node), path)
+            path = folder / f"{stamp}.nii"
+            write_volume(volume_from_node(node, parent_matrix), path, compress=False)
             self._written[stamp] = path
         return self._written[stamp]
 
@@ -76,33 +105,53 @@ class RegistrationLogic:
               auto: bool = False, sample_points: int = 0, model: str = "auto", device: str = "auto",
               checkpoint: Optional[str] = None, options: Optional[dict] = None,
               out_dir: Optional[str] = None) -> str:
-        """Send a registration request and return at once (the GUI polls it); returns the request id."""
+        """Send a registration request and return at once (the GUI polls it); returns the request id.
+
+        A linear transform the user put the moving volume under is kept as its pre-alignment: the worker gets
+        the moving voxels where that transform places them (see transforms.py)."""
         if self.running_id is not None:
             raise RuntimeError("a registration is already running; cancel it first")
-        client = self.worker()
+        chain = check_registration_inputs(fixed_node, moving_node)
         points = point_prompts(markups_node) if markups_node is not None else []
-        out_dir = out_dir or tempfile.mkdtemp(prefix="result-", dir=client.hello["folder"])
-        request = dict(fixed=str(self.volume_file(fixed_node)), moving=str(self.volume_file(moving_node)),
+        request = dict(fixed=str(self.volume_file(fixed_node)),
+                       moving=str(self.volume_file(moving_node, chain_matrix(chain) if chain else None)),
                        points=points, auto=auto, sample_points=sample_points, model=model, device=device,
-                       options=options or {}, out_dir=out_dir, overwrite=True)
+                       options=options or {}, overwrite=True,
+                       out_dir=out_dir or tempfile.mkdtemp(prefix="result-", dir=self.folder))
         if text:
             request["text"] = text
         if checkpoint:
             request["checkpoint"] = checkpoint
-        self.running_id = client.send("register", **request)
+        self.running_id = self.worker().send("register", **request)
         return self.running_id
 
-    def poll(self) -> list:
-        """Events of the running registration so far (progress, log, and at the end result or error)."""
+    def poll(self) -> List[Dict[str, Any]]:
+        """Events of the running registration so far (progress, log, and at the end result or error). A worker
+        that died becomes an error event (code "died") carrying its last stderr lines, and ends the run."""
         if self.running_id is None or self.client is None:
             return []
-        events = self.client.poll(self.running_id)
+        try:
+            events = self.client.poll(self.running_id)
+        except WorkerDied as error:
+            self.running_id = None
+            return [{"type": "error", "code": "died", "message": str(error), "stderr": error.stderr}]
         if any(event.get("type") in ("result", "error") for event in events):
             self.running_id = None
         return events
 
+    def abandon(self) -> None:
+        """Forget the running registration (the scene it was for is closing): cancel it, and never report it."""
+        if self.running_id is None:
+            return
+        if self.client is not None:
+            if self.client.alive:
+                self.client.cancel(self.running_id, wait=False)
+            self.client.forget(self.running_id)
+        self.running_id = None
+
     def finish(self, scene, moving_node, result: dict) -> dict:
-        """Result nodes for a result event: ROI segmentations and the transform (observed by the moving volume)."""
+        """Result nodes for a result event: ROI segmentations and the transform (placed above the moving volume
+        and its pre-alignment)."""
         nodes = results_to_scene(scene, result["files"], moving_node, moving_node.GetName())
         nodes["summary"] = result["summary"]
         nodes["files"] = result["files"]
@@ -120,7 +169,8 @@ class RegistrationLogic:
         return self.finish(scene, moving_node, result)
 
     def cancel(self) -> bool:
-        """Stop the running registration (nothing is written); False when none runs."""
-        if self.client is None or self.running_id is None:
+        """Ask the worker to stop the running registration and return at once; its "cancelled" error event
+        arrives through poll(). False when none runs or the worker is gone."""
+        if self.client is None or self.running_id is None or not self.client.alive:
             return False
-        return self.client.cancel(self.running_id)
+        return self.client.cancel(self.running_id, wait=False)

@@ -11,7 +11,7 @@ engine's LPS: x and y change sign here and nowhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import slicer
@@ -21,6 +21,8 @@ from vtk.util import numpy_support
 from promptregister.geometry import Geometry
 from promptregister.roipairs import RoiPairs
 from promptregister.volume import Volume
+
+from .transforms import attach, mark_module_transform
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
@@ -49,9 +51,14 @@ def _ijk_to_ras(node) -> np.ndarray:
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def volume_from_node(node) -> Volume:
-    """The engine's view of a scalar volume node (array (k, j, i), LPS geometry). Transforms applied to the
-    node in the scene are not included: the engine registers the data as stored."""
+def volume_from_node(node, parent_matrix: Optional[np.ndarray] = None) -> Volume:
+    """The engine's view of a scalar volume node (array (k, j, i), LPS geometry).
+
+    Arguments:
+        parent_matrix: a linear RAS transform (4x4) the node is under (transforms.chain_matrix of its user
+            chain); the geometry is then the one the chain places the voxels at, exactly, without resampling.
+            Without it, the data as stored.
+    """
     image = node.GetImageData()
     if image is None:
         raise ValueError(f"volume node {node.GetName()!r} has no image data")
@@ -62,6 +69,8 @@ def volume_from_node(node) -> Volume:
                          "PromptRegister needs a scalar (grey-level) volume")
     array = numpy_support.vtk_to_numpy(scalars).reshape(k, j, i).copy()
     ijk_to_ras = _ijk_to_ras(node)
+    if parent_matrix is not None:
+        ijk_to_ras = np.asarray(parent_matrix, dtype=float) @ ijk_to_ras
     ijk_to_lps = LPS_FROM_RAS @ ijk_to_ras[:3, :3]
     spacing = np.linalg.norm(ijk_to_lps, axis=0)
     direction = ijk_to_lps / spacing
@@ -115,14 +124,14 @@ def point_prompts(markups_node) -> List[dict]:
 
 
 # -- results ----------------------------------------------------------------------------------------------
-def _register_segmentation_converters() -> None:
+def register_segmentation_converters() -> None:
     factory = slicer.vtkSegmentationConverterFactory.GetInstance()
     if not factory.GetConverterRules():
         factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
         factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
 
 
-def _oriented_mask(mask: np.ndarray, geometry: Geometry):
+def oriented_mask(mask: np.ndarray, geometry: Geometry):
     image = slicer.vtkOrientedImageData()
     k, j, i = mask.shape
     image.SetDimensions(i, j, k)
@@ -134,7 +143,7 @@ def _oriented_mask(mask: np.ndarray, geometry: Geometry):
 def segmentation_nodes(scene, pairs: RoiPairs, base_name: str) -> Tuple[object, object]:
     """Two segmentation nodes, '<base> ROIs (fixed)' and '<base> ROIs (moving)'; segment k is pair k in both,
     with the same name and colour."""
-    _register_segmentation_converters()
+    register_segmentation_converters()
     nodes = []
     for side in ("fixed", "moving"):
         node = slicer.vtkMRMLSegmentationNode()
@@ -144,7 +153,7 @@ def segmentation_nodes(scene, pairs: RoiPairs, base_name: str) -> Tuple[object, 
         geometry = pairs.fixed_geometry if side == "fixed" else pairs.moving_geometry
         for index, pair in enumerate(pairs):
             mask = pair.fixed_mask if side == "fixed" else pair.moving_mask
-            node.AddSegmentFromBinaryLabelmapRepresentation(_oriented_mask(mask, geometry), pair.name,
+            node.AddSegmentFromBinaryLabelmapRepresentation(oriented_mask(mask, geometry), pair.name,
                                                             pair_colour(index))
         nodes.append(node)
     return nodes[0], nodes[1]
@@ -161,6 +170,7 @@ def transform_node_from_file(scene, path: Path, name: str):
     if not storage.ReadData(node):
         raise ValueError(f"could not read the transform {path}")
     node.SetAndObserveStorageNodeID(storage.GetID())
+    mark_module_transform(node)
     node.SetAttribute(INTERPOLATION_ATTRIBUTE, "linear")  # saved with the scene, see restore_interpolation
     node.GetTransformFromParent().SetInterpolationModeToLinear()
     return node
@@ -186,12 +196,12 @@ def restore_interpolation(scene) -> int:
 
 def results_to_scene(scene, files: dict, moving_node, base_name: str) -> dict:
     """Load a registration's files into the scene: ROI segmentations, the grid transform (observed by the
-    moving volume) and, when written, the resampled moving volume."""
+    moving volume, above any pre-alignment of the user's: see transforms.py)."""
     folder = Path(files["pairs.json"]).parent
     pairs = RoiPairs.load(folder)
     fixed_segments, moving_segments = segmentation_nodes(scene, pairs, base_name)
     transform = transform_node_from_file(scene, Path(files["transform.h5"]), f"{base_name} transform")
-    moving_node.SetAndObserveTransformNodeID(transform.GetID())
+    attach(moving_node, transform)
     moving_segments.SetAndObserveTransformNodeID(transform.GetID())
     return {"fixed_segmentation": fixed_segments, "moving_segmentation": moving_segments, "transform": transform,
             "pairs": pairs}

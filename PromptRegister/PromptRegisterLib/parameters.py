@@ -5,7 +5,9 @@ Values are stored as the node's string parameters and node choices as node
 references, written the way Slicer's parameterNodeWrapper writes them (bools
 "True"/"False", numbers as str(), strings as they are, a node as an empty
 parameter plus a reference of the same name), so a wrapper class with the same
-field names reads them. This module needs no Slicer application: it works
+field names reads them. Paths that belong to one machine (the worker's Python, a weights file) are not here:
+they live in the application settings (PromptRegisterLib.settings), since a scene is sent to colleagues. This
+module needs no Slicer application: it works
 under the slicer-core wheel (tests, batch) and inside Slicer.
 """
 
@@ -21,14 +23,9 @@ NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", 
               "movingSegmentation")
 """Node references held by the parameter node."""
 
-from promptregister.dense.fit import FitOptions  # noqa: E402
-from promptregister.methods import PromptRegOptions, SamRegOptions  # noqa: E402
-
-_SAMREG, _PROMPTREG, _FIT = SamRegOptions(), PromptRegOptions(), FitOptions()
-"""The engine's defaults: the module starts from them rather than from copies that could drift."""
-
-MODELS = ("vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "custom", "auto")
-DEVICES = ("auto", "cuda", "cpu")
+# Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The engine's defaults come from
+# promptregister.choices, which a test keeps equal to the engine's option classes.
+from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS  # noqa: E402
 
 
 @dataclass
@@ -41,22 +38,29 @@ class Parameters:
     text: str = ""
     model: str = "auto"
     device: str = "auto"
-    worker_python: str = ""
-    checkpoint: str = ""
-    search_mm: float = _SAMREG.search_mm
-    threshold: float = _SAMREG.threshold
-    marginal_samples: int = _PROMPTREG.marginal_samples
-    slice_step: int = _SAMREG.slice_step
-    grid_spacing_mm: float = _FIT.grid_spacing_mm
-    smoothness: float = _FIT.smoothness
-    seed: int = _FIT.seed
+    search_mm: float = float(PANEL_DEFAULTS["search_mm"])
+    threshold: float = float(PANEL_DEFAULTS["threshold"])
+    marginal_samples: int = int(PANEL_DEFAULTS["marginal_samples"])
+    slice_step: int = int(PANEL_DEFAULTS["slice_step"])
+    grid_spacing_mm: float = float(PANEL_DEFAULTS["grid_spacing_mm"])
+    smoothness: float = float(PANEL_DEFAULTS["smoothness"])
+    seed: int = int(PANEL_DEFAULTS["seed"])
     last_summary: Dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> None:
+    def check_choices(self) -> None:
+        """Refuse a model or device the engine does not know (a ValueError naming the choices)."""
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+
+    @property
+    def has_method(self) -> bool:
+        return self.use_text or self.use_points or self.use_auto
+
+    def validate(self) -> None:
+        """Everything a registration needs from the settings (a ValueError saying what to change)."""
+        self.check_choices()
         if not (self.use_text or self.use_points or self.use_auto):
             raise ValueError("choose at least one way to register: text, points or automatic")
 
@@ -68,19 +72,25 @@ class Parameters:
 
 
 def find_or_create_parameter_node(scene):
-    """The scene's PromptRegister parameter node (a singleton, created with defaults when missing)."""
+    """The scene's PromptRegister parameter node: the singleton tagged with the module's name, created with
+    defaults when missing.
+
+    As ScriptedLoadableModuleLogic.getParameterNode does: the node is found by its singleton tag, not by its
+    ModuleName, because Close Scene keeps singleton nodes but resets them (the reset clears ModuleName), and the
+    ModuleName attribute is set again so getAllParameterNodes() and node selectors find it. The node returned is
+    the one in the scene: AddNode merges a new node into an existing singleton and returns that one.
+    """
     import slicer
 
-    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")):
-        node = scene.GetNthNodeByClass(index, "vtkMRMLScriptedModuleNode")
-        if node.GetModuleName() == MODULE_NAME:
-            return node
-    node = slicer.vtkMRMLScriptedModuleNode()
-    node.SetModuleName(MODULE_NAME)
-    node.SetName(f"{MODULE_NAME} parameters")
-    node.SetSingletonTag(MODULE_NAME)
-    scene.AddNode(node)
-    write_parameters(node, Parameters())
+    node = scene.GetSingletonNode(MODULE_NAME, "vtkMRMLScriptedModuleNode")
+    if node is None:
+        new = slicer.vtkMRMLScriptedModuleNode()
+        new.SetSingletonTag(MODULE_NAME)
+        new.SetName(scene.GenerateUniqueName(MODULE_NAME))
+        write_parameters(new, Parameters())
+        node = scene.AddNode(new)
+    if node.GetAttribute("ModuleName") != MODULE_NAME:
+        node.SetAttribute("ModuleName", MODULE_NAME)
     return node
 
 
@@ -109,7 +119,8 @@ def _decode(text: str, default: Any) -> Any:
 
 
 def write_parameters(node, parameters: Parameters) -> None:
-    parameters.validate()
+    """Store every value (no method ticked is allowed here: the user may be half-way through changing it)."""
+    parameters.check_choices()
     for item in fields(parameters):
         node.SetParameter(item.name, _encode(getattr(parameters, item.name)))
 
@@ -139,3 +150,19 @@ def get_node(parameter_node, role: str):
     if role not in NODE_ROLES:
         raise ValueError(f"unknown node role {role!r}; known: {', '.join(NODE_ROLES)}")
     return parameter_node.GetNodeReference(role)
+
+
+def preselect_volumes(scene, parameter_node) -> None:
+    """As Slicer's module template does: an empty fixed volume takes the scene's first scalar volume, and an empty
+    moving volume the first other one, so two loaded scans are ready to register."""
+    volumes = [scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+               for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    volumes = [node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")]
+    fixed = get_node(parameter_node, "fixedVolume")
+    if fixed is None and volumes:
+        fixed = volumes[0]
+        set_node(parameter_node, "fixedVolume", fixed)
+    if get_node(parameter_node, "movingVolume") is None:
+        others = [node for node in volumes if node is not fixed]
+        if others:
+            set_node(parameter_node, "movingVolume", others[0])

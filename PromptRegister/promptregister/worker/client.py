@@ -22,6 +22,25 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 STDERR_LINES_KEPT = 40
 
 
+def hidden_console() -> Dict[str, Any]:
+    """Popen arguments that keep Windows from opening a console window for the worker (as Slicer's
+    launchConsoleProcess and SlicerElastix do); nothing elsewhere."""
+    if os.name != "nt":
+        return {}
+    info = subprocess.STARTUPINFO()
+    info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+    info.wShowWindow = 0  # SW_HIDE
+    return {"startupinfo": info, "creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
+
+
+def _reap(process: subprocess.Popen, timeout: float) -> None:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class WorkerError(Exception):
     """An error event: `code` (see protocol.ERROR_CODES) and the worker's message."""
 
@@ -54,13 +73,17 @@ class WorkerClient:
         self.extra_env = dict(env or {})
         self.process: Optional[subprocess.Popen] = None
         self.stderr_lines: Deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
-        self._queues: Dict[Optional[str], "queue.Queue[dict]"] = collections.defaultdict(queue.Queue)
+        self._queues: Dict[Any, "queue.Queue[dict]"] = {}
+        self._queues_lock = threading.Lock()  # the reading thread and the caller both create queues
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._hello: Optional[Dict[str, Any]] = None
+        self._hello_id: Optional[str] = None
 
     # -- process ---------------------------------------------------------------------------------
-    def start(self) -> Dict[str, Any]:
-        """Start the worker and return its hello (protocol and engine versions, private folder)."""
+    def start(self, wait: bool = True, timeout: float = 120) -> Optional[Dict[str, Any]]:
+        """Start the worker. With wait (batch use, tests) return its hello (protocol and engine versions,
+        private folder); without (a GUI) return None at once and let `ready()` say when the hello arrived."""
         from ..runtime import tcmalloc_library
 
         environment = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
@@ -72,38 +95,65 @@ class WorkerClient:
         if library and library not in environment.get("LD_PRELOAD", ""):
             environment["LD_PRELOAD"] = ":".join(filter(None, [library, environment.get("LD_PRELOAD")]))
         self.stderr_lines.clear()
-        self._queues.clear()
+        with self._queues_lock:
+            self._queues.clear()
+        self._hello = None
         self.process = subprocess.Popen(
             [self.python, "-m", "promptregister.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8", env=environment, bufsize=1)
+            stderr=subprocess.PIPE, text=True, encoding="utf-8", env=environment, bufsize=1,
+            **hidden_console())
         threading.Thread(target=self._read_events, args=(self.process,), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.process,), daemon=True).start()
-        self.hello = self.call("hello", timeout=120)
-        return self.hello
+        self._hello_id = self.send("hello")
+        if wait:
+            self._hello = self.wait(self._hello_id, timeout=timeout)
+        return self._hello
 
-    def restart(self) -> Dict[str, Any]:
-        self.close(timeout=5)
+    def ready(self) -> bool:
+        """Whether the worker has answered its hello (never blocks; WorkerDied if it ended first)."""
+        if self._hello is None and self._hello_id is not None:
+            for event in self.poll(self._hello_id):
+                if event.get("type") == "result":
+                    self._hello = {k: v for k, v in event.items() if k not in ("id", "type")}
+                elif event.get("type") == "error":
+                    raise WorkerError(event.get("code", "internal"), event.get("message", ""))
+        return self._hello is not None
+
+    @property
+    def hello(self) -> Dict[str, Any]:
+        """The worker's hello; waits for it when it has not arrived yet."""
+        if self._hello is None:
+            if self._hello_id is None:
+                raise WorkerError("internal", "the worker was not started")
+            self._hello = self.wait(self._hello_id, timeout=120)
+        return self._hello
+
+    def restart(self) -> Optional[Dict[str, Any]]:
+        self.close(wait=True, timeout=5)
         return self.start()
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def close(self, timeout: float = 30) -> None:
-        """Ask the worker to shut down (it removes its private folder); kill it if it does not."""
-        if self.process is None:
+    def close(self, wait: bool = True, timeout: float = 30) -> None:
+        """Ask the worker to shut down (it removes its private folder) and close its stdin; kill it if it has not
+        ended after `timeout` s. Without wait (a GUI, at exit) return at once and let a thread do the waiting."""
+        process, self.process = self.process, None
+        if process is None:
             return
-        if self.alive:
+        if process.poll() is None:
             try:
-                self.call("shutdown", timeout=timeout)
-            except WorkerError:
+                with self._lock:
+                    process.stdin.write(json.dumps({"id": "shutdown", "type": "shutdown"}) + "\n")
+                    process.stdin.flush()
+                    process.stdin.close()  # end of input: the worker stops even if it missed the request
+            except (BrokenPipeError, OSError, ValueError):
                 pass
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if wait:
+            _reap(process, timeout)
+        else:
+            threading.Thread(target=_reap, args=(process, timeout), daemon=True).start()
 
     def __enter__(self) -> "WorkerClient":
         self.start()
@@ -132,7 +182,7 @@ class WorkerClient:
 
     def events(self, request_id: Optional[str], timeout: Optional[float] = None) -> Iterator[dict]:
         """Events answering one request, ending with (and including) its result or error."""
-        events = self._queues[request_id]
+        events = self._queue(request_id)
         while True:
             try:
                 event = events.get(timeout=0.2)
@@ -151,7 +201,7 @@ class WorkerClient:
     def poll(self, request_id: Optional[str]) -> List[dict]:
         """The events that arrived for a request, without waiting (for a GUI timer); WorkerDied if the worker
         ended and nothing is left to read."""
-        events = self._queues[request_id]
+        events = self._queue(request_id)
         found = []
         while True:
             try:
@@ -181,7 +231,14 @@ class WorkerClient:
              timeout: Optional[float] = None, **fields: Any) -> Dict[str, Any]:
         return self.wait(self.send(kind, **fields), on_progress=on_progress, timeout=timeout)
 
-    def cancel(self, request_id: str) -> bool:
+    def cancel(self, request_id: str, wait: bool = True) -> bool:
+        """Ask the worker to stop a running request. With wait, True when it was running and is stopping; without
+        (a GUI), True once the request is sent: the stopped request then answers with a "cancelled" error."""
+        if not wait:
+            if not self.alive:
+                return False
+            self.send("cancel", target=request_id)
+            return True
         return bool(self.call("cancel", target=request_id, timeout=30).get("cancelled"))
 
     # -- reading threads -------------------------------------------------------------------------------
@@ -192,11 +249,22 @@ class WorkerClient:
             except json.JSONDecodeError:
                 self.stderr_lines.append(f"(unparsable event) {line.rstrip()}")
                 continue
-            self._queues[event.get("id")].put(event)
+            self._queue(event.get("id")).put(event)
 
     def _read_stderr(self, process: subprocess.Popen) -> None:
         for line in process.stderr:
             self.stderr_lines.append(line.rstrip())
+
+    def _queue(self, request_id: Any) -> "queue.Queue[dict]":
+        with self._queues_lock:
+            if request_id not in self._queues:
+                self._queues[request_id] = queue.Queue()
+            return self._queues[request_id]
+
+    def forget(self, request_id: Any) -> None:
+        """Drop a request's queue and whatever still arrives for it (an abandoned run)."""
+        with self._queues_lock:
+            self._queues.pop(request_id, None)
 
     def _died(self) -> WorkerDied:
         code = self.process.poll() if self.process is not None else None

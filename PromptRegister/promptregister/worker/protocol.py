@@ -1,7 +1,8 @@
 """The worker's JSON-lines protocol (version 1).
 
 Every message is one JSON object on one line. Requests (client -> worker)
-carry "id" (a string chosen by the client) and "type":
+carry "id" (a string or an integer chosen by the client, as JSON-RPC clients send
+either; events echo it unchanged) and "type":
 
     hello                                  -> result: protocol, engine version, private folder
     load      {path}                       -> result: volume id, shape, spacing
@@ -21,7 +22,7 @@ with id null. Error codes are listed in ERROR_CODES.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Union
 
 PROTOCOL_VERSION = 1
 REQUEST_TYPES = ("hello", "load", "embed", "register", "cancel", "shutdown")
@@ -40,7 +41,7 @@ ERROR_CODES = {
 class ProtocolError(Exception):
     """A request the worker cannot serve; becomes an error event."""
 
-    def __init__(self, code: str, message: str, request_id: Optional[str] = None):
+    def __init__(self, code: str, message: str, request_id: "RequestId" = None):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -56,8 +57,9 @@ def parse_request(line: str) -> Dict[str, Any]:
     if not isinstance(message, dict):
         raise ProtocolError("bad_json", "a request must be a JSON object")
     request_id = message.get("id")
-    if not isinstance(request_id, str) or not request_id:
-        raise ProtocolError("bad_request", 'a request needs a non-empty string "id"')
+    is_integer = isinstance(request_id, int) and not isinstance(request_id, bool)
+    if not (is_integer or (isinstance(request_id, str) and request_id)):
+        raise ProtocolError("bad_request", 'a request needs an "id": a non-empty string or an integer')
     kind = message.get("type")
     if kind not in REQUEST_TYPES:
         raise ProtocolError("unknown_type", f"unknown request type {kind!r}; expected one of {', '.join(REQUEST_TYPES)}",
@@ -65,7 +67,10 @@ def parse_request(line: str) -> Dict[str, Any]:
     return message
 
 
-def encode_event(request_id: Optional[str], kind: str, **fields: Any) -> str:
+RequestId = Union[str, int, None]
+
+
+def encode_event(request_id: RequestId, kind: str, **fields: Any) -> str:
     """One event as a JSON line (no newline inside; numpy scalars become numbers)."""
     return json.dumps({"id": request_id, "type": kind, **fields}, default=_plain, separators=(",", ":"))
 

@@ -21,6 +21,10 @@ from .protocol import LONG_REQUESTS, PROTOCOL_VERSION, ProtocolError, encode_eve
 from .session import Session
 
 
+SHUTDOWN_GRACE_S = 10.0
+"""How long a shutdown (or the end of stdin) waits for the running request to unwind."""
+
+
 class Cancelled(Exception):
     """Raised inside the engine (from a progress callback) when the running request was cancelled."""
 
@@ -78,8 +82,8 @@ class Server:
                 if stopping:
                     self.cancel_flag.set()
                 self.send(request_id, "result", cancelled=bool(stopping), target=self.running_id if stopping else target)
-            elif kind == "shutdown":
-                self.stop_running()
+            elif kind == "shutdown":  # answered at once; the running request is stopped after the answer
+                self.cancel_flag.set()
                 self.send(request_id, "result", shutdown=True)
                 return False
             elif kind in LONG_REQUESTS:
@@ -125,10 +129,13 @@ class Server:
             traceback.print_exc(file=sys.stderr)
             self.send(request_id, "error", code="internal", message=f"{type(error).__name__}: {error}")
 
-    def stop_running(self) -> None:
+    def stop_running(self, timeout: float = SHUTDOWN_GRACE_S) -> None:
+        """Cancel the running request and give it `timeout` seconds to unwind (it stops at its next progress
+        report); a request that does not stop in time dies with the process (it writes nothing but through
+        atomic renames, so nothing half-written is left)."""
         if self.running is not None and self.running.is_alive():
             self.cancel_flag.set()
-            self.running.join()
+            self.running.join(timeout)
 
 
 def main() -> int:

@@ -1,0 +1,166 @@
+"""What the worker's Python needs, whether it has it, and how to install it.
+
+This file uses only the standard library, because it also runs as a script in
+another interpreter (`python dependencies.py --json`): the worker's Python may
+not be Slicer's, and that is the one to check. Versions are read from the
+installed distributions' metadata (nothing heavy is imported) and compared
+with the requirement's specifiers, so an old scikit-image counts as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REQUIREMENTS: Tuple[str, ...] = (
+    "numpy>=1.24",
+    "scipy>=1.10",
+    "SimpleITK>=2.3",
+    "scikit-image>=0.21",
+    "tqdm>=4.60",
+    "torch>=2.1",
+    "torchvision>=0.16",
+    "segment-anything==1.0",
+    "mobilesam-mirror==1.0.0",
+    "timm>=0.9",
+    "transformers>=4.40",
+)
+"""The engine's run-time needs as pip requirements (pyproject.toml's core, sam and text extras)."""
+
+TORCH_DISTRIBUTIONS = ("torch", "torchvision")
+"""Installed through light-the-torch (as the PyTorch extension does), which picks the GPU build; never plain pip,
+which on Windows gives a CPU-only build."""
+
+_SPECIFIER = re.compile(r"(~=|==|!=|<=|>=|<|>)\s*([^,\s]+)")
+
+
+def split_requirement(requirement: str) -> Tuple[str, List[Tuple[str, str]]]:
+    """'scikit-image>=0.21,<1' -> ('scikit-image', [('>=', '0.21'), ('<', '1')])."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$", requirement)
+    if match is None:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    return match.group(1), _SPECIFIER.findall(match.group(2))
+
+
+def version_tuple(version: str) -> Tuple[int, ...]:
+    """The release numbers of a version ('2.14.1+cu121' -> (2, 14, 1); '0.26.0rc1' -> (0, 26, 0))."""
+    numbers = []
+    for part in version.split("+")[0].split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+        if digits.group() != part:
+            break
+    return tuple(numbers)
+
+
+def satisfies(version: str, specifiers: Sequence[Tuple[str, str]]) -> bool:
+    """Whether a version meets every (operator, version) specifier (release numbers only)."""
+    have = version_tuple(version)
+    for operator, wanted in specifiers:
+        want = version_tuple(wanted)
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        if operator == "~=":
+            ok = a >= b and a[:max(len(want) - 1, 1)] == b[:max(len(want) - 1, 1)]
+        else:
+            ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[operator]
+        if not ok:
+            return False
+    return True
+
+
+def installed_version(distribution: str) -> Optional[str]:
+    from importlib import metadata
+
+    for name in dict.fromkeys((distribution, distribution.lower(), distribution.replace("-", "_"),
+                               distribution.lower().replace("-", "_"))):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def unmet(requirements: Optional[Sequence[str]] = None) -> Dict[str, Optional[str]]:
+    """The requirements (default REQUIREMENTS) this Python does not meet -> the version it has (None: absent)."""
+    found = {}
+    for requirement in requirements or REQUIREMENTS:
+        name, specifiers = split_requirement(requirement)
+        version = installed_version(name)
+        if version is None or not satisfies(version, specifiers):
+            found[requirement] = version
+    return found
+
+
+def unmet_in(python: Optional[str], requirements: Optional[Sequence[str]] = None,
+             timeout: float = 60) -> Dict[str, Optional[str]]:
+    """`unmet` for another interpreter (this file run there as a script); this one when `python` is empty."""
+    if not python or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return unmet(requirements)
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise ValueError(f"the worker Python '{python}' is not an executable file; choose the python executable "
+                         "of the environment that should run the worker (Advanced > Worker Python)")
+    completed = subprocess.run([python, os.path.abspath(__file__), "--json", *(requirements or REQUIREMENTS)],
+                               capture_output=True,
+                               text=True, timeout=timeout, **hidden_console())
+    if completed.returncode != 0:
+        raise ValueError(f"the worker Python '{python}' could not be asked for its packages: "
+                         f"{completed.stderr.strip()[-400:] or completed.returncode}")
+    return json.loads(completed.stdout)
+
+
+def hidden_console() -> dict:
+    """Popen arguments that hide Windows console windows (the worker client's; imported late, because in probe
+    mode this file runs where the engine may not be importable)."""
+    from promptregister.worker.client import hidden_console as worker_hidden_console
+
+    return worker_hidden_console()
+
+
+# -- installing ---------------------------------------------------------------------------------------
+def torch_build_description() -> str:
+    """Which PyTorch build light-the-torch will pick here, in words for the confirmation dialog."""
+    if sys.platform == "darwin":
+        return "the macOS build (Apple GPU through Metal where available)"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            driver = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=10, **hidden_console()).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            driver = ""
+        if driver:
+            return (f"a CUDA build matching this computer's NVIDIA driver ({driver.splitlines()[0]}); "
+                    "registration will run on that GPU")
+    return "a CPU-only build (no NVIDIA driver was found); registration will run on the CPU, more slowly"
+
+
+def install_commands(python: str, missing: Sequence[str]) -> List[List[str]]:
+    """The commands that install `missing` into `python`: torch and torchvision through light-the-torch (installed
+    first when absent), everything else with pip. An empty list when nothing is missing (never a bare pip)."""
+    torch_part = [r for r in missing if split_requirement(r)[0] in TORCH_DISTRIBUTIONS]
+    others = [r for r in missing if r not in torch_part]
+    commands = []
+    if torch_part:
+        commands.append([python, "-m", "pip", "install", "light-the-torch>=0.5"])
+        commands.append([python, "-m", "light_the_torch", "install", *torch_part])
+    if others:
+        commands.append([python, "-m", "pip", "install", *others])
+    return commands
+
+
+def slicer_python() -> str:
+    """The interpreter that runs Slicer's Python packages as a program (PythonSlicer, as slicer.util uses)."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+if __name__ == "__main__":  # probe mode, run in the worker's Python by unmet_in()
+    arguments = [a for a in sys.argv[1:] if a != "--json"]
+    print(json.dumps(unmet(arguments or REQUIREMENTS)))

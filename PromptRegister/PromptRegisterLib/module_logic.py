@@ -1,0 +1,198 @@
+"""The module's Logic without the Slicer application: first-use installation, machine settings, the worker,
+and the result actions (show ROIs, apply, resample, harden).
+
+PromptRegister.py's PromptRegisterLogic is this class on Slicer's ScriptedLoadableModuleLogic base, given
+QSettings as its settings store; tests use it with a real vtkMRMLScene (slicer-core), a real worker and an
+in-memory store. Method names follow Slicer's camelCase, as the console API users call.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import slicer
+
+from . import dependencies
+from .installer import BackgroundInstall
+from .logic import RegistrationLogic
+from .parameters import get_node, read_parameters, set_node, write_parameters
+from .resample import resample_volume
+from .settings import MachineSettings
+from .transforms import attach, detach
+
+
+class ModuleLogic:
+    """Everything the panel's buttons do, as methods that work from the Python console too.
+
+    Batch use from the Python console:
+        logic = slicer.modules.promptregister.widgetRepresentation().self().logic  # or PromptRegisterLogic()
+        nodes = logic.registerVolumes(fixedNode, movingNode, markups_node=pointsNode, model="classical")
+    """
+
+    def __init__(self, settingsStore=None):
+        self.settingsStore = settingsStore  # QSettings inside Slicer (see settings.py)
+        self._registration = None
+        self._movingNode = None
+        self.install = None  # a PromptRegisterLib.installer.BackgroundInstall while one runs
+
+    # -- machine settings (QSettings, not the scene) --------------------------------------------------
+    def machineSettings(self) -> MachineSettings:
+        return MachineSettings.load(self.settingsStore) if self.settingsStore is not None else MachineSettings()
+
+    def saveMachineSettings(self, settings: MachineSettings) -> None:
+        if self.settingsStore is not None:
+            settings.save(self.settingsStore)
+
+    # -- dependencies -----------------------------------------------------------------------------------
+    @staticmethod
+    def unmetRequirements(workerPython: str = ""):
+        """The requirements the worker's Python (Slicer's own when empty) does not meet -> version found."""
+        return dependencies.unmet_in(workerPython or None)
+
+    @staticmethod
+    def pyTorchExtensionInstalled() -> bool:
+        try:
+            import PyTorchUtils  # noqa: F401  (the PyTorch extension; EXTENSION_DEPENDS names it)
+        except ImportError:
+            return False
+        return True
+
+    def installMessage(self, missing, workerPython: str = "") -> str:
+        """What will be installed where, for the confirmation dialog (ValueError when it cannot be)."""
+        target = f"the worker Python {workerPython}" if workerPython else "Slicer's Python"
+        needsTorch = any(dependencies.split_requirement(r)[0] in dependencies.TORCH_DISTRIBUTIONS for r in missing)
+        if needsTorch and not workerPython and not self.pyTorchExtensionInstalled():
+            raise ValueError(
+                "PromptRegister needs PyTorch, which Slicer installs through the PyTorch extension. Install it "
+                "from the Extensions Manager (View > Extensions Manager, search 'PyTorch'), restart Slicer and "
+                "press Register again. (Installing PromptRegister from the Extensions Manager brings it along.)")
+        lines = [f"{requirement} (found {version})" if version else requirement for requirement, version in
+                 missing.items()]
+        message = f"PromptRegister's worker needs these packages in {target}:\n  " + "\n  ".join(lines)
+        if needsTorch:
+            message += ("\n\nPyTorch (1-3 GB) is installed with light-the-torch, as the PyTorch extension does: "
+                        f"{dependencies.torch_build_description()}.")
+        return message + "\n\nInstall them now? Slicer stays usable while they download."
+
+    def startInstall(self, missing, workerPython: str = "") -> None:
+        python = workerPython or dependencies.slicer_python()
+        self.install = BackgroundInstall(dependencies.install_commands(python, list(missing)))
+
+    @property
+    def installing(self) -> bool:
+        return self.install is not None
+
+    # -- the worker ---------------------------------------------------------------------------------------
+    def registration(self, workerPython=""):
+        if self._registration is None or (self._registration.python or "") != (workerPython or ""):
+            if self._registration is not None:
+                self._registration.close(wait=False)
+            self._registration = RegistrationLogic(python=workerPython or None)
+        return self._registration
+
+    def warmUp(self, workerPython: str = "") -> bool:
+        """Start the worker in the background when its Python has everything (so the first Register does not wait
+        for it); True when started. Asking another Python for its packages takes a moment, so only Slicer's own is
+        checked here."""
+        if workerPython or self.unmetRequirements(""):
+            return False
+        self.registration("").warm_up()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._registration is not None and self._registration.running_id is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.running or self.installing
+
+    def close(self, wait: bool = True):
+        if self.install is not None:
+            self.install.cancel()
+            self.install = None
+        if self._registration is not None:
+            self._registration.close(wait=wait)
+
+    def abandon(self):
+        """Cancel the running registration and never report it (its scene is closing)."""
+        if self._registration is not None:
+            self._registration.abandon()
+
+    # -- registration ----------------------------------------------------------------------------------
+    def start(self, parameterNode, values, settings: Optional[MachineSettings] = None):
+        settings = settings or MachineSettings()
+        values.validate()
+        fixed, moving = get_node(parameterNode, "fixedVolume"), get_node(parameterNode, "movingVolume")
+        if fixed is None or moving is None:
+            raise ValueError("choose a fixed and a moving volume")
+        markups = get_node(parameterNode, "pointPrompts") if values.use_points else None
+        if values.use_points and (markups is None or markups.GetNumberOfControlPoints() == 0):
+            raise ValueError("place at least one point on the moving volume, or untick Points")
+        if values.use_text and not values.text.strip(" ,."):
+            raise ValueError("type a text prompt, or untick Text")
+        self._movingNode = moving
+        return self.registration(settings.worker_python).start(
+            fixed, moving, markups_node=markups, text=values.text if values.use_text else None,
+            auto=values.use_auto, model=values.model, device=values.device, checkpoint=settings.checkpoint or None,
+            options=values.request_options())
+
+    def poll(self):
+        return self._registration.poll() if self._registration is not None else []
+
+    def cancel(self):
+        if self.install is not None:
+            self.install.cancel()
+            return True
+        return self._registration is not None and self._registration.cancel()
+
+    def finish(self, parameterNode, resultEvent):
+        result = {key: value for key, value in resultEvent.items() if key not in ("id", "type")}
+        nodes = self._registration.finish(slicer.mrmlScene, self._movingNode, result)
+        set_node(parameterNode, "outputTransform", nodes["transform"])
+        set_node(parameterNode, "fixedSegmentation", nodes["fixed_segmentation"])
+        set_node(parameterNode, "movingSegmentation", nodes["moving_segmentation"])
+        values = read_parameters(parameterNode)
+        values.last_summary = nodes["summary"]
+        write_parameters(parameterNode, values)
+        return nodes
+
+    def registerVolumes(self, fixedNode, movingNode, **request):
+        """Register and wait (console, batch, tests); see PromptRegisterLib.logic.RegistrationLogic.register."""
+        return self.registration().register(slicer.mrmlScene, fixedNode, movingNode, **request)
+
+    # -- results and views --------------------------------------------------------------------------------
+    def setRoisVisible(self, parameterNode, visible):
+        for role in ("fixedSegmentation", "movingSegmentation"):
+            node = get_node(parameterNode, role)
+            if node is not None and node.GetDisplayNode() is not None:
+                node.GetDisplayNode().SetVisibility(bool(visible))
+
+    def setTransformApplied(self, parameterNode, applied):
+        """Put the result above the moving volume (and its pre-alignment) or take it off; a transform the module
+        did not make is never removed, and before a result exists nothing changes."""
+        moving, transform = get_node(parameterNode, "movingVolume"), get_node(parameterNode, "outputTransform")
+        if moving is None or transform is None:
+            return
+        if applied:
+            attach(moving, transform)
+        else:
+            detach(moving, transform)
+
+    def resample(self, parameterNode, extraNode=None):
+        """New nodes on the fixed grid, warped exactly as the engine warps (PromptRegisterLib.resample): the moving
+        volume, and `extraNode` (a label map, segmentation or volume on the moving grid) when given."""
+        fixed, moving = get_node(parameterNode, "fixedVolume"), get_node(parameterNode, "movingVolume")
+        transform = get_node(parameterNode, "outputTransform")
+        if fixed is None or moving is None or transform is None:
+            raise ValueError("register first: there is no result to resample with")
+        return [resample_volume(slicer.mrmlScene, node, transform, fixed) for node in (moving, extraNode)
+                if node is not None]
+
+    def hardenTransform(self, parameterNode):
+        """Slicer's own hardening (its resampling differs from the engine's; resample() is exact)."""
+        moving = get_node(parameterNode, "movingVolume")
+        if moving is not None and moving.GetTransformNodeID():
+            slicer.vtkSlicerTransformLogic().hardenTransform(moving)
+
+

@@ -1,0 +1,29 @@
+"""The user-facing choices and defaults, without heavy imports.
+
+The Slicer panel runs in a stock Slicer, which has no torch and no
+scikit-image, so it cannot import the engine's option classes. It reads the
+model names, devices and defaults from here instead. Testing/test_slicer_side.py
+checks that every value still equals the engine's own (models.SEGMENTER_CHOICES,
+models.device.DEVICE_CHOICES, SamRegOptions, PromptRegOptions, FitOptions), so
+the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+MODELS: Tuple[str, ...] = ("auto", "vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "custom")
+"""Segmenters in the order the panel lists them; "auto" picks the best one whose weights are present."""
+
+DEVICES: Tuple[str, ...] = ("auto", "cuda", "cpu", "mps")
+
+PANEL_DEFAULTS: Dict[str, float] = {
+    "search_mm": 11.0,  # SamRegOptions.search_mm == PromptRegOptions.search_mm
+    "threshold": 0.8,  # SamRegOptions.threshold
+    "marginal_samples": 4,  # PromptRegOptions.marginal_samples
+    "slice_step": 1,  # SamRegOptions.slice_step
+    "grid_spacing_mm": 3.0,  # FitOptions.grid_spacing_mm
+    "smoothness": 0.05,  # FitOptions.smoothness
+    "seed": 0,  # FitOptions.seed
+}
+"""The engine's defaults for the settings the panel shows."""
