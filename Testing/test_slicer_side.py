@@ -1,0 +1,142 @@
+"""The panel in a stock 3D Slicer: what it may import, what it offers to install and how, and the extension's
+metadata as the ExtensionsIndex checks it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "PromptRegister"))
+
+from PromptRegisterLib import dependencies  # noqa: E402
+from PromptRegisterLib.installer import BackgroundInstall  # noqa: E402
+
+
+def test_panel_opens_and_offers_installation_without_torch_or_scikit_image():
+    """Widget.setup() and enter() with torch, scikit-image and the model packages refused (stock_slicer_panel.py)."""
+    completed = subprocess.run([sys.executable, str(REPO / "Testing" / "stock_slicer_panel.py")], capture_output=True,
+                               text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["heavy_modules_loaded"] == []
+    assert report["logic"] == "PromptRegisterLogic" and report["parameter_node_in_scene"]
+    assert report["register_connected"] and report["register_enabled"]
+    assert report["preselected"] == ["fixed", "moving"]
+    assert "torch>=2.1" in report["unmet"] and "scikit-image>=0.21" in report["unmet"]
+    assert not report["worker_started_on_enter"], "no worker can start before its packages are installed"
+    assert "PyTorch extension" in report["error_without_extension"]
+    assert "Extensions Manager" in report["error_without_extension"]
+    offer = report["install_offer"]
+    assert "light-the-torch" in offer and "torch>=2.1" in offer and ("CUDA build" in offer or "CPU-only" in offer
+                                                                     or "macOS" in offer)
+    assert not report["installing_after_decline"] and not report["running"]
+
+
+def test_panel_choices_equal_the_engine_option_classes():
+    from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS
+    from promptregister.dense.fit import FitOptions
+    from promptregister.methods import PromptRegOptions, SamRegOptions
+    from promptregister.models import SEGMENTER_CHOICES
+    from promptregister.models.device import DEVICE_CHOICES
+
+    assert set(MODELS) == {"auto", *SEGMENTER_CHOICES} and len(MODELS) == len(set(MODELS))
+    assert set(DEVICES) == set(DEVICE_CHOICES)
+    samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), FitOptions()
+    engine = {"search_mm": samreg.search_mm, "threshold": samreg.threshold,
+              "marginal_samples": promptreg.marginal_samples, "slice_step": samreg.slice_step,
+              "grid_spacing_mm": fit.grid_spacing_mm, "smoothness": fit.smoothness, "seed": fit.seed}
+    assert PANEL_DEFAULTS == engine
+    assert promptreg.search_mm == samreg.search_mm
+
+
+# -- requirements -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version, requirement, expected", [
+    ("0.26.0", "scikit-image>=0.21", True),
+    ("0.19.3", "scikit-image>=0.21", False),
+    ("2.14.1+cu121", "torch>=2.1", True),
+    ("1.13.1", "torch>=2.1", False),
+    ("1.0", "segment-anything==1.0", True),
+    ("1.0.0", "mobilesam-mirror==1.0.0", True),
+    ("1.0.1", "mobilesam-mirror==1.0.0", False),
+    ("4.57.6", "transformers>=4.40,<5", True),
+    ("5.0.0", "transformers>=4.40,<5", False),
+    ("0.26.0rc1", "scikit-image>=0.26", True),
+    ("1.4.2", "x~=1.4", True),
+    ("2.0", "x~=1.4", False),
+])
+def test_version_requirements_are_compared_not_just_found(version, requirement, expected):
+    name, specifiers = dependencies.split_requirement(requirement)
+    assert dependencies.satisfies(version, specifiers) is expected
+
+
+def test_this_environment_meets_the_requirements():
+    assert dependencies.unmet() == {}
+
+
+def test_a_separate_worker_python_is_asked_for_its_own_packages(tmp_path):
+    """A real empty environment: every requirement is unmet there, though this Python has them all."""
+    venv.create(tmp_path / "empty", with_pip=False)
+    python = tmp_path / "empty" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    unmet = dependencies.unmet_in(str(python))
+    assert unmet == {requirement: None for requirement in dependencies.REQUIREMENTS}
+    assert dependencies.unmet_in(sys.executable) == {}
+    with pytest.raises(ValueError, match="not an executable file"):
+        dependencies.unmet_in(str(tmp_path / "no-python"))
+
+
+def test_install_commands_take_torch_through_light_the_torch_and_never_run_a_bare_pip():
+    python = "/opt/slicer/bin/PythonSlicer"
+    only_torch = dependencies.install_commands(python, ["torch>=2.1", "torchvision>=0.16"])
+    assert only_torch == [[python, "-m", "pip", "install", "light-the-torch>=0.5"],
+                          [python, "-m", "light_the_torch", "install", "torch>=2.1", "torchvision>=0.16"]]
+    mixed = dependencies.install_commands(python, ["scikit-image>=0.21", "torch>=2.1"])
+    assert mixed[-1] == [python, "-m", "pip", "install", "scikit-image>=0.21"]
+    assert all(command[3:] for command in mixed), "a pip with no package"
+    assert dependencies.install_commands(python, []) == []
+
+
+def test_background_install_reports_output_and_the_failing_command():
+    ok = BackgroundInstall([[sys.executable, "-c", "print('first')"], [sys.executable, "-c", "print('second')"]])
+    assert ok.wait(60) == 0 and ok.fraction == 1.0
+    lines = ok.lines()
+    assert "first" in lines and "second" in lines and ok.lines() == []
+    failing = [sys.executable, "-c", "import sys; print('no such package'); sys.exit(3)"]
+    bad = BackgroundInstall([failing, [sys.executable, "-c", "print('never')"]])
+    assert bad.wait(60) == 3 and bad.failed_command == failing
+    assert "no such package" in bad.output and "never" not in bad.output
+    with pytest.raises(ValueError, match="nothing to install"):
+        BackgroundInstall([])
+
+
+# -- ExtensionsIndex -------------------------------------------------------------------------------------
+# The description checker's expressions (Slicer/ExtensionsIndex scripts/check_description_files.py, read there)
+PROJECT = r'project\s*\(\s*([^\s\)\n\r]+)'
+ICON_URL = r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)'
+SCREENSHOT_URLS = r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)'
+RAW_PREFIX = "https://raw.githubusercontent.com/PromptRegister/SlicerPromptRegister/main/"
+
+
+def test_cmakelists_passes_the_extensions_index_checks():
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert re.findall(PROJECT, cmake, re.IGNORECASE | re.MULTILINE)[0] == "PromptRegister"
+    for pattern in (ICON_URL, SCREENSHOT_URLS):
+        found = re.findall(pattern, cmake, re.IGNORECASE | re.MULTILINE)
+        assert found, pattern
+        for url in found[0].split():
+            assert url.startswith(RAW_PREFIX), url
+            assert (REPO / url[len(RAW_PREFIX):]).is_file(), f"{url} points at no file in the repository"
+            assert url.endswith((".png", ".jpg", ".gif"))
+    depends = re.search(r'set\(EXTENSION_DEPENDS\s+"?([^")]+)"?\)', cmake).group(1).split()
+    assert "PyTorch" in depends, "the module relies on PyTorchUtils, so the extension must depend on PyTorch"
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS\s+"([^"]+)"\)', cmake).group(1)
+    for contributor in contributors.split(","):
+        assert re.fullmatch(r"\s*[^()]+ [^()]+ \([^()]+\)\s*", contributor), contributor
+    licence = next((REPO / name for name in ("LICENSE", "LICENCE", "LICENSE.txt") if (REPO / name).is_file()), None)
+    assert licence is not None and "Apache License" in licence.read_text()
