@@ -11,6 +11,7 @@ whether the panel wrote into a field the user is editing.
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import sys
 import types
@@ -252,3 +253,26 @@ def restore(slicer_module, saved: Dict[str, Any]) -> None:
             sys.modules.pop(name, None)
         else:
             sys.modules[name] = value
+
+
+@contextlib.contextmanager
+def loaded_module(slicer_module, dialogs: Dialogs):
+    """PromptRegister.py imported as Slicer imports it, against a real scene (slicer.mrmlScene), with the stand-ins
+    in place; everything is put back afterwards."""
+    import importlib.util
+
+    saved = install(slicer_module, dialogs)
+    had_scene = hasattr(slicer_module, "mrmlScene")
+    slicer_module.mrmlScene = slicer_module.vtkMRMLScene()
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+    spec = importlib.util.spec_from_file_location("PromptRegister", MODULE_DIR / "PromptRegister.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules["PromptRegister"] = loaded
+    spec.loader.exec_module(loaded)
+    try:
+        yield loaded
+    finally:
+        restore(slicer_module, saved)
+        if not had_scene:
+            del slicer_module.mrmlScene

@@ -8,10 +8,8 @@ classes, slicer.app and the GUI helpers of slicer.util) is stood in by the FAKES
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ MODULE_DIR = Path(__file__).resolve().parents[1] / "PromptRegister"
 sys.path.insert(0, str(MODULE_DIR))
 
 from mrml_helpers import clicks_on_labels  # noqa: E402
-from slicer_standins import Dialogs, install, restore  # noqa: E402
+from slicer_standins import Dialogs, loaded_module  # noqa: E402
 from PromptRegisterLib.mrml import node_from_volume  # noqa: E402
 from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node,  # noqa: E402
                                           read_parameters, set_node)
@@ -36,19 +34,8 @@ def dialogs():
 
 @pytest.fixture(scope="module")
 def module(dialogs):
-    """PromptRegister.py imported against a real scene (slicer.mrmlScene), as Slicer imports it, with the FAKE
-    application stand-ins of slicer_standins.py."""
-    saved = install(slicer, dialogs)
-    had_scene = hasattr(slicer, "mrmlScene")
-    slicer.mrmlScene = slicer.vtkMRMLScene()
-    spec = importlib.util.spec_from_file_location("PromptRegister", MODULE_DIR / "PromptRegister.py")
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules["PromptRegister"] = loaded
-    spec.loader.exec_module(loaded)
-    yield loaded
-    restore(slicer, saved)
-    if not had_scene:
-        del slicer.mrmlScene
+    with loaded_module(slicer, dialogs) as loaded:
+        yield loaded
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,28 @@ def test_malformed_and_bad_requests_get_error_events_and_the_worker_keeps_servin
     assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION
 
 
+def test_numeric_request_ids_are_accepted_and_echoed_as_numbers(worker):
+    """JSON-RPC clients number their requests; the answer carries the same id, of the same JSON type."""
+    worker.send_raw('{"id": 7, "type": "hello"}')
+    (event,) = list(worker.events(7, timeout=30))
+    assert event["type"] == "result" and event["id"] == 7 and isinstance(event["id"], int)
+    worker.send_raw('{"id": true, "type": "hello"}')  # a bool is not a number here
+    assert next(worker.events(None, timeout=30))["code"] == "bad_request"
+
+
+def test_shutdown_is_answered_at_once_while_a_request_runs(worker, hippocampus_paths, tmp_path):
+    import time
+
+    fixed, moving = hippocampus_paths("001")[0], hippocampus_paths("004")[0]
+    run = worker.send("register", fixed=str(fixed), moving=str(moving), auto=True, model="classical",
+                      out_dir=str(tmp_path / "o"))
+    next(event for event in worker.events(run, timeout=120) if event["type"] == "progress")
+    started = time.monotonic()
+    worker.close(wait=False)
+    assert time.monotonic() - started < 1.0, "closing must not wait for the worker"
+    assert not (tmp_path / "o" / "transform.h5").exists()
+
+
 def test_unknown_option_is_refused_by_name(worker, hippocampus_paths, tmp_path):
     fixed, _ = hippocampus_paths("001")
     with pytest.raises(WorkerError) as caught:

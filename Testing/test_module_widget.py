@@ -1,0 +1,107 @@
+"""The panel (PromptRegisterWidget) driven as a user drives it: typing, ticking, closing the scene mid-run.
+
+The widgets come from the real .ui file and the scene is a real vtkMRMLScene with a real worker; the Qt
+widgets and the application are the FAKE stand-ins of slicer_standins.py (no Slicer application can run here).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import slicer
+
+from mrml_helpers import clicks_on_labels
+from slicer_standins import Dialogs, loaded_module
+
+
+@pytest.fixture()
+def dialogs():
+    return Dialogs()
+
+
+@pytest.fixture()
+def widget(dialogs):
+    with loaded_module(slicer, dialogs) as module:
+        widget = module.PromptRegisterWidget()
+        widget.setup()
+        widget.enter()
+        yield widget
+        widget.cleanup()
+
+
+def test_typing_is_never_overwritten_by_the_parameter_node(widget):
+    ui = widget.ui
+    ui.useTextCheckBox.user_sets("checked", True, "toggled(bool)")
+    for partial in ("p", "pr", "pros"):
+        ui.textLineEdit.user_sets("text", partial, "textChanged(QString)")
+    assert ui.textLineEdit.sets["text"] == 0, "the panel wrote into the text box while the user typed"
+    assert widget.parameterNode.GetParameter("text") == "pros"
+    # a double spin box half-way through "2." holds 2.0: the panel must not set (and so reformat) it
+    spin = ui.gridSpacingSpinBox
+    spin.user_sets("value", 2.0, "valueChanged(double)")
+    assert spin.sets["value"] == 0 and widget.parameterNode.GetParameter("grid_spacing_mm") == "2.0"
+    # a change made elsewhere (the Python console, a loaded scene) does reach the widget
+    widget.parameterNode.SetParameter("text", "bladder")
+    assert ui.textLineEdit.text == "bladder" and ui.textLineEdit.sets["text"] == 1
+
+
+def test_unticking_every_method_stays_unticked_and_disables_register(widget):
+    ui = widget.ui
+    for name in ("useTextCheckBox", "useAutoCheckBox"):
+        getattr(ui, name).user_sets("checked", False, "toggled(bool)")
+    ui.usePointsCheckBox.user_sets("checked", False, "toggled(bool)")
+    assert not ui.usePointsCheckBox.checked, "the last method was ticked again behind the user's back"
+    assert widget.parameterNode.GetParameter("use_points") == "False"
+    assert not ui.registerButton.enabled and "tick" in ui.registerButton.toolTip
+
+
+def test_machine_paths_go_to_the_application_settings_not_the_scene(widget):
+    ui = widget.ui
+    ui.workerPythonLineEdit.user_sets("currentPath", "/opt/envs/cuda/bin/python", "currentPathChanged(QString)")
+    settings = widget.logic.machineSettings()
+    assert settings.worker_python == "/opt/envs/cuda/bin/python"
+    assert not widget.parameterNode.HasParameter("worker_python")
+    assert "/opt/envs" not in "".join(widget.parameterNode.GetParameter(n) for n in
+                                      widget.parameterNode.GetParameterNames())
+    ui.workerPythonLineEdit.user_sets("currentPath", "", "currentPathChanged(QString)")
+
+
+def _inputs_and_register(widget, hippocampus) -> None:
+    from PromptRegisterLib.mrml import node_from_volume
+
+    scene = slicer.mrmlScene
+    fixed, _ = hippocampus("001")
+    moving, moving_labels = hippocampus("004")
+    node_from_volume(scene, fixed, "case001")
+    node_from_volume(scene, moving, "case004")
+    widget.initializeParameterNode()  # preselects the two volumes
+    widget.ui.pointsSelector.setCurrentNode(clicks_on_labels(scene, moving_labels, 2, 1))
+    widget.ui.modelComboBox.user_sets("currentText", "classical", "currentIndexChanged(int)")
+    widget.ui.marginalSpinBox.user_sets("value", 0, "valueChanged(int)")
+    widget.ui.registerButton.emit("clicked(bool)", False)
+
+
+def test_closing_the_scene_during_a_run_cancels_it_and_adds_nothing(widget, dialogs, hippocampus):
+    scene = slicer.mrmlScene
+    _inputs_and_register(widget, hippocampus)
+    assert dialogs.errors == [] and widget.logic.running and widget.timer.isActive()
+    scene.Clear(0)  # File > Close Scene
+    assert not widget.logic.running and not widget.timer.isActive()
+    assert "closed" in widget.ui.stageLabel.text
+    for _ in range(10):  # timer ticks that were already queued must neither raise nor add anything
+        widget.onPoll()
+        time.sleep(0.2)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLGridTransformNode") == 0
+    # the new scene works: its parameter node is in it, and the worker (not left busy) registers again
+    assert widget.parameterNode is not None and scene.IsNodePresent(widget.parameterNode)
+    _inputs_and_register(widget, hippocampus)
+    deadline = time.monotonic() + 300
+    while widget.timer.isActive() and time.monotonic() < deadline:
+        widget.onPoll()
+        time.sleep(0.2)
+    assert dialogs.errors == [] and widget.ui.stageLabel.text == "done"
+    assert scene.GetNumberOfNodesByClass("vtkMRMLGridTransformNode") == 1
+    assert widget.ui.resultsTable.rowCount >= 1
