@@ -21,3 +21,16 @@ def clicks_on_labels(scene, labels, per_label: int, seed: int):
             ras = lps_to_ras(labels.geometry.index_to_physical(kji[::-1].astype(float)))
             markups.AddControlPointWorld(*ras.tolist(), f"label {label}")
     return markups
+
+
+def wait_for_end(logic, timeout: float = 300.0) -> list:
+    """Poll like the Widget's timer does until a result or error event arrives."""
+    import time
+
+    events, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events += logic.poll()
+        if any(event.get("type") in ("result", "error") for event in events):
+            return events
+        time.sleep(0.1)
+    raise AssertionError("no result within the timeout")

@@ -50,7 +50,7 @@ def test_module_script_compiles_and_has_the_template_classes(tmp_path):
     py_compile.compile(str(MODULE / "PromptRegister.py"), cfile=str(tmp_path / "m.pyc"), doraise=True)
     source = (MODULE / "PromptRegister.py").read_text()
     for name in ("PromptRegister(ScriptedLoadableModule)", "PromptRegisterWidget(ScriptedLoadableModuleWidget",
-                 "PromptRegisterLogic(ScriptedLoadableModuleLogic)", "PromptRegisterTest(ScriptedLoadableModuleTest)"):
+                 "PromptRegisterLogic(ScriptedLoadableModuleLogic", "PromptRegisterTest(ScriptedLoadableModuleTest)"):
         assert f"class {name}" in source
 
 

@@ -9,7 +9,6 @@ classes, slicer.app and the GUI helpers of slicer.util) is stood in by the FAKES
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import slicer
 MODULE_DIR = Path(__file__).resolve().parents[1] / "PromptRegister"
 sys.path.insert(0, str(MODULE_DIR))
 
-from mrml_helpers import clicks_on_labels  # noqa: E402
+from mrml_helpers import clicks_on_labels, wait_for_end  # noqa: E402
 from slicer_standins import Dialogs, loaded_module  # noqa: E402
 from PromptRegisterLib.mrml import node_from_volume  # noqa: E402
 from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node,  # noqa: E402
@@ -50,17 +49,6 @@ def scene_with_inputs(module, hippocampus):
     set_node(parameter_node, "movingVolume", node_from_volume(scene, moving, "case004"))
     set_node(parameter_node, "pointPrompts", clicks_on_labels(scene, moving_labels, 2, 1))
     return parameter_node
-
-
-def wait_for_end(logic, timeout: float = 600.0) -> list:
-    """Poll like the Widget's timer does until a result or error event arrives."""
-    events, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += logic.poll()
-        if any(event.get("type") in ("result", "error") for event in events):
-            return events
-        time.sleep(0.2)
-    raise AssertionError("no result within the timeout")
 
 
 def test_start_refuses_incomplete_settings_with_a_message(module, scene_with_inputs):

@@ -17,7 +17,7 @@ import slicer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
-from mrml_helpers import clicks_on_labels  # noqa: E402
+from mrml_helpers import clicks_on_labels, wait_for_end  # noqa: E402
 from test_mrml_logic import reopen_scene, save_scene  # noqa: E402
 from PromptRegisterLib.logic import RegistrationLogic  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
@@ -50,16 +50,6 @@ def translation_node(scene, shift_ras):
         matrix.SetElement(axis, 3, float(shift_ras[axis]))
     node.SetMatrixTransformToParent(matrix)
     return node
-
-
-def wait_for_end(logic, timeout: float = 300.0) -> list:
-    events, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += logic.poll()
-        if any(event.get("type") in ("result", "error") for event in events):
-            return events
-        time.sleep(0.1)
-    raise AssertionError("no result within the timeout")
 
 
 # -- the parameter node -------------------------------------------------------------------------------

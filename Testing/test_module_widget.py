@@ -105,3 +105,22 @@ def test_closing_the_scene_during_a_run_cancels_it_and_adds_nothing(widget, dial
     assert dialogs.errors == [] and widget.ui.stageLabel.text == "done"
     assert scene.GetNumberOfNodesByClass("vtkMRMLGridTransformNode") == 1
     assert widget.ui.resultsTable.rowCount >= 1
+
+
+def test_entering_the_module_starts_the_worker_without_waiting_for_it(widget):
+    widget.logic.close()
+    started = time.monotonic()
+    widget.enter()
+    assert time.monotonic() - started < 2.0, "entering the module waited for the worker"
+    client = widget.logic._registration.client
+    assert client is not None and client.alive
+    assert client.hello["protocol"] >= 1  # and it does come up
+
+
+def test_the_self_test_skips_with_its_reason_when_packages_are_missing(widget, dialogs, monkeypatch):
+    import PromptRegister
+    from PromptRegisterLib import dependencies
+
+    monkeypatch.setattr(dependencies, "REQUIREMENTS", dependencies.REQUIREMENTS + ("no-such-package>=1",))
+    PromptRegister.PromptRegisterTest().runTest()
+    assert "skipped" in dialogs.confirmations[-1] and "no-such-package>=1" in dialogs.confirmations[-1]

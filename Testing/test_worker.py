@@ -135,6 +135,24 @@ def test_shutdown_is_answered_at_once_while_a_request_runs(worker, hippocampus_p
     assert not (tmp_path / "o" / "transform.h5").exists()
 
 
+def test_a_request_sent_right_after_a_cancel_waits_for_the_cancelled_one_instead_of_busy(worker, hippocampus_paths,
+                                                                                       tmp_path):
+    fixed, moving = hippocampus_paths("001")[0], hippocampus_paths("004")[0]
+    request = dict(fixed=str(fixed), moving=str(moving), auto=True, model="classical",
+                   options={"slice_step": 16, "search_mm": 3.0})
+    first = worker.send("register", out_dir=str(tmp_path / "first"), **request)
+    next(event for event in worker.events(first, timeout=120) if event["type"] == "progress")
+    worker.cancel(first, wait=False)
+    second = worker.send("register", out_dir=str(tmp_path / "second"), **request)
+    assert [e["code"] for e in worker.events(first, timeout=120) if e["type"] == "error"] == ["cancelled"]
+    assert worker.wait(second, timeout=300)["files"]
+    assert not (tmp_path / "first" / "transform.h5").exists() and (tmp_path / "second" / "transform.h5").exists()
+    busy_first = worker.send("register", out_dir=str(tmp_path / "third"), **request)
+    busy = worker.send("register", out_dir=str(tmp_path / "fourth"), **request)  # not cancelled: refused
+    assert [e.get("code") for e in worker.events(busy, timeout=60)] == ["busy"]
+    worker.wait(busy_first, timeout=300)
+
+
 def test_unknown_option_is_refused_by_name(worker, hippocampus_paths, tmp_path):
     fixed, _ = hippocampus_paths("001")
     with pytest.raises(WorkerError) as caught:

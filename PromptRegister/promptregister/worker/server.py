@@ -37,7 +37,7 @@ class Server:
         self.write_lock = threading.Lock()
         self.running: Optional[threading.Thread] = None
         self.running_id: Optional[str] = None
-        self.cancel_flag = threading.Event()
+        self.cancel_flag = threading.Event()  # the running request's; each long request has its own
 
     def send(self, request_id: Optional[str], kind: str, **fields: Any) -> None:
         line = encode_event(request_id, kind, **fields)
@@ -96,19 +96,26 @@ class Server:
 
     # -- long requests --------------------------------------------------------------------------
     def start_long(self, request: Dict[str, Any]) -> None:
-        if self.running is not None and self.running.is_alive():
+        """Run a long request on its own thread. One runs at a time: while one works, another is refused as busy,
+        unless the running one was cancelled and is only unwinding; then the new one starts as soon as it ends
+        (a user who closes a scene and registers again must not be told "busy")."""
+        previous = self.running if self.running is not None and self.running.is_alive() else None
+        if previous is not None and not self.cancel_flag.is_set():
             raise ProtocolError("busy", f"request {self.running_id} is still running; cancel it or wait")
-        self.cancel_flag.clear()
+        self.cancel_flag = threading.Event()
         self.running_id = request["id"]
-        self.running = threading.Thread(target=self.run_long, args=(request,), daemon=True)
+        self.running = threading.Thread(target=self.run_long, args=(request, self.cancel_flag, previous), daemon=True)
         self.running.start()
 
-    def run_long(self, request: Dict[str, Any]) -> None:
+    def run_long(self, request: Dict[str, Any], cancelled: threading.Event,
+                 previous: Optional[threading.Thread] = None) -> None:
         request_id = request["id"]
         last = {"stage": None, "percent": -1}
+        if previous is not None:
+            previous.join()  # a cancelled request still unwinding
 
         def progress(stage: str, fraction: float) -> None:
-            if self.cancel_flag.is_set():
+            if cancelled.is_set():
                 raise Cancelled()
             percent = int(100 * min(max(float(fraction), 0.0), 1.0))
             if (stage, percent) != (last["stage"], last["percent"]):  # at most one event per stage and percent
