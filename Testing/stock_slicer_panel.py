@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 REFUSED = ("torch", "torchvision", "skimage", "segment_anything", "mobile_sam", "transformers", "groundingdino",
-           "onnxruntime", "timm")
+           "onnxruntime", "onnx", "timm")
 REFUSED_DISTRIBUTIONS = {"torch", "torchvision", "scikit-image", "scikit_image", "segment-anything",
                          "segment_anything", "mobilesam-mirror", "mobilesam_mirror", "transformers", "timm",
-                         "groundingdino-py", "onnxruntime"}
+                         "groundingdino-py", "onnxruntime", "onnx"}
 
 
 class StockSlicerImports(importlib.abc.MetaPathFinder):

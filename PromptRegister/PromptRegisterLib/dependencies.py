@@ -23,6 +23,8 @@ REQUIREMENTS: Tuple[str, ...] = (
     "SimpleITK>=2.3",
     "scikit-image>=0.21",
     "tqdm>=4.60",
+    "onnxruntime>=1.17",
+    "onnx>=1.15",
     "torch>=2.1",
     "torchvision>=0.16",
     "segment-anything==1.0",

