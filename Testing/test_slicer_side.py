@@ -141,3 +141,14 @@ def test_cmakelists_passes_the_extensions_index_checks():
         assert re.fullmatch(r"\s*[^()]+ [^()]+ \([^()]+\)\s*", contributor), contributor
     licence = next((REPO / name for name in ("LICENSE", "LICENCE", "LICENSE.txt") if (REPO / name).is_file()), None)
     assert licence is not None and "Apache License" in licence.read_text()
+
+
+def test_the_panels_requirement_list_equals_pyprojects():
+    """dependencies.REQUIREMENTS is a copy (Slicer installs no pyproject), so it is checked against the source:
+    the core dependencies, the sam extra and transformers from the text extra."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    expected = set(project["dependencies"]) | set(project["optional-dependencies"]["sam"])
+    expected |= {r for r in project["optional-dependencies"]["text"] if r.startswith("transformers")}
+    assert set(dependencies.REQUIREMENTS) == expected

@@ -22,7 +22,7 @@ from promptregister.io import write_volume
 from promptregister.worker import WorkerClient, WorkerDied
 
 from .mrml import point_prompts, results_to_scene, volume_from_node
-from .transforms import chain_matrix, check_registration_inputs
+from .transforms import check_registration_inputs, placement_matrix
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -111,10 +111,10 @@ class RegistrationLogic:
         the moving voxels where that transform places them (see transforms.py)."""
         if self.running_id is not None:
             raise RuntimeError("a registration is already running; cancel it first")
-        chain = check_registration_inputs(fixed_node, moving_node)
+        check_registration_inputs(fixed_node, moving_node)
         points = point_prompts(markups_node) if markups_node is not None else []
         request = dict(fixed=str(self.volume_file(fixed_node)),
-                       moving=str(self.volume_file(moving_node, chain_matrix(chain) if chain else None)),
+                       moving=str(self.volume_file(moving_node, placement_matrix(moving_node))),
                        points=points, auto=auto, sample_points=sample_points, model=model, device=device,
                        options=options or {}, overwrite=True,
                        out_dir=out_dir or tempfile.mkdtemp(prefix="result-", dir=self.folder))

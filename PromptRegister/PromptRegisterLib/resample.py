@@ -18,12 +18,11 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from promptregister.volume import Volume
 from promptregister.warp import warp_volume
 
 from .mrml import (LPS_FROM_RAS, node_from_volume, oriented_mask, register_segmentation_converters,
                    update_node_from_volume, volume_from_node)
-from .transforms import chain_matrix, is_module_transform, user_chain
+from .transforms import is_module_transform, placement_matrix
 
 
 def sitk_field_from_node(transform_node) -> sitk.DisplacementFieldTransform:
@@ -47,12 +46,6 @@ def sitk_field_from_node(transform_node) -> sitk.DisplacementFieldTransform:
     return sitk.DisplacementFieldTransform(field)
 
 
-def _engine_input(moving_node) -> Volume:
-    """The moving voxels where the engine saw them: through the user's linear pre-alignment, if any."""
-    chain = user_chain(moving_node)
-    return volume_from_node(moving_node, chain_matrix(chain) if chain else None)
-
-
 def resample_volume(scene, moving_node, transform_node, reference_node, name: str = ""):
     """A new node on the reference (fixed) grid: the moving volume warped through the result.
 
@@ -66,9 +59,11 @@ def resample_volume(scene, moving_node, transform_node, reference_node, name: st
     field = sitk_field_from_node(transform_node)
     name = name or f"{moving_node.GetName()} resampled"
     if moving_node.IsA("vtkMRMLSegmentationNode"):
-        return _resample_segmentation(scene, moving_node, field, reference_node, name)
+        return _resample_segmentation(scene, moving_node, field, reference, name)
     labels = moving_node.IsA("vtkMRMLLabelMapVolumeNode")
-    warped = warp_volume(_engine_input(moving_node), field, reference, labels=labels)
+    # the moving voxels where the engine saw them: through the user's linear pre-alignment, if any
+    warped = warp_volume(volume_from_node(moving_node, placement_matrix(moving_node)), field, reference,
+                         labels=labels)
     if not labels:
         return node_from_volume(scene, warped, name)
     node = slicer.vtkMRMLLabelMapVolumeNode()
@@ -78,7 +73,7 @@ def resample_volume(scene, moving_node, transform_node, reference_node, name: st
     return node
 
 
-def _resample_segmentation(scene, segmentation_node, field, reference_node, name: str):
+def _resample_segmentation(scene, segmentation_node, field, reference, name: str):
     """Each segment keeps its name and colour: segment n becomes label n, is warped, and comes back as mask n."""
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = vtk.vtkStringArray()
@@ -89,11 +84,9 @@ def _resample_segmentation(scene, segmentation_node, field, reference_node, name
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
                 segmentation_node, segment_ids, labelmap, None, slicer.vtkSegmentation.EXTENT_UNION_OF_SEGMENTS):
             raise ValueError(f"the segmentation '{segmentation_node.GetName()}' could not be exported to a label map")
-        chain = user_chain(segmentation_node)
-        source = volume_from_node(labelmap, chain_matrix(chain) if chain else None)
+        source = volume_from_node(labelmap, placement_matrix(segmentation_node))
     finally:
         scene.RemoveNode(labelmap)
-    reference = volume_from_node(reference_node).geometry
     warped = warp_volume(source, field, reference, labels=True)
     register_segmentation_converters()
     result = slicer.vtkMRMLSegmentationNode()

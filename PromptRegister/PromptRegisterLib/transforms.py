@@ -58,8 +58,15 @@ def chain_matrix(chain: List[object]) -> np.ndarray:
     return matrix
 
 
+def placement_matrix(node) -> Optional[np.ndarray]:
+    """The RAS matrix of the user's chain above `node` (for mrml.volume_from_node), or None when there is none."""
+    chain = user_chain(node)
+    return chain_matrix(chain) if chain else None
+
+
 def check_registration_inputs(fixed_node, moving_node) -> List[object]:
-    """The moving volume's user chain, after refusing what cannot be registered through (TransformChainError).
+    """The moving volume's user chain, after refusing what cannot be registered through (TransformChainError);
+    send the moving voxels with placement_matrix(moving_node).
 
     The fixed volume must not be under a transform: the result lives on its grid as stored. The moving volume's
     own transforms must be linear; a non-linear one has to be hardened first."""

@@ -22,12 +22,9 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "PromptRegister"))
 
+from PromptRegisterLib.mrml import PAIR_COLOURS  # noqa: E402  (the colours Slicer shows the pairs in)
 from promptregister.io import read_label_map, read_volume  # noqa: E402
 
-PAIR_COLOURS = [  # as PromptRegisterLib.mrml.PAIR_COLOURS, the colours Slicer shows the pairs in
-    (0.90, 0.10, 0.10), (0.10, 0.60, 0.95), (0.20, 0.80, 0.20), (0.95, 0.75, 0.10), (0.70, 0.30, 0.90),
-    (0.10, 0.85, 0.80), (0.95, 0.45, 0.10), (0.85, 0.20, 0.60), (0.55, 0.75, 0.25), (0.40, 0.40, 0.95),
-]
 
 
 def window(image: np.ndarray) -> np.ndarray:

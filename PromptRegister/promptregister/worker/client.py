@@ -83,7 +83,8 @@ class WorkerClient:
     # -- process ---------------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout: float = 120) -> Optional[Dict[str, Any]]:
         """Start the worker. With wait (batch use, tests) return its hello (protocol and engine versions,
-        private folder); without (a GUI) return None at once and let `ready()` say when the hello arrived."""
+        private folder); without (a GUI) return None at once: requests sent meanwhile wait in the worker's input,
+        and `hello` waits for the answer when it is read."""
         from ..runtime import tcmalloc_library
 
         environment = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
@@ -108,16 +109,6 @@ class WorkerClient:
         if wait:
             self._hello = self.wait(self._hello_id, timeout=timeout)
         return self._hello
-
-    def ready(self) -> bool:
-        """Whether the worker has answered its hello (never blocks; WorkerDied if it ended first)."""
-        if self._hello is None and self._hello_id is not None:
-            for event in self.poll(self._hello_id):
-                if event.get("type") == "result":
-                    self._hello = {k: v for k, v in event.items() if k not in ("id", "type")}
-                elif event.get("type") == "error":
-                    raise WorkerError(event.get("code", "internal"), event.get("message", ""))
-        return self._hello is not None
 
     @property
     def hello(self) -> Dict[str, Any]:
