@@ -208,3 +208,37 @@ def test_the_cli_worker_command_speaks_the_same_protocol(tmp_path):
     assert [e["id"] for e in events] == ["a", "b"] and events[0]["protocol"] == PROTOCOL_VERSION
     assert "ready" in done.stderr
     assert not Path(events[0]["folder"]).exists()
+
+
+def test_a_request_whose_last_event_is_written_no_longer_makes_the_next_one_busy():
+    """A client may send its next request the moment it reads a result, while the finished request's thread is
+    still returning. In-process server: the session's register is replaced (only here) by one that answers at
+    once, and writing the result is slowed so that the thread is surely alive when the next request arrives."""
+    import io
+    import json
+    import threading
+    import time
+
+    from promptregister.worker import server as server_module
+
+    out = io.StringIO()
+    server = server_module.Server(io.StringIO(), out)
+    server.session.register = lambda request, progress: {"files": []}
+    written_result = threading.Event()
+    original_send = server.send
+
+    def slow_after_result(request_id, kind, **fields):
+        original_send(request_id, kind, **fields)
+        if kind == "result" and request_id == 1:
+            written_result.set()
+            time.sleep(1.0)  # the thread that wrote the result is still alive for a second
+
+    server.send = slow_after_result
+    server.handle('{"id": 1, "type": "register"}')
+    assert written_result.wait(10)
+    assert server.running.is_alive()
+    server.handle('{"id": 2, "type": "register"}')
+    server.running.join(10)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["id"], e["type"]) for e in events] == [(1, "result"), (2, "result")], events
+    server.session.close()

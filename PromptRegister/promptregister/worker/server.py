@@ -38,6 +38,7 @@ class Server:
         self.running: Optional[threading.Thread] = None
         self.running_id: Optional[str] = None
         self.cancel_flag = threading.Event()  # the running request's; each long request has its own
+        self.answered = threading.Event()  # set just before the running request's last event is written
 
     def send(self, request_id: Optional[str], kind: str, **fields: Any) -> None:
         line = encode_event(request_id, kind, **fields)
@@ -78,7 +79,7 @@ class Server:
                           spacing=list(volume.geometry.spacing))
             elif kind == "cancel":
                 target = request.get("target")
-                stopping = self.running is not None and self.running.is_alive() and target in (None, self.running_id)
+                stopping = self.working() and target in (None, self.running_id)
                 if stopping:
                     self.cancel_flag.set()
                 self.send(request_id, "result", cancelled=bool(stopping), target=self.running_id if stopping else target)
@@ -95,21 +96,32 @@ class Server:
         return True
 
     # -- long requests --------------------------------------------------------------------------
+    def working(self) -> bool:
+        """Whether a long request is still at work. One whose last event was written is not, even while its
+        thread is still returning: a client that has read that event may send the next request at once."""
+        return self.running is not None and self.running.is_alive() and not self.answered.is_set()
+
     def start_long(self, request: Dict[str, Any]) -> None:
         """Run a long request on its own thread. One runs at a time: while one works, another is refused as busy,
         unless the running one was cancelled and is only unwinding; then the new one starts as soon as it ends
         (a user who closes a scene and registers again must not be told "busy")."""
-        previous = self.running if self.running is not None and self.running.is_alive() else None
-        if previous is not None and not self.cancel_flag.is_set():
+        if self.working() and not self.cancel_flag.is_set():
             raise ProtocolError("busy", f"request {self.running_id} is still running; cancel it or wait")
-        self.cancel_flag = threading.Event()
+        previous = self.running if self.running is not None and self.running.is_alive() else None
+        self.cancel_flag, self.answered = threading.Event(), threading.Event()
         self.running_id = request["id"]
-        self.running = threading.Thread(target=self.run_long, args=(request, self.cancel_flag, previous), daemon=True)
+        self.running = threading.Thread(target=self.run_long, args=(request, self.cancel_flag, self.answered, previous),
+                                        daemon=True)
         self.running.start()
 
-    def run_long(self, request: Dict[str, Any], cancelled: threading.Event,
+    def run_long(self, request: Dict[str, Any], cancelled: threading.Event, answered: threading.Event,
                  previous: Optional[threading.Thread] = None) -> None:
         request_id = request["id"]
+
+        def finish(kind: str, **fields: Any) -> None:
+            answered.set()
+            self.send(request_id, kind, **fields)
+
         last = {"stage": None, "percent": -1}
         if previous is not None:
             previous.join()  # a cancelled request still unwinding
@@ -125,16 +137,16 @@ class Server:
         try:
             handler = self.session.embed if request["type"] == "embed" else self.session.register
             result = handler(request, progress)
-            self.send(request_id, "result", **result)
+            finish("result", **result)
         except Cancelled:
-            self.send(request_id, "error", code="cancelled", message="cancelled; nothing was written")
+            finish("error", code="cancelled", message="cancelled; nothing was written")
         except ProtocolError as error:
-            self.send(request_id, "error", code=error.code, message=error.message)
+            finish("error", code=error.code, message=error.message)
         except PromptRegisterError as error:
-            self.send(request_id, "error", code="engine", message=str(error))
+            finish("error", code="engine", message=str(error))
         except Exception as error:  # never let the worker die on one request
             traceback.print_exc(file=sys.stderr)
-            self.send(request_id, "error", code="internal", message=f"{type(error).__name__}: {error}")
+            finish("error", code="internal", message=f"{type(error).__name__}: {error}")
 
     def stop_running(self, timeout: float = SHUTDOWN_GRACE_S) -> None:
         """Cancel the running request and give it `timeout` seconds to unwind (it stops at its next progress
