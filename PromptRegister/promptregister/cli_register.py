@@ -15,11 +15,12 @@ from .errors import PromptRegisterError
 
 
 def add_register_command(commands: argparse._SubParsersAction) -> None:
-    from .dense.fit import FitOptions
-    from .methods import PromptRegOptions, SamRegOptions, Tell2RegOptions
+    from .methods import Tell2RegOptions
     from .models import DETECTOR_CHOICES, SEGMENTER_CHOICES
+    from .register import RegisterOptions
 
-    samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), FitOptions()
+    defaults = RegisterOptions()
+    samreg, promptreg, fit = defaults.samreg, defaults.promptreg, defaults.fit
     p = commands.add_parser(
         "register",
         help="register a moving image to a fixed image from text, points or automatically",
@@ -78,6 +79,21 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-spacing", type=float, default=fit.grid_spacing_mm, metavar="MM",
                    help="B-spline control point spacing (default %(default)s)")
     p.add_argument("--smoothness", type=float, default=fit.smoothness, help="(default %(default)s)")
+    p.add_argument("--preset", choices=("default", "paper"), default="default",
+                   help="'paper': fit the region pairs alone, as the SAMReg and Tell2Reg papers do (no image term, "
+                        "no folding penalty); default: %(default)s")
+    p.add_argument("--image-weight", type=float, default=None,
+                   help="weight of the image term (local correlation; same modality only), 0 = off "
+                        f"(default {fit.image_weight:g}, or the preset's)")
+    p.add_argument("--folding-weight", type=float, default=None,
+                   help=f"weight of the folding penalty, 0 = off (default {fit.folding_weight:g}, or the preset's)")
+    p.add_argument("--mask-choice", choices=("score", "part"), default=None,
+                   help="PromptReg's ROI among SAM's three masks: 'score' (the paper's: the top-scoring one) or "
+                        f"'part' (the smallest; default {promptreg.mask_choice}, or the preset's)")
+    p.add_argument("--on-worse", choices=("warn", "keep"), default=None,
+                   help="when the registered image agrees with the fixed one less than before: 'warn' (write the "
+                        "result and say so) or 'keep' (write the identity, the images as they were, and say so); "
+                        f"default {defaults.on_worse}, or the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
     p.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
@@ -163,6 +179,8 @@ def run_register(args: argparse.Namespace) -> int:
     print(f"{len(result.pairs)} pairs ({', '.join(result.methods)}; model {model}); mean Dice after "
           f"{summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(f"wrote {', '.join(written)} to {out_dir}")
     return 0
 
@@ -189,4 +207,6 @@ def _options(args: argparse.Namespace):
         "one_to_many": args.one_to_many, "marginal_samples": args.marginal_samples,
         "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
         "grid_spacing_mm": args.grid_spacing, "smoothness": args.smoothness, "device": args.device,
-        "seed": args.seed})
+        "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "folding_weight", "mask_choice",
+                                                                    "on_worse") if getattr(args, name) is not None}},
+        preset=args.preset)

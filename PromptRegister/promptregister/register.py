@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from .dense.fit import FitOptions, FitResult, fit_transform
+from .dense.linear import LinearFit
 from .errors import PromptRegisterError
 from .methods.consistency import reject_inconsistent
 from .methods.pairs import SlicePair, deduplicate, to_roi_pairs
@@ -23,6 +24,7 @@ from .methods.promptreg import PointPrompt, PromptRegOptions, promptreg, sample_
 from .methods.samreg import SamRegOptions, samreg
 from .methods.slices import SlicedVolume
 from .methods.tell2reg import Tell2RegOptions, tell2reg
+from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
 from .metrics import dice, jacobian_stats
 from .models.base import Segmenter
 from .models.text import TextDetector, clean_phrases
@@ -33,29 +35,48 @@ from .warp import warp_volume
 ProgressCallback = Callable[[str, float], None]
 
 
+IMAGE_WEIGHT = 0.0
+"""register's image-term weight (chosen by bench/sweep_register.py on the sweep pairs, docs/register-sweep.md).
+The dense stage alone (FitOptions, `promptregister fit`) keeps 0: it fits the ROI pairs it is given."""
+
+FOLDING_WEIGHT = 0.1
+"""register's folding-penalty weight (dense/folding.py)."""
+
+ON_WORSE = "warn"
+"""register's default answer to a result the agreement check calls worse (RegisterOptions.on_worse)."""
+
+
 @dataclass
 class RegisterOptions:
     """Settings of every stage.
 
     Attributes:
         samreg, promptreg, tell2reg: the methods' settings.
-        fit: the dense stage's settings.
+        fit: the dense stage's settings (with register's image-term and folding weights).
         duplicate_iou: pairs overlapping a better pair by more than this IoU on both sides are dropped.
         outlier_mm: pairs whose centroid displacement is further than this (and than 3 robust deviations)
             from the robust fit of all pairs are left out (methods/consistency.py); 0 keeps every pair.
         auto_points: PromptReg prompts sampled in the moving foreground when no points are given
             and sampling is asked for (the paper's default is 6).
         seed: seeds sampled prompts and marginalisation.
+        on_worse: when the registered image agrees with the fixed one less than before (agreement.py):
+            'warn' returns the result with a warning; 'keep' returns the pre-alignment (the identity) instead,
+            with a warning that says so, so that wrong pairs never degrade an aligned pair.
     """
 
     samreg: SamRegOptions = field(default_factory=SamRegOptions)
     promptreg: PromptRegOptions = field(default_factory=PromptRegOptions)
     tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
-    fit: FitOptions = field(default_factory=FitOptions)
+    fit: FitOptions = field(default_factory=lambda: FitOptions(image_weight=IMAGE_WEIGHT, folding_weight=FOLDING_WEIGHT))
     duplicate_iou: float = 0.8
     outlier_mm: float = 8.0
     auto_points: int = 6
     seed: int = 0
+    on_worse: str = ON_WORSE
+
+    def __post_init__(self) -> None:
+        if self.on_worse not in ("warn", "keep"):
+            raise PromptRegisterError(f"on_worse must be 'warn' or 'keep'; got {self.on_worse!r}")
 
 
 FLAT_OPTIONS = {
@@ -68,10 +89,15 @@ FLAT_OPTIONS = {
     "max_pairs": (("samreg",), "max_pairs"),
     "one_to_many": (("samreg",), "one_to_many"),
     "marginal_samples": (("promptreg",), "marginal_samples"),
+    "mask_choice": (("promptreg",), "mask_choice"),
     "sigma_mm": (("promptreg",), "sigma_mm"),
     "box_threshold": (("tell2reg",), "box_threshold"),
     "text_threshold": (("tell2reg",), "text_threshold"),
     "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
+    "image_weight": (("fit",), "image_weight"),
+    "image_region": (("fit",), "image_region"),
+    "folding_weight": (("fit",), "folding_weight"),
+    "on_worse": ((), "on_worse"),
     "smoothness": (("fit",), "smoothness"),
     "linear": (("fit",), "linear"),
     "device": (("fit",), "device"),
@@ -79,20 +105,32 @@ FLAT_OPTIONS = {
 }
 
 
-def options_from_flat(values: Dict[str, object]) -> RegisterOptions:
-    """RegisterOptions from flat names (see FLAT_OPTIONS), as the CLI and the worker's requests give them;
-    an unknown name is an error that lists the known ones."""
+PRESETS: Dict[str, Dict[str, object]] = {
+    "default": {},
+    "paper": {"image_weight": 0.0, "folding_weight": 0.0, "mask_choice": "score", "on_worse": "warn"},
+}
+"""Named settings (flat names). "paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and
+Tell2Reg (Sec. 2.3) do (no image term, no folding penalty), and PromptReg's ROI is SAM's top-scoring mask.
+"default": the measured defaults."""
+
+
+def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
+    """RegisterOptions from flat names (see FLAT_OPTIONS), as the CLI and the worker's requests give them,
+    on top of a preset (PRESETS); an unknown name is an error that lists the known ones."""
     from dataclasses import replace
 
+    if preset not in PRESETS:
+        raise PromptRegisterError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     options = RegisterOptions()
-    for name, value in values.items():
+    for name, value in {**PRESETS[preset], **values}.items():
         if name not in FLAT_OPTIONS:
             raise PromptRegisterError(f"unknown option {name!r}; known: {', '.join(sorted(FLAT_OPTIONS))}")
         targets, attribute = FLAT_OPTIONS[name]
         for target in targets:
             setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name == "seed":
-            options.seed = value
+        if name in ("seed", "on_worse"):
+            setattr(options, name, value)
+    options.__post_init__()
     return options
 
 
@@ -109,6 +147,8 @@ class RegistrationResult:
             and matching, 'fit' (dense stage) and 'evaluate' (Dice, Jacobian).
         methods: the methods that ran, in order.
         rejected: pairs left out because their displacement disagreed with the others (name, source, residual).
+        agreement: image similarity before and after (agreement.py); `worse` says the result is not to be trusted.
+        kept_prealignment: the fit was worse than the pre-alignment and on_worse='keep' replaced it by the identity.
     """
 
     pairs: RoiPairs
@@ -118,6 +158,20 @@ class RegistrationResult:
     timings: Dict[str, float]
     methods: List[str]
     rejected: List[dict] = field(default_factory=list)
+    agreement: Optional[ImageAgreement] = None
+    kept_prealignment: bool = False
+
+    @property
+    def warnings(self) -> List[str]:
+        """Sentences the user must see beside the result."""
+        found = [self.agreement.warning()] if self.agreement is not None else []
+        if self.kept_prealignment:
+            found.append("so the result is the images as they were (the identity transform): the pairs' fit was "
+                         "discarded (on_worse='keep')")
+        if self.jacobian.get("folding_percent", 0.0) > 0:
+            found.append(f"the transform folds {self.jacobian['folding_percent']:.3f}% of the voxels (Jacobian "
+                         f"determinant <= 0); raise the folding weight or the smoothness")
+        return [text for text in found if text]
 
     def transform(self):
         return self.fit.transform()
@@ -132,6 +186,9 @@ class RegistrationResult:
             "jacobian": {key: round(value, 5) for key, value in self.jacobian.items()},
             "timings_s": {key: round(value, 3) for key, value in self.timings.items()},
             "fit": self.fit.summary(),
+            "image_agreement": self.agreement.summary() if self.agreement is not None else None,
+            "kept_prealignment": self.kept_prealignment,
+            "warnings": self.warnings,
         }
 
 
@@ -219,13 +276,21 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
             "no corresponding regions were found between the images; try other prompts, a larger search "
             "range (--search-mm) or a lower similarity threshold (--threshold)")
     started = time.perf_counter()
-    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress)
+    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=(fixed, moving))
     timings["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     dice_after = pair_dice(pairs, fit)
     jacobian = jacobian_stats(fit.field, fixed.geometry)
+    region = near(np.stack([pair.fixed_mask for pair in pairs]), fixed.geometry, AGREEMENT_REGION_MM)
+    agreement = image_agreement(fixed, moving, fit.transform(), region=region)
+    kept = agreement.worse and options.on_worse == "keep"
+    if kept:  # do no harm: the pre-alignment, which the pairs made worse
+        fit = FitResult(np.zeros(fixed.geometry.shape + (3,)), fixed.geometry, LinearFit.identity(), fit.levels,
+                        fit.device, fit.seconds)
+        dice_after = pair_dice(pairs, fit)
+        jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
-    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected)
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept)
 
 
 MIN_PAIRS_FOR_LINEAR = 10

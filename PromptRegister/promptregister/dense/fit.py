@@ -4,7 +4,9 @@ The map from fixed to moving space is T(p) = A p + t + v(p): a linear
 pre-alignment (A, t) fitted on the pairs, plus a cubic B-spline field v
 optimised with PyTorch so that every warped moving ROI overlaps its fixed
 partner: loss = mean over pairs of (soft Dice loss + size-normalised MSE)
-+ smoothness * (L2 of the field gradient, or bending energy). Optimisation
++ smoothness * (L2 of the field gradient, or bending energy), optionally
++ image_weight * (1 - LNCC of the images, image_term.py) and + folding_weight
+* (a penalty on Jacobian determinants below 0.1, folding.py). Optimisation
 runs coarse to fine on a crop around the fixed ROIs and stops when the loss
 stops improving. Everything is in LPS mm, so spacing and direction matrices
 are honoured exactly.
@@ -27,71 +29,18 @@ from ..errors import PromptRegisterError
 from ..geometry import Geometry
 from ..io.transforms import displacement_field_transform
 from ..roipairs import RoiPairs
+from ..volume import Volume
 from .bspline import BSplineGrid
-from .linear import LINEAR_MODELS, LinearFit, fit_linear
+from .folding import FoldingPenalty
+from .image_term import ImageLevel, build_level
+from .band import Band, bounding_box, converged, pool, pool_factor
+from .linear import LinearFit, fit_linear
+from .options import FitOptions
 
 ProgressCallback = Callable[[str, float], None]
 
-
-@dataclass
-class FitOptions:
-    """Settings of the dense stage (defaults chosen by bench/sweep_dense.py; see docs/dense-sweep.md).
-
-    Attributes:
-        linear: pre-alignment model: 'none', 'translation', 'rigid' or 'affine'.
-        nonrigid: optimise the B-spline field after the linear pre-alignment.
-        grid_spacing_mm: distance between B-spline control points.
-        smoothness: weight of the regulariser, which is the integral of the squared
-            field gradient (or bending) over the whole image divided by the volume
-            of the fixed ROIs, so the balance does not change with the image extent.
-        regulariser: 'gradient' (L2 of the field's spatial gradient) or 'bending'.
-        levels: resolution levels, each twice as fine as the one before.
-        max_iterations: cap per level; the convergence rule usually stops earlier.
-        min_iterations: iterations per level before convergence is tested.
-        tolerance: stop a level when a window of iterations improves the loss by
-            less than this fraction.
-        window: iterations per convergence window.
-        learning_rate_mm: Adam step for control-point displacements, in mm.
-        margin_mm: the loss is evaluated on the fixed ROIs' bounding box grown by this.
-        band_mm: at the finest level the loss looks only at points this close to a
-            fixed ROI's boundary (twice as far at each coarser level); deeper points
-            are taken as overlapping. Bounds the work by ROI surface, not volume.
-        max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
-        weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        seed: seeds torch, for bit-identical runs on CPU.
-    """
-
-    linear: str = "affine"
-    nonrigid: bool = True
-    grid_spacing_mm: float = 3.0
-    smoothness: float = 0.05
-    regulariser: str = "gradient"
-    levels: int = 3
-    max_iterations: int = 300
-    min_iterations: int = 30
-    tolerance: float = 2e-3
-    window: int = 10
-    learning_rate_mm: float = 1.0
-    margin_mm: float = 15.0
-    band_mm: float = 5.0
-    max_eval_voxels: int = 1_000_000
-    weighting: str = "equal"
-    device: str = "auto"
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.linear not in LINEAR_MODELS:
-            raise PromptRegisterError(f"linear must be one of {', '.join(LINEAR_MODELS)}; got {self.linear!r}.")
-        if self.regulariser not in ("gradient", "bending"):
-            raise PromptRegisterError(f"regulariser must be 'gradient' or 'bending'; got {self.regulariser!r}.")
-        if self.weighting not in ("equal", "score"):
-            raise PromptRegisterError(f"weighting must be 'equal' or 'score'; got {self.weighting!r}.")
-        for name in ("grid_spacing_mm", "learning_rate_mm", "max_eval_voxels", "levels", "window"):
-            if not getattr(self, name) > 0:
-                raise PromptRegisterError(f"{name} must be positive; got {getattr(self, name)}.")
-        if self.smoothness < 0 or self.margin_mm < 0 or self.max_iterations < 0:
-            raise PromptRegisterError("smoothness, margin_mm and max_iterations must not be negative.")
+FOLDING_MARGIN = 0.1
+"""The folding penalty acts where the Jacobian determinant is below this."""
 
 
 @dataclass
@@ -157,6 +106,7 @@ def fit_transform(
     pairs: RoiPairs,
     options: Optional[FitOptions] = None,
     progress: Optional[ProgressCallback] = None,
+    images: Optional[Tuple[Volume, Volume]] = None,
 ) -> FitResult:
     """Fit the fixed -> moving transform that aligns every ROI pair.
 
@@ -164,6 +114,7 @@ def fit_transform(
         pairs: ROI pairs; fixed masks on the fixed grid, moving masks on the moving grid.
         options: see FitOptions.
         progress: called as progress(stage, fraction in [0, 1]).
+        images: (fixed, moving) volumes on the pairs' grids, for the image term (options.image_weight > 0).
     Returns:
         FitResult whose field maps fixed point p to moving point p + field(p).
     """
@@ -171,6 +122,13 @@ def fit_transform(
     options.validate()
     if len(pairs) == 0:
         raise PromptRegisterError("No ROI pairs to register: nothing corresponds between the images.")
+    if options.image_weight > 0:
+        if images is None:
+            raise PromptRegisterError("image_weight > 0 needs the fixed and moving images; pass images=(fixed, moving).")
+        for volume, geometry, name in zip(images, (pairs.fixed_geometry, pairs.moving_geometry), ("fixed", "moving")):
+            if volume.geometry.shape != geometry.shape:
+                raise PromptRegisterError(f"the {name} image's grid {volume.geometry.shape} is not the ROI pairs' "
+                                          f"{geometry.shape}")
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     torch.manual_seed(options.seed)
@@ -181,7 +139,7 @@ def fit_transform(
     fixed = pairs.fixed_geometry
     levels: List[LevelReport] = []
     if options.nonrigid and options.max_iterations > 0:
-        problem = _Problem(pairs, linear, options, device)
+        problem = _Problem(pairs, linear, options, device, images if options.image_weight > 0 else None)
         parameters = problem.optimise(levels, report)
         field_mm = problem.full_field(parameters)
     else:
@@ -198,17 +156,19 @@ def _linear_field(geometry: Geometry, linear: LinearFit) -> np.ndarray:
 class _Problem:
     """Tensors and geometry shared by all optimisation levels."""
 
-    def __init__(self, pairs: RoiPairs, linear: LinearFit, options: FitOptions, device: torch.device) -> None:
+    def __init__(self, pairs: RoiPairs, linear: LinearFit, options: FitOptions, device: torch.device,
+                 images: Optional[Tuple[Volume, Volume]] = None) -> None:
         self.pairs, self.linear, self.options, self.device = pairs, linear, options, device
+        self.images = images
         self.dtype = torch.float32
         self.fixed, self.moving = pairs.fixed_geometry, pairs.moving_geometry
         self.grid = BSplineGrid(self.fixed.size, self.fixed.spacing, options.grid_spacing_mm)
         scores = np.array([max(p.score, 0.0) for p in pairs], dtype=float)
         weights = scores if options.weighting == "score" and scores.sum() > 0 else np.ones(len(pairs))
         self.pair_weights = torch.as_tensor(weights / weights.sum(), device=device, dtype=self.dtype)
-        self.crop = _bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
+        self.crop = bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
         # Room for the coarsest level's smoothing to spread the moving masks outwards.
-        self.moving_crop = _bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, self.level_voxel_mm()[0], pad_voxels=2)
+        self.moving_crop = bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, self.level_voxel_mm()[0], pad_voxels=2)
         self.roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
         self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / self.roi_volume
         self.planar_normal = (
@@ -224,10 +184,10 @@ class _Problem:
 
     def _fixed_level(self, voxel_mm: float) -> Tuple[torch.Tensor, List[np.ndarray], Tuple[float, ...]]:
         """Soft fixed masks pooled to the level, and the voxel positions of the pooled centres."""
-        factors = tuple(_pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, self.crop))
+        factors = tuple(pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, self.crop))
         (i0, i1), (j0, j1), (k0, k1) = self.crop
         masks = np.stack([p.fixed_mask[k0:k1, j0:j1, i0:i1] for p in self.pairs]).astype(np.float32)
-        tensor = _pool(torch.as_tensor(masks, device=self.device), factors)
+        tensor = pool(torch.as_tensor(masks, device=self.device), factors)
         positions = [
             lo + f * np.arange(n) + (f - 1) / 2.0
             for (lo, _), f, n in zip(self.crop, factors, tensor.shape[:0:-1])
@@ -307,7 +267,7 @@ class _Problem:
             weights = grid.weights(positions, self.device, self.dtype)
             smooth_positions, smooth_mm = self._smoothness_grid(grid)
             smooth_weights = grid.weights(smooth_positions, self.device, self.dtype) if self.options.regulariser == "bending" else None
-            band = _Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (len(level_sizes) - 1 - level))
+            band = Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (len(level_sizes) - 1 - level))
             # Linear part of T in grid_sample coordinates, at the band's points only.
             index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
             base = self.linear.apply(self.fixed.index_to_physical(index)) @ to_normalised.T + normalised_offset
@@ -315,6 +275,9 @@ class _Problem:
             base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[band.indices]  # (N, 3)
             to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
             optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
+            image_level = self._image_level(grid, voxel_mm) if self.images is not None else None
+            folding = (FoldingPenalty(self.fixed, grid, self.linear.matrix, FOLDING_MARGIN, self.device, self.dtype)
+                       if self.options.folding_weight > 0 else None)
 
             plane_size = len(positions[0]) * len(positions[1])
             base_k, taps_k = grid.taps(positions[2], 2)
@@ -330,7 +293,13 @@ class _Problem:
                     for k, points in enumerate(sample_at.split(band.sizes))
                 ]
                 penalty = self._smoothness(grid, parameters, smooth_weights, smooth_mm)
-                return self._similarity(warped, band) + self.options.smoothness * penalty
+                loss = self._similarity(warped, band) + self.options.smoothness * penalty
+                if image_level is not None:
+                    loss = loss + self.options.image_weight * image_level.loss(
+                        image_level.displacement(parameters, self._project))
+                if folding is not None:
+                    loss = loss + self.options.folding_weight * folding(parameters, self._project)
+                return loss
 
             history: List[float] = []
             stopped = "max_iterations"
@@ -343,7 +312,7 @@ class _Problem:
                 if not math.isfinite(history[-1]):
                     raise PromptRegisterError("The dense optimisation diverged (loss is not finite); lower learning_rate_mm.")
                 progress(f"dense level {level + 1}/{len(level_sizes)}", (level + (iteration + 1) / self.options.max_iterations) / len(level_sizes))
-                if _converged(history, self.options):
+                if converged(history, self.options):
                     stopped = "converged"
                     break
             with torch.no_grad():
@@ -352,6 +321,17 @@ class _Problem:
                 LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), len(band.indices), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
             )
         return parameters.detach()
+
+    def _image_level(self, grid: BSplineGrid, voxel_mm: float) -> ImageLevel:
+        """The image term at this level: on the whole fixed image or the ROI crop, pooled to the level's
+        voxel size or coarser (at most max_image_voxels)."""
+        fixed, moving = self.images
+        region = self.crop if self.options.image_region == "rois" else tuple((0, n) for n in self.fixed.size)
+        extent = [(hi - lo) * s for (lo, hi), s in zip(region, self.fixed.spacing)]
+        voxel_mm = max(voxel_mm, (float(np.prod(extent)) / self.options.max_image_voxels) ** (1 / 3))
+        factors = [pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, region)]
+        return build_level(fixed, moving, self.linear, grid, region, factors, voxel_mm, self.options.image_window_mm,
+                           self.device, self.dtype)
 
     def _displacement(self, parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Field (3, k, j, i) in mm on the tensor grid the weights were built for."""
@@ -365,7 +345,7 @@ class _Problem:
         along = torch.einsum("a,a...->...", normal, displacement)
         return displacement - normal.reshape((3,) + (1,) * along.dim()) * along[None]
 
-    def _similarity(self, warped: List[torch.Tensor], band: "_Band") -> torch.Tensor:
+    def _similarity(self, warped: List[torch.Tensor], band: "Band") -> torch.Tensor:
         """Weighted mean over pairs of soft Dice loss + MSE normalised by the fixed ROI size.
 
         Points deeper inside a fixed ROI than the band count as overlapping
@@ -417,86 +397,3 @@ class _Problem:
             points = self.fixed.index_to_physical(index)
             out[start:stop] = self.linear.apply(points) - points + v
         return out
-
-
-@dataclass
-class _Band:
-    """The points of a level's crop near each fixed ROI's boundary, all pairs concatenated.
-
-    Where the residual displacement is smaller than the band, points deeper
-    inside the fixed ROI are covered by the warped moving ROI and points farther
-    outside are not, so they add constants to Dice and nothing to the gradient.
-
-    Attributes:
-        indices: (N,) flat indices into the level's crop grid, pair after pair.
-        sizes: number of points of each pair.
-        values: (N,) soft fixed-mask values at the points.
-        interior: (K,) fixed mass deeper inside than the band.
-        fixed_total: (K,) total fixed mass.
-    """
-
-    indices: torch.Tensor
-    sizes: List[int]
-    values: torch.Tensor
-    interior: torch.Tensor
-    fixed_total: torch.Tensor
-
-    @classmethod
-    def build(cls, fixed_masks: torch.Tensor, level_mm: Sequence[float], width_mm: float) -> "_Band":
-        masks = fixed_masks.detach().cpu().numpy()
-        sampling = tuple(level_mm[::-1])
-        chosen, interior = [], []
-        for mask in masks:
-            inside = mask > 0.5
-            depth = ndimage.distance_transform_edt(inside, sampling=sampling)
-            distance = ndimage.distance_transform_edt(~inside, sampling=sampling)
-            band = np.where(inside, depth <= width_mm, distance <= width_mm) | ((mask > 0) & ~inside)
-            chosen.append(np.flatnonzero(band))
-            interior.append(float(mask[inside & ~band].sum()))
-        flat = masks.reshape(len(masks), -1)
-        values = np.concatenate([row[c] for row, c in zip(flat, chosen)])
-        dtype = fixed_masks.dtype
-        return cls(
-            torch.as_tensor(np.concatenate(chosen)),
-            [len(c) for c in chosen],
-            torch.as_tensor(values, dtype=dtype),
-            torch.as_tensor(interior, dtype=dtype),
-            torch.as_tensor(flat.sum(axis=1), dtype=dtype),
-        )
-
-    def to(self, device: torch.device) -> "_Band":
-        return _Band(self.indices.to(device), self.sizes, self.values.to(device), self.interior.to(device), self.fixed_total.to(device))
-
-
-def _converged(history: List[float], options: FitOptions) -> bool:
-    window = options.window
-    if len(history) < max(options.min_iterations, 2 * window) or len(history) % window:
-        return False
-    previous = float(np.mean(history[-2 * window : -window]))
-    latest = float(np.mean(history[-window:]))
-    return (previous - latest) <= options.tolerance * max(abs(previous), 1e-8)
-
-
-def _pool_factor(voxel_mm: float, spacing: float, extent: int) -> int:
-    return int(max(1, min(round(voxel_mm / spacing), extent)))
-
-
-def _pool(masks: torch.Tensor, factors_ijk: Sequence[int]) -> torch.Tensor:
-    """Average-pool (K, k, j, i) masks by per-axis factors, zero-padding partial blocks."""
-    kernel = tuple(int(f) for f in factors_ijk[::-1])
-    if kernel == (1, 1, 1):
-        return masks
-    pad = []
-    for size, f in zip(masks.shape[:0:-1], factors_ijk):  # i, j, k order for F.pad
-        pad.extend([0, (-size) % f])
-    return F.avg_pool3d(F.pad(masks, pad)[None], kernel_size=kernel, stride=kernel)[0]
-
-
-def _bounding_box(mask: np.ndarray, geometry: Geometry, margin_mm: float, pad_voxels: int = 0) -> Tuple[Tuple[int, int], ...]:
-    """[lo, hi) index ranges along (i, j, k) around a mask, grown by margin_mm, inside the grid."""
-    ranges = []
-    for numpy_axis, (size, spacing) in zip((2, 1, 0), zip(geometry.size, geometry.spacing)):
-        present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != numpy_axis)))[0]
-        grow = int(math.ceil(margin_mm / spacing)) + pad_voxels
-        ranges.append((max(0, int(present[0]) - grow), min(size, int(present[-1]) + 1 + grow)))
-    return tuple(ranges)

@@ -40,6 +40,9 @@ class PointPrompt:
     positive: bool = True
 
 
+MASK_CHOICES = ("score", "part")
+
+
 @dataclass(frozen=True)
 class PromptRegOptions:
     """Settings of PromptReg (defaults from the paper, Tables 3-4 and Sec. 4).
@@ -52,6 +55,11 @@ class PromptRegOptions:
         marginal_samples: random transforms to marginalise over (0 turns marginalisation off).
         peak_exclusion_cells: cells around the peak ignored when finding the second peak.
         seed: seeds the random transforms.
+        mask_choice: which of the segmenter's three masks is the ROI. 'score' (the paper's): the moving ROI
+            is the highest-scoring mask, the fixed one the most similar to it. 'part': the moving ROI is the
+            smallest non-empty mask (SAM's "part" answer: for a click on a small structure, the structure,
+            where the top score often goes to the region around it), the fixed one the most similar among
+            those closest to it in area.
     """
 
     search_mm: float = 11.0
@@ -61,6 +69,11 @@ class PromptRegOptions:
     marginal_samples: int = 4
     peak_exclusion_cells: int = 3
     seed: int = 0
+    mask_choice: str = "score"
+
+    def __post_init__(self) -> None:
+        if self.mask_choice not in MASK_CHOICES:
+            raise PromptRegisterError(f"mask_choice must be one of {', '.join(MASK_CHOICES)}; got {self.mask_choice!r}")
 
 
 @dataclass
@@ -103,22 +116,32 @@ def cell_centre(embedding: SliceEmbedding, row: int, col: int) -> np.ndarray:
     return np.clip(xy, [0.5, 0.5], [width - 0.5, height - 0.5])
 
 
-def best_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(mask, probability map) of the segmenter's highest-scoring multimask output."""
+def best_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray,
+              choice: str = "score") -> Tuple[np.ndarray, np.ndarray]:
+    """(mask, probability map) of the segmenter's highest-scoring multimask output ('score'), or of the
+    smallest non-empty one ('part')."""
     prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
     best = int(np.argmax(prediction.scores))
+    areas = [int(mask.sum()) for mask in prediction.masks]
+    if choice == "part" and any(areas):
+        best = min((i for i, area in enumerate(areas) if area), key=lambda i: areas[i])
     return prediction.masks[best], sigmoid(prediction.logits[best])
 
 
 def matching_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray,
-                  prototype: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+                  prototype: np.ndarray, target_area: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(mask, probability map) of the multimask output whose prototype is most similar to `prototype`:
-    of SAM's part / object / whole answers on the fixed slice, the one that corresponds to the moving ROI."""
+    of SAM's part / object / whole answers on the fixed slice, the one that corresponds to the moving ROI.
+    With `target_area` (pixels), only the outputs within a factor of 2 of the one closest to it compete."""
     prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
     candidates = [i for i, mask in enumerate(prediction.masks) if mask.any()]
     if not candidates:
         best = int(np.argmax(prediction.scores))
         return prediction.masks[best], sigmoid(prediction.logits[best])
+    if target_area is not None:
+        ratio = {i: abs(np.log(prediction.masks[i].sum() / target_area)) for i in candidates}
+        closest = min(ratio.values())
+        candidates = [i for i in candidates if ratio[i] <= closest + np.log(2.0)]
     similarity = cosine_matrix(prototype[None], np.stack([embedding.prototype(prediction.masks[i])
                                                           for i in candidates]))[0]
     best = candidates[int(np.argmax(similarity))]
@@ -156,15 +179,18 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
     for number, (s, points, labels, point_lps) in enumerate(groups):
         report("promptreg: corresponding prompts", number / len(groups))
         moving_embedding = moving.embedding(s)
-        moving_mask, moving_probability = best_mask(segmenter, moving_embedding, points, labels)
+        moving_mask, moving_probability = best_mask(segmenter, moving_embedding, points, labels, options.mask_choice)
         if not moving_mask.any():
             continue
+        # the moving ROI's area in fixed-slice pixels, for 'part': the fixed ROI should be about as large
+        target_area = (float(moving_mask.sum()) * (moving.pixel_mm / fixed.pixel_mm) ** 2
+                       if options.mask_choice == "part" else None)
         prototype = moving_embedding.prototype(moving_mask)
         peak = find_peak(prototype, [(f, fixed.embedding(f)) for f in near[s]], options.peak_exclusion_cells)
         fixed_embedding = fixed.embedding(peak.slice_index)
         fixed_points, fixed_labels = peak.xy[None], np.array([1])
         fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
-                                                      prototype)
+                                                      prototype, target_area)
         auxiliary = 0
         for _ in range(options.max_auxiliary):
             if not fixed_mask.any():
@@ -176,12 +202,12 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
             fixed_points = np.vstack([fixed_points, extra.xy[None]])
             fixed_labels = np.append(fixed_labels, extra.label)
             fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
-                                                          prototype)
+                                                          prototype, target_area)
             auxiliary += 1
         if options.marginal_samples > 0:
             moving_mask, fixed_mask = _marginalise(
                 moving, s, points, labels, moving_probability, fixed_embedding, fixed_probability, options,
-                seed=options.seed + number) or (moving_mask, fixed_mask)
+                seed=options.seed + number, target_area=target_area) or (moving_mask, fixed_mask)
         if not fixed_mask.any() or not moving_mask.any():
             continue
         pairs.append(SlicePair(
@@ -197,7 +223,8 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
 
 def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
                  moving_probability: np.ndarray, fixed_embedding: SliceEmbedding, fixed_probability: np.ndarray,
-                 options: PromptRegOptions, seed: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                 options: PromptRegOptions, seed: int,
+                 target_area: Optional[float] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """Average the ROI probabilities over random transforms of the moving slice and its prompt; the fixed
     ROI of each copy is found on the fixed slice the untransformed prompt chose."""
     segmenter = moving.segmenter
@@ -212,13 +239,14 @@ def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.nd
         inside = (moved[:, 0] >= 0) & (moved[:, 0] <= width) & (moved[:, 1] >= 0) & (moved[:, 1] <= height)
         if not inside[0]:  # the positive point left the slice (scaled up): this sample says nothing
             continue
-        mask, probability = best_mask(segmenter, embedding, moved[inside], labels[inside])
+        mask, probability = best_mask(segmenter, embedding, moved[inside], labels[inside], options.mask_choice)
         if not mask.any():
             continue
         moving_maps.append(transform.back(probability))
         prototype = embedding.prototype(mask)
         peak = find_peak(prototype, [(0, fixed_embedding)], options.peak_exclusion_cells)
-        fixed_maps.append(matching_mask(segmenter, fixed_embedding, peak.xy[None], np.array([1]), prototype)[1])
+        fixed_maps.append(matching_mask(segmenter, fixed_embedding, peak.xy[None], np.array([1]), prototype,
+                                        target_area)[1])
     moving_mask, fixed_mask = average_masks(moving_maps), average_masks(fixed_maps)
     if not moving_mask.any() or not fixed_mask.any():
         return None

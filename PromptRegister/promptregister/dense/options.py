@@ -1,0 +1,87 @@
+"""The dense stage's settings (defaults chosen by bench/sweep_dense.py and bench/sweep_register.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import PromptRegisterError
+from .linear import LINEAR_MODELS
+
+
+@dataclass
+class FitOptions:
+    """Settings of the dense stage (defaults chosen by bench/sweep_dense.py; see docs/dense-sweep.md).
+
+    Attributes:
+        linear: pre-alignment model: 'none', 'translation', 'rigid' or 'affine'.
+        nonrigid: optimise the B-spline field after the linear pre-alignment.
+        grid_spacing_mm: distance between B-spline control points.
+        smoothness: weight of the regulariser, which is the integral of the squared
+            field gradient (or bending) over the whole image divided by the volume
+            of the fixed ROIs, so the balance does not change with the image extent.
+        regulariser: 'gradient' (L2 of the field's spatial gradient) or 'bending'.
+        levels: resolution levels, each twice as fine as the one before.
+        max_iterations: cap per level; the convergence rule usually stops earlier.
+        min_iterations: iterations per level before convergence is tested.
+        tolerance: stop a level when a window of iterations improves the loss by
+            less than this fraction.
+        window: iterations per convergence window.
+        learning_rate_mm: Adam step for control-point displacements, in mm.
+        margin_mm: the loss is evaluated on the fixed ROIs' bounding box grown by this.
+        band_mm: at the finest level the loss looks only at points this close to a
+            fixed ROI's boundary (twice as far at each coarser level); deeper points
+            are taken as overlapping. Bounds the work by ROI surface, not volume.
+        max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
+        weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
+        image_weight: weight of the image term (1 - mean LNCC of fixed and warped moving, image_term.py)
+            beside the ROI terms; 0 fits the ROI pairs alone, as the papers do (the "paper" preset).
+            Same modality only. Needs the images (fit_transform's `images`).
+        image_region: where the image term counts: 'image' (the whole fixed image) or 'rois' (the fixed
+            ROIs' bounding box grown by margin_mm).
+        image_window_mm: LNCC window width.
+        max_image_voxels: the image term's grid is pooled to at most this many voxels.
+        folding_weight: weight of the folding penalty (folding.py); 0 turns it off.
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+        seed: seeds torch, for bit-identical runs on CPU.
+    """
+
+    linear: str = "affine"
+    nonrigid: bool = True
+    grid_spacing_mm: float = 3.0
+    smoothness: float = 0.05
+    regulariser: str = "gradient"
+    levels: int = 3
+    max_iterations: int = 300
+    min_iterations: int = 30
+    tolerance: float = 2e-3
+    window: int = 10
+    learning_rate_mm: float = 1.0
+    margin_mm: float = 15.0
+    band_mm: float = 5.0
+    max_eval_voxels: int = 1_000_000
+    weighting: str = "equal"
+    image_weight: float = 0.0
+    image_region: str = "image"
+    image_window_mm: float = 9.0
+    max_image_voxels: int = 60_000
+    folding_weight: float = 0.0
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.linear not in LINEAR_MODELS:
+            raise PromptRegisterError(f"linear must be one of {', '.join(LINEAR_MODELS)}; got {self.linear!r}.")
+        if self.regulariser not in ("gradient", "bending"):
+            raise PromptRegisterError(f"regulariser must be 'gradient' or 'bending'; got {self.regulariser!r}.")
+        if self.image_region not in ("image", "rois"):
+            raise PromptRegisterError(f"image_region must be 'image' or 'rois'; got {self.image_region!r}.")
+        if self.image_weight < 0 or self.folding_weight < 0:
+            raise PromptRegisterError("image_weight and folding_weight must not be negative.")
+        if self.weighting not in ("equal", "score"):
+            raise PromptRegisterError(f"weighting must be 'equal' or 'score'; got {self.weighting!r}.")
+        for name in ("grid_spacing_mm", "learning_rate_mm", "max_eval_voxels", "levels", "window",
+                     "image_window_mm", "max_image_voxels"):
+            if not getattr(self, name) > 0:
+                raise PromptRegisterError(f"{name} must be positive; got {getattr(self, name)}.")
+        if self.smoothness < 0 or self.margin_mm < 0 or self.max_iterations < 0:
+            raise PromptRegisterError("smoothness, margin_mm and max_iterations must not be negative.")
