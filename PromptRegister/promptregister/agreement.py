@@ -79,7 +79,9 @@ def image_agreement(fixed: Volume, moving: Volume, transform: sitk.Transform, wi
     """Similarity of the fixed image and the moving one resampled onto its grid, before and after, in the
     fixed foreground (within `region` when given)."""
     values = normalised_intensities(fixed)
-    mask = foreground(fixed) if region is None else foreground(fixed) & region
+    mask = foreground(fixed)
+    if region is not None:  # near the ROIs; where none of that is foreground (dark structures), all of it
+        mask = mask & region if (mask & region).any() else region
     window = [max(3, 2 * int(round(window_mm / s / 2)) + 1) for s in fixed.geometry.spacing[::-1]]
 
     def similarity(mapping: sitk.Transform) -> float:

@@ -35,7 +35,7 @@ from .warp import warp_volume
 ProgressCallback = Callable[[str, float], None]
 
 
-IMAGE_WEIGHT = 0.0
+IMAGE_WEIGHT = 16.0
 """register's image-term weight (chosen by bench/sweep_register.py on the sweep pairs, docs/register-sweep.md).
 The dense stage alone (FitOptions, `promptregister fit`) keeps 0: it fits the ROI pairs it is given."""
 
