@@ -18,6 +18,7 @@ from promptregister.dense.bspline import BSplineGrid
 from promptregister.geometry import Geometry
 from promptregister.io import read_label_map, read_volume
 from promptregister.io.transforms import displacement_field_transform
+from promptregister.metrics import centroid
 from promptregister.volume import Volume
 from promptregister.warp import warp_volume
 
@@ -68,11 +69,7 @@ MRUS_CASES: List[str] = ["00", "01", "03", "04", "07", "09", "12", "13", "16", "
 def landmark_centroids(labels4d_path: Path, geometry: Geometry) -> np.ndarray:
     """LPS centroids of label channels 1.. of a 4-D (x, y, z, channel) label file on `geometry`'s grid."""
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels4d_path)))  # (channel, k, j, i)
-    points = []
-    for channel in array[1:]:
-        k, j, i = np.nonzero(channel > 0)
-        points.append(geometry.index_to_physical(np.array([i.mean(), j.mean(), k.mean()])))
-    return np.array(points).reshape(-1, 3)
+    return np.array([centroid(channel > 0, geometry) for channel in array[1:]]).reshape(-1, 3)
 
 
 def mrus_case(case: str) -> Case:

@@ -97,3 +97,9 @@ def bounding_box(mask: np.ndarray, geometry: Geometry, margin_mm: float, pad_vox
         grow = int(math.ceil(margin_mm / spacing)) + pad_voxels
         ranges.append((max(0, int(present[0]) - grow), min(size, int(present[-1]) + 1 + grow)))
     return tuple(ranges)
+
+
+def smoothing_widths(voxel_mm: float, geometry: Geometry) -> List[int]:
+    """Odd box-filter widths (k, j, i voxels) about one level voxel wide: how a level smooths a moving image or
+    mask, centred, so that the result depends on its physical content, not on how its axes are ordered."""
+    return [2 * int(math.floor((voxel_mm / s - 1) / 2 + 0.5)) + 1 for s in geometry.spacing[::-1]]

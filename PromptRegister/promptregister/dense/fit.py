@@ -33,7 +33,7 @@ from ..volume import Volume
 from .bspline import BSplineGrid
 from .folding import FoldingPenalty
 from .image_term import ImageLevel, build_level
-from .band import Band, bounding_box, converged, pool, pool_factor
+from .band import Band, bounding_box, converged, pool, pool_factor, smoothing_widths
 from .linear import LinearFit, fit_linear
 from .options import FitOptions
 
@@ -205,7 +205,7 @@ class _Problem:
         """
         (i0, i1), (j0, j1), (k0, k1) = self.moving_crop
         masks = np.stack([p.moving_mask[k0:k1, j0:j1, i0:i1] for p in self.pairs]).astype(np.float32)
-        width_kji = [2 * int(math.floor((voxel_mm / s - 1) / 2 + 0.5)) + 1 for s in self.moving.spacing[::-1]]
+        width_kji = smoothing_widths(voxel_mm, self.moving)
         if max(width_kji) > 1:
             masks = np.stack([ndimage.uniform_filter(mask, width_kji, mode="constant") for mask in masks])
         tensor = torch.as_tensor(masks, device=self.device)

@@ -10,7 +10,6 @@ stays available as the "paper" preset (image weight 0).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -21,6 +20,7 @@ from scipy import ndimage
 
 from ..geometry import Geometry
 from ..volume import Volume
+from .band import smoothing_widths
 from .bspline import BSplineGrid
 from .linear import LinearFit
 
@@ -116,7 +116,7 @@ def build_level(fixed: Volume, moving: Volume, linear: LinearFit, grid: BSplineG
     level_mm = tuple(float(f * s) for f, s in zip(factors, fixed.geometry.spacing))
 
     moving_values = normalised_intensities(moving)
-    width_kji = [2 * int(math.floor((voxel_mm / s - 1) / 2 + 0.5)) + 1 for s in moving.geometry.spacing[::-1]]
+    width_kji = smoothing_widths(voxel_mm, moving.geometry)
     if max(width_kji) > 1:
         moving_values = ndimage.uniform_filter(moving_values, width_kji, mode="nearest")
     matrix, translation = _lps_to_normalised(moving.geometry)
