@@ -30,9 +30,10 @@ if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit b
 
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
-from PromptRegisterLib.parameters import (DEVICES, MODELS, find_or_create_parameter_node, get_node,  # noqa: E402
+from PromptRegisterLib.parameters import (DEVICES, MODELS, PRESETS, find_or_create_parameter_node, get_node,  # noqa: E402
                                           preselect_volumes, read_parameters, set_node, write_parameters)
 from PromptRegisterLib.settings import MachineSettings  # noqa: E402
+from promptregister.choices import PRESET_HELP  # noqa: E402
 from PromptRegisterLib.transforms import TransformChainError, user_chain  # noqa: E402
 from PromptRegisterLib.views import show_side_by_side  # noqa: E402
 
@@ -91,6 +92,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.modelComboBox.addItems(list(MODELS))
         self.ui.deviceComboBox.addItems(list(DEVICES))
+        self.ui.presetComboBox.addItems(list(PRESETS))
         self.ui.resultsTable.setHorizontalHeaderLabels(["pair", "source", "similarity", "Dice"])
         self.logic = PromptRegisterLogic()
         settings = self.logic.machineSettings()
@@ -103,7 +105,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name in self.CHECK_BOXES:
             getattr(self.ui, name).connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.textLineEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
-        for comboBox in (self.ui.modelComboBox, self.ui.deviceComboBox):
+        for comboBox in (self.ui.modelComboBox, self.ui.deviceComboBox, self.ui.presetComboBox):
             comboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for pathEdit in (self.ui.workerPythonLineEdit, self.ui.checkpointLineEdit):
             pathEdit.connect("currentPathChanged(QString)", self.onMachineSettingsChanged)
@@ -181,6 +183,8 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _setIfDifferent(self.ui.textLineEdit, "text", values.text)
             _setIfDifferent(self.ui.modelComboBox, "currentText", values.model)
             _setIfDifferent(self.ui.deviceComboBox, "currentText", values.device)
+            _setIfDifferent(self.ui.presetComboBox, "currentText", values.preset)
+            self.ui.presetComboBox.toolTip = PRESET_HELP.get(values.preset, "")
             for name, field in self.SPIN_BOXES.items():
                 _setIfDifferent(getattr(self.ui, name), "value", getattr(values, field))
             self.fillResults(values.last_summary)
@@ -205,6 +209,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             values.text = self.ui.textLineEdit.text
             values.model = self.ui.modelComboBox.currentText
             values.device = self.ui.deviceComboBox.currentText
+            values.preset = self.ui.presetComboBox.currentText
             for name, field in self.SPIN_BOXES.items():
                 setattr(values, field, type(getattr(values, field))(getattr(self.ui, name).value))
             wasModifying = self.parameterNode.StartModify()
@@ -329,6 +334,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if summary:
             text = (f"{len(pairs)} pairs; mean Dice after {summary.get('mean_dice_after')}; "
                     f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
+            dropped = summary.get("dropped_pairs") or []
+            if dropped:  # listed, never silent: the user may want to re-prompt those structures
+                text += f"; dropped {len(dropped)} contradicted pairs: " + ", ".join(d["name"] for d in dropped)
             warnings = summary.get("warnings") or []
             # a result worse than the pre-alignment is said where the user looks, in the panel's own words
             self.ui.summaryLabel.text = "\n".join([text] + [f"Warning: {warning}." for warning in warnings])

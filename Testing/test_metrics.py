@@ -7,7 +7,8 @@ import pytest
 
 from promptregister import PromptRegisterError
 from promptregister.geometry import Geometry
-from promptregister.metrics import centroid_distance, dice, hausdorff95, jacobian_stats, target_registration_error
+from promptregister.metrics import (centroid_distance, dice, hausdorff95, jacobian_stats, sd_log_jacobian,
+                                   target_registration_error)
 
 
 def ball(geometry: Geometry, centre_mm, radius_mm) -> np.ndarray:
@@ -40,6 +41,20 @@ def test_jacobian_of_a_linear_scaling_and_a_fold():
     assert stats["jacobian_min"] == pytest.approx(1.331) and stats["folding_percent"] == 0
     flipped = points * np.array([-2.0, 0.0, 0.0])  # p_x -> -p_x: every voxel folds
     assert jacobian_stats(flipped, geometry)["folding_percent"] == pytest.approx(100.0)
+    assert stats["sdlogj"] == pytest.approx(0.0, abs=1e-9)  # a uniform scaling changes every volume alike
+
+
+def test_sdlogj_is_learn2regs_spread_of_log_det_plus_3_inside_a_2_voxel_border():
+    determinant = np.ones((6, 6, 6))
+    determinant[3, 3, 3] = np.e * 4 - 3  # log(det + 3) = 1 + log 4 at one voxel, log 4 at the others
+    logs = np.full(8, np.log(4.0))  # the 2 x 2 x 2 voxels inside the border
+    logs[-1] += 1.0
+    assert sd_log_jacobian(determinant) == pytest.approx(logs.std())
+    determinant[0, 0, 0] = -100.0  # a fold in the border is not counted ...
+    assert sd_log_jacobian(determinant) == pytest.approx(logs.std())
+    determinant[2, 2, 2] = -5.0  # ... one inside is, clipped to 1e-9 instead of NaN
+    logs[0] = np.log(1e-9)
+    assert sd_log_jacobian(determinant) == pytest.approx(logs.std())
 
 
 def test_tre_needs_matching_landmarks():

@@ -55,6 +55,10 @@ def test_panel_choices_equal_the_engine_option_classes():
               "grid_spacing_mm": fit.grid_spacing_mm, "smoothness": fit.smoothness, "seed": fit.seed}
     assert PANEL_DEFAULTS == engine
     assert promptreg.search_mm == samreg.search_mm
+    from promptregister.choices import PRESET_HELP, PRESETS
+    from promptregister.register import PRESETS as ENGINE_PRESETS
+
+    assert set(PRESETS) == set(ENGINE_PRESETS) == set(PRESET_HELP) and PRESETS[0] == "default"
 
 
 # -- requirements -------------------------------------------------------------------------------------

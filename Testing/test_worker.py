@@ -159,6 +159,20 @@ def test_unknown_option_is_refused_by_name(worker, hippocampus_paths, tmp_path):
         worker.call("register", fixed=str(fixed), moving=str(fixed), auto=True, model="classical",
                     out_dir=str(tmp_path / "o"), options={"smoothnes": 0.1}, timeout=60)
     assert caught.value.code == "bad_request" and "'smoothnes'" in caught.value.message
+    with pytest.raises(WorkerError) as caught:  # a preset is named like the CLI's --preset; a wrong one is refused
+        worker.call("register", fixed=str(fixed), moving=str(fixed), auto=True, model="classical",
+                    out_dir=str(tmp_path / "p"), options={"preset": "multimodel"}, timeout=60)
+    assert caught.value.code == "bad_request" and "unknown preset 'multimodel'" in caught.value.message
+
+
+def test_a_request_preset_sets_the_fit_and_options_override_it():
+    from promptregister.worker.session import register_options
+
+    multimodal = register_options({"preset": "multimodal"}, "cpu")
+    assert multimodal.fit.image_metric == "mind" and multimodal.fit.device == "cpu"
+    paper = register_options({"preset": "paper", "smoothness": 0.2}, "cpu")
+    assert paper.fit.image_weight == 0.0 and paper.fit.smoothness == 0.2
+    assert register_options({}, "cpu").fit.image_metric == "lncc"
 
 
 def test_a_killed_worker_is_reported_with_its_stderr_and_restarts(worker):

@@ -62,13 +62,19 @@ def promise12_case(fixed_case: str = "01", moving_case: str = "02") -> Case:
     return Case(f"PROMISE12 {fixed_case}<-{moving_case}", fixed, moving, fixed_labels, moving_labels)
 
 
-MRUS_CASES: List[str] = ["00", "01", "03", "04", "07", "09", "12", "13", "16", "18", "19", "22", "24", "25"]
-"""The simulated MR -> TRUS cases that have landmarks (label channels 1-2) beside the gland."""
+MRUS_TEST_CASES: List[str] = ["01", "04", "09", "12", "13", "16", "18", "19", "22", "24", "25"]
+"""Simulated MR -> TRUS cases the benchmark reports (bench/register.py --cases mrus): all have landmarks
+(label channels 1-2) beside the gland."""
+MRUS_SWEEP_CASES: List[str] = ["00", "03", "06", "07", "10", "15", "21"]
+"""Simulated MR -> TRUS cases defaults are chosen on (bench/sweep_register.py --cases mrus), never reported as
+results: 06, 10, 15 and 21 have the gland only, 00, 03 and 07 landmarks too."""
 
 
 def landmark_centroids(labels4d_path: Path, geometry: Geometry) -> np.ndarray:
     """LPS centroids of label channels 1.. of a 4-D (x, y, z, channel) label file on `geometry`'s grid."""
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels4d_path)))  # (channel, k, j, i)
+    if array.ndim == 3:  # no landmark channels
+        return np.zeros((0, 3))
     return np.array([centroid(channel > 0, geometry) for channel in array[1:]]).reshape(-1, 3)
 
 
@@ -81,6 +87,8 @@ def mrus_case(case: str) -> Case:
     moving_labels = read_label_map(folder / f"case{case}_mr_gland.nii.gz")
     landmarks = (landmark_centroids(folder / f"case{case}_us_labels4d.nii.gz", fixed_labels.geometry),
                  landmark_centroids(folder / f"case{case}_mr_labels4d.nii.gz", moving_labels.geometry))
+    if not len(landmarks[0]):  # a 3-D label file: the gland alone
+        landmarks = None
     return Case(f"MR->US case{case}", fixed, moving, fixed_labels, moving_labels, landmarks=landmarks)
 
 

@@ -34,12 +34,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import SimpleITK as sitk  # noqa: E402
-from cases import HIPPOCAMPUS_PAIRS, MRUS_CASES, hippocampus_case, mni_case, mrus_case, promise12_case  # noqa: E402
+from cases import HIPPOCAMPUS_PAIRS, MRUS_TEST_CASES, hippocampus_case, mni_case, mrus_case, promise12_case  # noqa: E402
 
 from promptregister.io.transforms import displacement_field_transform  # noqa: E402
 from promptregister.methods import PointPrompt, SamRegOptions, SlicedVolume  # noqa: E402
 from promptregister.errors import PromptRegisterError  # noqa: E402
-from promptregister.metrics import dice, target_registration_error  # noqa: E402
+from promptregister.evaluate import evaluate_registration  # noqa: E402
+from promptregister.metrics import dice  # noqa: E402
 from promptregister.register import RegisterOptions, find_pairs, options_from_flat, register  # noqa: E402
 from promptregister.warp import warp_volume  # noqa: E402
 
@@ -80,7 +81,7 @@ def timed_run(case, model: str, mode: str, device: str) -> Dict[str, object]:
     from promptregister.dense.fit import fit_transform
     from promptregister.methods import to_roi_pairs
     from promptregister.methods.consistency import reject_inconsistent
-    from promptregister.register import fit_options_for
+    from promptregister.fitting import fit_options_for
 
     segmenter = make_segmenter(model, device)
     segmenter.embed([np.zeros((64, 64, 3), np.uint8)])  # warm-up: library start-up and kernel selection
@@ -164,18 +165,50 @@ def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), mode
 
 
 def score(row: Dict[str, object], name: str, case, transform, seconds: float) -> None:
-    """Dice, and TRE where the case has landmarks, of one transform (fixed -> moving points)."""
-    row[name] = mean_dice(case.fixed_labels, case.moving_labels, transform)
+    """Learn2Reg's figures of one transform (fixed -> moving points), from the same code for every method:
+    mean label Dice, mean label HD95 (mm), SDlogJ and % folded voxels on the fixed grid, and TRE (mm) where the
+    case has landmarks."""
+    fixed_points, moving_points = case.landmarks if case.landmarks is not None else (None, None)
+    report = evaluate_registration(case.fixed_labels, case.moving_labels, transform,
+                                   fixed_landmarks=fixed_points, moving_landmarks=moving_points)
+    row[name] = report["mean"]["dice_after"]
     row[name + "_s"] = seconds
-    if case.landmarks is not None:
-        fixed_points, moving_points = case.landmarks
-        mapped = np.array([transform.TransformPoint(tuple(float(v) for v in p)) for p in fixed_points])
-        row[name + "_tre"] = float(np.mean(target_registration_error(mapped, moving_points)))
+    row[name + "_hd95"] = report["mean"]["hd95_mm_after"]
+    row[name + "_sdlogj"] = report["jacobian"]["sdlogj"]
+    row[name + "_folding"] = report["jacobian"]["folding_percent"]
+    if "tre" in report:
+        row[name + "_tre"] = report["tre"]["after_mean_mm"]
+
+
+FIGURES = ("_s", "_tre", "_failed", "_hd95", "_sdlogj", "_folding")
+
+
+def learn2reg_table(rows) -> str:
+    """One line per method over all cases: Learn2Reg's figures, and how many cases got worse than before."""
+    columns = ["before"] + [c for c in rows[0] if c not in ("case", "before") and not c.endswith(FIGURES)]
+    landmarks = "before_tre" in rows[0]
+    lines = ["| method | mean Dice | Dice 30th pct | HD95 mm | SDlogJ | folding % (max) |"
+             + (" TRE mm |" if landmarks else "") + " s/pair | worse than before | > 0.02 worse |",
+             "|" + " --- |" * (9 + landmarks)]
+    for c in columns:
+        dices = np.array([r[c] for r in rows])
+        drops = np.array([r["before"] - r[c] for r in rows])
+        cells = [f"{dices.mean():.3f}", f"{np.percentile(dices, 30):.3f}",
+                 f"{np.nanmean([r[c + '_hd95'] for r in rows]):.2f}",
+                 f"{np.mean([r[c + '_sdlogj'] for r in rows]):.3f}",
+                 f"{np.mean([r[c + '_folding'] for r in rows]):.4f} ({max(r[c + '_folding'] for r in rows):.4f})"]
+        if landmarks:
+            cells.append(f"{np.mean([r[c + '_tre'] for r in rows]):.2f}")
+        cells += ["-" if c == "before" else f"{np.mean([r[c + '_s'] for r in rows]):.1f}",
+                  "-" if c == "before" else str(int((drops > 0).sum())),
+                  "-" if c == "before" else str(int((drops > 0.02).sum()))]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def accuracy_table(rows) -> str:
     """Dice (and TRE) per case and method; the mean row also counts the cases each method made worse."""
-    columns = [c for c in rows[0] if c not in ("case", "before") and not c.endswith(("_s", "_tre", "_failed"))]
+    columns = [c for c in rows[0] if c not in ("case", "before") and not c.endswith(FIGURES)]
     landmarks = "before_tre" in rows[0]
     unit = "Dice / TRE mm (s)" if landmarks else "Dice (s)"
     lines = [f"| case | before: {unit.replace(' (s)', '')} | " + " | ".join(f"{c}: {unit}" for c in columns) + " |",
@@ -213,6 +246,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pairs", choices=("bench", "more", "ten"), default="bench",
                         help="hippocampus accuracy pairs: the five bench pairs, cases.MORE_PAIRS, or ten (both)")
+    parser.add_argument("--only", help="hippocampus pairs to keep from --pairs, as FIXED-MOVING,... e.g. 039-040,042-044")
     parser.add_argument("--cases", choices=("hippocampus", "promise12", "mrus"), default="hippocampus",
                         help="accuracy cases: hippocampus pairs (see --pairs), the PROMISE12 pair (both directions) "
                              "or the simulated MR->US cases with landmarks")
@@ -246,15 +280,24 @@ def main() -> None:
         if args.cases == "promise12":
             accuracy_cases = (promise12_case(f, m) for f, m in (("01", "02"), ("02", "01")))
         elif args.cases == "mrus":
-            accuracy_cases = (mrus_case(c) for c in MRUS_CASES)
+            accuracy_cases = (mrus_case(c) for c in MRUS_TEST_CASES)
         else:
             pairs = HIPPOCAMPUS_PAIRS + (MORE_PAIRS if args.pairs == "ten" else [])
             if args.pairs == "more":
                 pairs = MORE_PAIRS
+            if args.only:
+                wanted = [tuple(item.split("-")) for item in args.only.split(",")]
+                unknown = [w for w in wanted if w not in pairs]
+                if unknown:
+                    parser.error(f"--only: {unknown} are not among the --pairs {args.pairs} pairs {pairs}")
+                pairs = [p for p in pairs if p in wanted]
             accuracy_cases = (hippocampus_case(f, m) for f, m in pairs)
-        print(accuracy_table(accuracy_rows(args.skip_peers, accuracy_cases, tuple(args.accuracy_methods.split(",")),
-                                           tuple(args.accuracy_models.split(",")), args.device,
-                                           args.samreg_step, tuple(args.presets.split(",")))))
+        rows = accuracy_rows(args.skip_peers, accuracy_cases, tuple(args.accuracy_methods.split(",")),
+                             tuple(args.accuracy_models.split(",")), args.device, args.samreg_step,
+                             tuple(args.presets.split(",")))
+        print(accuracy_table(rows))
+        print()
+        print(learn2reg_table(rows))
 
 
 if __name__ == "__main__":

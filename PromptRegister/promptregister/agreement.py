@@ -5,7 +5,8 @@ local correlation, as the image term measures it) in the fixed image's foregroun
 the pairs move the image; far from them the field is extrapolated) is compared for the
 moving image as it was (the identity: the user's pre-alignment) and as registered. A drop beyond
 `tolerance` is reported in the summary, on the command line and in Slicer, so the user knows not to trust
-that result. Same-modality measure: for MR to ultrasound it says little, and the check says so.
+that result. The measure follows the image term's metric: local correlation for the same modality, MIND-SSC
+descriptor agreement (1 - mean squared descriptor difference, dense/mind.py) between modalities.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .dense.image_term import normalised_intensities
+from .dense.mind import mind_ssc
 from .volume import Volume
 from .warp import warp_volume
 
@@ -45,25 +47,35 @@ def foreground(volume: Volume) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)).astype(bool)
 
 
+MEASURES = {"lncc": "mean squared local correlation", "mind": "MIND-SSC descriptor agreement"}
+
+
+def descriptor_agreement(fixed: np.ndarray, moving: np.ndarray, mask: np.ndarray, spacing_kji, distance_mm: float) -> float:
+    """1 - mean over `mask` of the mean squared difference of the two arrays' MIND-SSC descriptors."""
+    difference = ((mind_ssc(fixed, spacing_kji, distance_mm) - mind_ssc(moving, spacing_kji, distance_mm)) ** 2).mean(0)
+    return float(1.0 - difference[mask].mean()) if mask.any() else float("nan")
+
+
 @dataclass(frozen=True)
 class ImageAgreement:
     before: float
     after: float
     tolerance: float = TOLERANCE
+    metric: str = "lncc"
 
     @property
     def worse(self) -> bool:
         return self.after < self.before - self.tolerance
 
     def summary(self) -> Dict[str, object]:
-        return {"measure": "mean squared local correlation in the fixed foreground", "before": round(self.before, 4),
+        return {"measure": f"{MEASURES[self.metric]} in the fixed foreground", "before": round(self.before, 4),
                 "after": round(self.after, 4), "worse": self.worse}
 
     def warning(self) -> str:
         """One sentence for the user, or '' when the result is not worse."""
         if not self.worse:
             return ""
-        return (f"the registered image agrees with the fixed image less than before (local correlation "
+        return (f"the registered image agrees with the fixed image less than before ({MEASURES[self.metric]} "
                 f"{self.after:.3f} after, {self.before:.3f} before): some region pairs are probably wrong; "
                 f"check the result, or add prompts")
 
@@ -75,9 +87,9 @@ def near(masks: np.ndarray, geometry, distance_mm: float) -> np.ndarray:
 
 
 def image_agreement(fixed: Volume, moving: Volume, transform: sitk.Transform, window_mm: float = 9.0,
-                    region: Optional[np.ndarray] = None) -> ImageAgreement:
+                    region: Optional[np.ndarray] = None, metric: str = "lncc") -> ImageAgreement:
     """Similarity of the fixed image and the moving one resampled onto its grid, before and after, in the
-    fixed foreground (within `region` when given)."""
+    fixed foreground (within `region` when given); `metric` as the image term's (FitOptions.image_metric)."""
     values = normalised_intensities(fixed)
     mask = foreground(fixed)
     if region is not None:  # near the ROIs; where none of that is foreground (dark structures), all of it
@@ -85,7 +97,10 @@ def image_agreement(fixed: Volume, moving: Volume, transform: sitk.Transform, wi
     window = [max(3, 2 * int(round(window_mm / s / 2)) + 1) for s in fixed.geometry.spacing[::-1]]
 
     def similarity(mapping: sitk.Transform) -> float:
-        resampled = warp_volume(moving, mapping, fixed.geometry)
-        return local_correlation(values, normalised_intensities(resampled), mask, window)
+        resampled = normalised_intensities(warp_volume(moving, mapping, fixed.geometry))
+        if metric == "mind":  # neighbours about 2 mm apart: structure, not speckle
+            spacing = fixed.geometry.spacing[::-1]
+            return descriptor_agreement(values, resampled, mask, spacing, max(2.0, min(spacing)))
+        return local_correlation(values, resampled, mask, window)
 
-    return ImageAgreement(similarity(sitk.Transform(3, sitk.sitkIdentity)), similarity(transform))
+    return ImageAgreement(similarity(sitk.Transform(3, sitk.sitkIdentity)), similarity(transform), metric=metric)

@@ -20,6 +20,15 @@ files and is for the command line.)"""
 
 DEVICES: Tuple[str, ...] = ("auto", "cuda", "cpu", "mps")
 
+PRESETS: Tuple[str, ...] = ("default", "multimodal", "paper")
+"""register's named settings (register.PRESETS), in the order the panel lists them."""
+
+PRESET_HELP: Dict[str, str] = {
+    "default": "Same modality (MR to MR, CT to CT): region pairs plus local correlation of the images.",
+    "multimodal": "Different modalities (MR to ultrasound, CT to MR): region pairs plus MIND-SSC descriptors.",
+    "paper": "The papers' fit: the region pairs alone, no image term and no folding penalty.",
+}
+
 PANEL_DEFAULTS: Dict[str, float] = {
     "search_mm": 11.0,  # SamRegOptions.search_mm == PromptRegOptions.search_mm
     "threshold": 0.8,  # SamRegOptions.threshold

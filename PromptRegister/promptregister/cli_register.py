@@ -11,6 +11,7 @@ import json
 import sys
 from typing import List
 
+from .choices import PRESETS
 from .errors import PromptRegisterError
 
 
@@ -79,12 +80,16 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-spacing", type=float, default=fit.grid_spacing_mm, metavar="MM",
                    help="B-spline control point spacing (default %(default)s)")
     p.add_argument("--smoothness", type=float, default=fit.smoothness, help="(default %(default)s)")
-    p.add_argument("--preset", choices=("default", "paper"), default="default",
-                   help="'paper': fit the region pairs alone, as the SAMReg and Tell2Reg papers do (no image term, "
-                        "no folding penalty); default: %(default)s")
+    p.add_argument("--preset", choices=PRESETS, default="default",
+                   help="'default': images of one modality (MR to MR, CT to CT); 'multimodal': MR to ultrasound, CT "
+                        "to MR (MIND-SSC image term); 'paper': fit the region pairs alone, as the SAMReg and Tell2Reg "
+                        "papers do (no image term, no folding penalty); default: %(default)s")
     p.add_argument("--image-weight", type=float, default=None,
-                   help="weight of the image term (local correlation; same modality only), 0 = off "
+                   help="weight of the image term (see --image-metric), 0 = off "
                         f"(default {fit.image_weight:g}, or the preset's)")
+    p.add_argument("--image-metric", choices=("lncc", "mind"), default=None,
+                   help="the image term's similarity: 'lncc' (local correlation, same modality) or 'mind' (MIND-SSC "
+                        f"descriptors, between modalities: MR to ultrasound, CT to MR); default {fit.image_metric}")
     p.add_argument("--folding-weight", type=float, default=None,
                    help=f"weight of the folding penalty, 0 = off (default {fit.folding_weight:g}, or the preset's)")
     p.add_argument("--mask-choice", choices=("score", "part"), default=None,
@@ -94,6 +99,9 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                    help="when the registered image agrees with the fixed one less than before: 'warn' (write the "
                         "result and say so) or 'keep' (write the identity, the images as they were, and say so); "
                         f"default {defaults.on_worse}, or the preset's")
+    p.add_argument("--drop-below", type=float, default=None,
+                   help="with the image term, drop pairs whose regions overlap by less than this Dice after the fit "
+                        f"and fit again without them; 0 = never (default {defaults.drop_below:g}, or the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
     p.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
@@ -178,6 +186,9 @@ def run_register(args: argparse.Namespace) -> int:
     print(_table(["pair", "method", "similarity", "Dice after"], rows))
     print(f"{len(result.pairs)} pairs ({', '.join(result.methods)}; model {model}); mean Dice after "
           f"{summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")
+    if result.dropped:
+        print(f"dropped {len(result.dropped)} pairs the image and the other pairs contradicted (Dice after the first "
+              "fit: " + ", ".join(f"{d['name']} {d['dice_after_first_fit']:.2f}" for d in result.dropped) + ")")
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     for warning in result.warnings:
         print(f"warning: {warning}")
@@ -207,6 +218,6 @@ def _options(args: argparse.Namespace):
         "one_to_many": args.one_to_many, "marginal_samples": args.marginal_samples,
         "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
         "grid_spacing_mm": args.grid_spacing, "smoothness": args.smoothness, "device": args.device,
-        "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "folding_weight", "mask_choice",
-                                                                    "on_worse") if getattr(args, name) is not None}},
+        "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
+                                                                    "mask_choice", "on_worse", "drop_below") if getattr(args, name) is not None}},
         preset=args.preset)

@@ -81,8 +81,29 @@ def jacobian_determinant(field: np.ndarray, geometry: Geometry) -> np.ndarray:
     return np.linalg.det(jacobian)
 
 
+LEARN2REG_BORDER = 2
+"""Voxels Learn2Reg's evaluation crops from every face before SDlogJ (its 3-voxel stencil is unreliable there)."""
+
+
+def sd_log_jacobian(determinant: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    """SDlogJ exactly as Learn2Reg's evaluation script defines it: the standard deviation of log(det J + 3),
+    the argument clipped to [1e-9, 1e9], over the grid less a 2-voxel border (and inside `mask` if given).
+
+    The "+ 3" is Learn2Reg's: it keeps folded voxels (det J <= 0) finite, so they raise the figure instead of
+    giving NaN; it also makes the figure about a quarter of the plain std(log det J) for small deformations.
+    det J here comes from physical-space central differences (`jacobian_determinant`), Learn2Reg's from
+    voxel-unit ones; the two determinants are equal (the matrices are similar), the stencils differ at edges."""
+    determinant = np.asarray(determinant, dtype=np.float64)
+    inside = np.zeros(determinant.shape, bool)
+    b = LEARN2REG_BORDER
+    inside[tuple(slice(b, n - b) if n > 2 * b else slice(None) for n in determinant.shape)] = True
+    if mask is not None:
+        inside &= mask
+    return float(np.log(np.clip(determinant[inside] + 3.0, 1e-9, 1e9)).std())
+
+
 def jacobian_stats(field: np.ndarray, geometry: Geometry, mask: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """Min, max, mean and standard deviation of the Jacobian determinant and % of voxels <= 0 (folding)."""
+    """Min, max, mean and standard deviation of the Jacobian determinant, SDlogJ and % of voxels <= 0 (folding)."""
     determinant = jacobian_determinant(field, geometry)
     values = determinant[mask] if mask is not None else determinant.ravel()
     return {
@@ -90,5 +111,6 @@ def jacobian_stats(field: np.ndarray, geometry: Geometry, mask: Optional[np.ndar
         "jacobian_max": float(values.max()),
         "jacobian_mean": float(values.mean()),
         "jacobian_std": float(values.std()),
+        "sdlogj": sd_log_jacobian(determinant, mask),
         "folding_percent": float(100.0 * (values <= 0).mean()),
     }

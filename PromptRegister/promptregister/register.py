@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .dense.fit import FitOptions, FitResult, fit_transform
+from .dense.fit import FitOptions, FitResult
 from .dense.linear import LinearFit
 from .errors import PromptRegisterError
 from .methods.consistency import reject_inconsistent
@@ -25,12 +25,12 @@ from .methods.samreg import SamRegOptions, samreg
 from .methods.slices import SlicedVolume
 from .methods.tell2reg import Tell2RegOptions, tell2reg
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
-from .metrics import dice, jacobian_stats
+from .fitting import fit_pairs, pair_dice
+from .metrics import jacobian_stats
 from .models.base import Segmenter
 from .models.text import TextDetector, clean_phrases
 from .roipairs import RoiPairs
 from .volume import Volume
-from .warp import warp_volume
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -44,6 +44,13 @@ FOLDING_WEIGHT = 0.1
 
 ON_WORSE = "warn"
 """register's default answer to a result the agreement check calls worse (RegisterOptions.on_worse)."""
+
+MIND_WEIGHT = 16.0
+"""The image-term weight of the "multimodal" preset (MIND-SSC), chosen on the MR -> US sweep cases
+(bench/sweep_register.py --cases mrus, docs/register-sweep.md)."""
+
+DROP_BELOW = 0.0
+"""register's default RegisterOptions.drop_below (0: off until the sweep chooses otherwise)."""
 
 
 @dataclass
@@ -62,6 +69,9 @@ class RegisterOptions:
         on_worse: when the registered image agrees with the fixed one less than before (agreement.py):
             'warn' returns the result with a warning; 'keep' returns the pre-alignment (the identity) instead,
             with a warning that says so, so that wrong pairs never degrade an aligned pair.
+        drop_below: with the image term on, pairs whose ROIs overlap by less than this Dice after the fit
+            are contradicted by the image and the other pairs (methods/consistency.drop_contradicted): they
+            are dropped and listed, and the fit is redone without them. 0 never drops (one fit).
     """
 
     samreg: SamRegOptions = field(default_factory=SamRegOptions)
@@ -73,10 +83,13 @@ class RegisterOptions:
     auto_points: int = 6
     seed: int = 0
     on_worse: str = ON_WORSE
+    drop_below: float = DROP_BELOW
 
     def __post_init__(self) -> None:
         if self.on_worse not in ("warn", "keep"):
             raise PromptRegisterError(f"on_worse must be 'warn' or 'keep'; got {self.on_worse!r}")
+        if not 0.0 <= float(self.drop_below) < 1.0:
+            raise PromptRegisterError(f"drop_below is a Dice overlap in [0, 1); got {self.drop_below!r}")
 
 
 FLAT_OPTIONS = {
@@ -95,9 +108,11 @@ FLAT_OPTIONS = {
     "text_threshold": (("tell2reg",), "text_threshold"),
     "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
     "image_weight": (("fit",), "image_weight"),
+    "image_metric": (("fit",), "image_metric"),
     "image_region": (("fit",), "image_region"),
     "folding_weight": (("fit",), "folding_weight"),
     "on_worse": ((), "on_worse"),
+    "drop_below": ((), "drop_below"),
     "smoothness": (("fit",), "smoothness"),
     "linear": (("fit",), "linear"),
     "device": (("fit",), "device"),
@@ -107,11 +122,14 @@ FLAT_OPTIONS = {
 
 PRESETS: Dict[str, Dict[str, object]] = {
     "default": {},
-    "paper": {"image_weight": 0.0, "folding_weight": 0.0, "mask_choice": "score", "on_worse": "warn"},
+    "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT},
+    "paper": {"image_weight": 0.0, "folding_weight": 0.0, "mask_choice": "score", "on_worse": "warn",
+              "drop_below": 0.0},
 }
-"""Named settings (flat names). "paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and
-Tell2Reg (Sec. 2.3) do (no image term, no folding penalty), and PromptReg's ROI is SAM's top-scoring mask.
-"default": the measured defaults."""
+"""Named settings (flat names; choices.PRESETS lists them for the panel). "default": the measured defaults, for
+images of one modality (local correlation). "multimodal": MR to ultrasound, CT to MR (MIND-SSC descriptors).
+"paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and Tell2Reg (Sec. 2.3) do (no image
+term, no folding penalty), and PromptReg's ROI is SAM's top-scoring mask."""
 
 
 def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
@@ -128,7 +146,7 @@ def options_from_flat(values: Dict[str, object], preset: str = "default") -> Reg
         targets, attribute = FLAT_OPTIONS[name]
         for target in targets:
             setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name in ("seed", "on_worse"):
+        if name in ("seed", "on_worse", "drop_below"):
             setattr(options, name, value)
     options.__post_init__()
     return options
@@ -149,6 +167,8 @@ class RegistrationResult:
         rejected: pairs left out because their displacement disagreed with the others (name, source, residual).
         agreement: image similarity before and after (agreement.py); `worse` says the result is not to be trusted.
         kept_prealignment: the fit was worse than the pre-alignment and on_worse='keep' replaced it by the identity.
+        dropped: pairs the first fit could not honour (drop_below), left out of the final fit (name, source, Dice).
+        unfold_refits: refits with a stronger folding penalty because the fit folded (fitting.py).
     """
 
     pairs: RoiPairs
@@ -160,6 +180,8 @@ class RegistrationResult:
     rejected: List[dict] = field(default_factory=list)
     agreement: Optional[ImageAgreement] = None
     kept_prealignment: bool = False
+    dropped: List[dict] = field(default_factory=list)
+    unfold_refits: int = 0
 
     @property
     def warnings(self) -> List[str]:
@@ -183,6 +205,8 @@ class RegistrationResult:
                        "source": pair.source} for pair, value in zip(self.pairs, self.dice_after)],
             "mean_dice_after": round(float(np.mean(self.dice_after)), 4) if self.dice_after else None,
             "rejected_pairs": self.rejected,
+            "dropped_pairs": self.dropped,
+            "unfold_refits": self.unfold_refits,
             "jacobian": {key: round(value, 5) for key, value in self.jacobian.items()},
             "timings_s": {key: round(value, 3) for key, value in self.timings.items()},
             "fit": self.fit.summary(),
@@ -276,13 +300,12 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
             "no corresponding regions were found between the images; try other prompts, a larger search "
             "range (--search-mm) or a lower similarity threshold (--threshold)")
     started = time.perf_counter()
-    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=(fixed, moving))
+    pairs, fit, dice_after, dropped, unfold_refits = fit_pairs(pairs, options, (fixed, moving), progress)
     timings["fit"] = time.perf_counter() - started
     started = time.perf_counter()
-    dice_after = pair_dice(pairs, fit)
     jacobian = jacobian_stats(fit.field, fixed.geometry)
     region = near(np.stack([pair.fixed_mask for pair in pairs]), fixed.geometry, AGREEMENT_REGION_MM)
-    agreement = image_agreement(fixed, moving, fit.transform(), region=region)
+    agreement = image_agreement(fixed, moving, fit.transform(), region=region, metric=options.fit.image_metric)
     kept = agreement.worse and options.on_worse == "keep"
     if kept:  # do no harm: the pre-alignment, which the pairs made worse
         fit = FitResult(np.zeros(fixed.geometry.shape + (3,)), fixed.geometry, LinearFit.identity(), fit.levels,
@@ -290,30 +313,5 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
         dice_after = pair_dice(pairs, fit)
         jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
-    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept)
-
-
-MIN_PAIRS_FOR_LINEAR = 10
-"""Below this many pairs the pre-alignment is a translation: slice-thin ROIs from a few prompts do not
-determine rotation or scale (their corners are coplanar), and a wrong rotation ruins the fit."""
-
-
-def fit_options_for(pairs: RoiPairs, fit: FitOptions) -> FitOptions:
-    """The dense-stage options, with the linear model reduced to a translation for few pairs."""
-    from dataclasses import replace
-
-    if len(pairs) < MIN_PAIRS_FOR_LINEAR and fit.linear in ("rigid", "affine"):
-        return replace(fit, linear="translation")
-    return fit
-
-
-def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
-    """Dice of each fixed ROI with its moving ROI warped onto the fixed grid (one warp per label layer)."""
-    transform = fit.transform()
-    values = [0.0] * len(pairs)
-    for layer in pairs.label_layers("moving"):
-        warped = warp_volume(Volume(layer, pairs.moving_geometry), transform, pairs.fixed_geometry, labels=True).array
-        for label in np.unique(layer):
-            if label:
-                values[label - 1] = dice(pairs[label - 1].fixed_mask, warped == label)
-    return values
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept, dropped,
+                              unfold_refits)

@@ -5,7 +5,7 @@ pre-alignment (A, t) fitted on the pairs, plus a cubic B-spline field v
 optimised with PyTorch so that every warped moving ROI overlaps its fixed
 partner: loss = mean over pairs of (soft Dice loss + size-normalised MSE)
 + smoothness * (L2 of the field gradient, or bending energy), optionally
-+ image_weight * (1 - LNCC of the images, image_term.py) and + folding_weight
++ image_weight * (1 - LNCC, or MIND-SSC distance, of the images: image_term.py) and + folding_weight
 * (a penalty on Jacobian determinants below 0.1, folding.py). Optimisation
 runs coarse to fine on a crop around the fixed ROIs and stops when the loss
 stops improving. Everything is in LPS mm, so spacing and direction matrices
@@ -331,7 +331,7 @@ class _Problem:
         voxel_mm = max(voxel_mm, (float(np.prod(extent)) / self.options.max_image_voxels) ** (1 / 3))
         factors = [pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, region)]
         return build_level(fixed, moving, self.linear, grid, region, factors, voxel_mm, self.options.image_window_mm,
-                           self.device, self.dtype)
+                           self.device, self.dtype, metric=self.options.image_metric)
 
     def _displacement(self, parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Field (3, k, j, i) in mm on the tensor grid the weights were built for."""

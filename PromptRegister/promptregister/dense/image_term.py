@@ -3,8 +3,9 @@ moving image warped by the current transform.
 
 The ROI pairs constrain the field only where they are. Where they are sparse, or wrong, the images
 themselves must have a say: this term adds 1 - mean LNCC (squared local correlation, as ANTs' CC metric)
-over the fixed image, or over a region around the ROIs, at each resolution level. It is for images of
-the same modality (MR to MR, CT to CT); the SAMReg and Tell2Reg papers fit the ROI pairs alone, which
+over the fixed image, or over a region around the ROIs, at each resolution level. LNCC is for images of
+the same modality (MR to MR, CT to CT); between modalities (MR to ultrasound, CT to MR) the term compares
+MIND-SSC descriptors instead (mind.py). The SAMReg and Tell2Reg papers fit the ROI pairs alone, which
 stays available as the "paper" preset (image weight 0).
 """
 
@@ -23,6 +24,9 @@ from ..volume import Volume
 from .band import smoothing_widths
 from .bspline import BSplineGrid
 from .linear import LinearFit
+from .mind import mind_loss, mind_ssc
+
+IMAGE_METRICS = ("lncc", "mind")
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
@@ -73,15 +77,16 @@ def box_mean(values: torch.Tensor, window: int) -> torch.Tensor:
 class ImageLevel:
     """What one resolution level needs to evaluate the image term."""
 
-    fixed: torch.Tensor          # (1, 1, k, j, i) pooled fixed intensities
+    fixed: torch.Tensor          # (1, C, k, j, i) pooled fixed intensities (C = 1) or MIND descriptors (C = 12)
     mask: torch.Tensor           # (1, 1, k, j, i) where the term counts
-    moving: torch.Tensor         # (1, 1, K, J, I) moving intensities smoothed to the level
+    moving: torch.Tensor         # (1, C, K, J, I) moving intensities smoothed to the level, or their descriptors
     base: torch.Tensor           # (k * j * i, 3) the linear part of T, in grid_sample coordinates
     weights: Tuple[torch.Tensor, ...]  # B-spline weights at the level's voxel positions
     to_normalised: torch.Tensor  # (3, 3): LPS mm -> grid_sample coordinates, transposed
     level_mm: Tuple[float, float, float]
     direction_inverse: torch.Tensor  # (3, 3): inverse of the level grid's index -> LPS matrix
     window: int
+    metric: str = "lncc"
 
     @property
     def shape(self) -> Tuple[int, int, int]:
@@ -95,20 +100,27 @@ class ImageLevel:
         sample_at = self.base + displacement.reshape(3, -1).T @ self.to_normalised
         grid = sample_at.reshape(*self.shape, 3)[None]
         warped = F.grid_sample(self.moving, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        if self.metric == "mind":
+            return mind_loss(self.fixed, warped, self.mask)
         return lncc_loss(self.fixed, warped, self.mask, self.window)
 
 
 def build_level(fixed: Volume, moving: Volume, linear: LinearFit, grid: BSplineGrid,
                 region: Sequence[Tuple[int, int]], factors: Sequence[int], voxel_mm: float,
                 window_mm: float, device: torch.device, dtype: torch.dtype,
-                region_mask: Optional[np.ndarray] = None) -> ImageLevel:
+                region_mask: Optional[np.ndarray] = None, metric: str = "lncc") -> ImageLevel:
     """The image term of one level: the fixed image pooled by `factors` (i, j, k) on `region` ([lo, hi)
-    index ranges), the moving image smoothed about one level voxel wide, and the linear map into it."""
+    index ranges), the moving image smoothed about one level voxel wide, and the linear map into it. With
+    metric 'mind', both become MIND-SSC descriptors with neighbours one level voxel apart."""
     (i0, i1), (j0, j1), (k0, k1) = region
-    fixed_values = torch.as_tensor(normalised_intensities(fixed)[k0:k1, j0:j1, i0:i1], device=device)
-    pooled = _pool(fixed_values[None, None], factors)
+    fixed_values = normalised_intensities(fixed)
+    if metric == "mind":
+        fixed_values = mind_ssc(fixed_values, fixed.geometry.spacing[::-1], voxel_mm)
+    else:
+        fixed_values = fixed_values[None]
+    pooled = _pool(torch.as_tensor(fixed_values[:, k0:k1, j0:j1, i0:i1], device=device)[None], factors)
     if region_mask is None:
-        mask = torch.ones_like(pooled)
+        mask = torch.ones_like(pooled[:, :1])
     else:
         mask = _pool(torch.as_tensor(region_mask[k0:k1, j0:j1, i0:i1].astype(np.float32), device=device)[None, None],
                      factors)
@@ -119,6 +131,8 @@ def build_level(fixed: Volume, moving: Volume, linear: LinearFit, grid: BSplineG
     width_kji = smoothing_widths(voxel_mm, moving.geometry)
     if max(width_kji) > 1:
         moving_values = ndimage.uniform_filter(moving_values, width_kji, mode="nearest")
+    moving_values = mind_ssc(moving_values, moving.geometry.spacing[::-1], voxel_mm) if metric == "mind" \
+        else moving_values[None]
     matrix, translation = _lps_to_normalised(moving.geometry)
     index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
     base = linear.apply(fixed.geometry.index_to_physical(index)) @ matrix.T + translation
@@ -126,13 +140,14 @@ def build_level(fixed: Volume, moving: Volume, linear: LinearFit, grid: BSplineG
     window = max(3, 2 * int(round(window_mm / min(level_mm) / 2)) + 1)
     return ImageLevel(
         fixed=pooled.to(dtype), mask=mask.to(dtype),
-        moving=torch.as_tensor(moving_values, device=device, dtype=dtype)[None, None],
+        moving=torch.as_tensor(moving_values, device=device, dtype=dtype)[None],
         base=torch.as_tensor(base, device=device, dtype=dtype),
         weights=grid.weights(positions, device, dtype),
         to_normalised=torch.as_tensor(matrix.T, device=device, dtype=dtype),
         level_mm=level_mm,  # type: ignore[arg-type]
         direction_inverse=torch.as_tensor(np.linalg.inv(level_matrix), device=device, dtype=dtype),
         window=window,
+        metric=metric,
     )
 
 

@@ -33,9 +33,10 @@ class FitOptions:
             are taken as overlapping. Bounds the work by ROI surface, not volume.
         max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
         weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
-        image_weight: weight of the image term (1 - mean LNCC of fixed and warped moving, image_term.py)
-            beside the ROI terms; 0 fits the ROI pairs alone, as the papers do (the "paper" preset).
-            Same modality only. Needs the images (fit_transform's `images`).
+        image_weight: weight of the image term (image_term.py) beside the ROI terms; 0 fits the ROI pairs
+            alone, as the papers do (the "paper" preset). Needs the images (fit_transform's `images`).
+        image_metric: 'lncc' (1 - mean local correlation: same modality, MR to MR, CT to CT) or 'mind'
+            (MIND-SSC descriptors, mind.py: between modalities, MR to ultrasound, CT to MR).
         image_region: where the image term counts: 'image' (the whole fixed image) or 'rois' (the fixed
             ROIs' bounding box grown by margin_mm).
         image_window_mm: LNCC window width.
@@ -61,6 +62,7 @@ class FitOptions:
     max_eval_voxels: int = 1_000_000
     weighting: str = "equal"
     image_weight: float = 0.0
+    image_metric: str = "lncc"
     image_region: str = "image"
     image_window_mm: float = 9.0
     max_image_voxels: int = 60_000
@@ -73,6 +75,9 @@ class FitOptions:
             raise PromptRegisterError(f"linear must be one of {', '.join(LINEAR_MODELS)}; got {self.linear!r}.")
         if self.regulariser not in ("gradient", "bending"):
             raise PromptRegisterError(f"regulariser must be 'gradient' or 'bending'; got {self.regulariser!r}.")
+        if self.image_metric not in ("lncc", "mind"):
+            raise PromptRegisterError(f"image_metric must be 'lncc' (same modality) or 'mind' (between modalities); "
+                                      f"got {self.image_metric!r}.")
         if self.image_region not in ("image", "rois"):
             raise PromptRegisterError(f"image_region must be 'image' or 'rois'; got {self.image_region!r}.")
         if self.image_weight < 0 or self.folding_weight < 0:

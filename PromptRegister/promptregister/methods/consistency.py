@@ -60,3 +60,24 @@ def reject_inconsistent(pairs: RoiPairs, tolerance_mm: float) -> Tuple[RoiPairs,
         else:
             rejected.append({"name": pair.name, "source": pair.source, "residual_mm": round(float(residual), 2)})
     return kept, rejected
+
+
+def drop_contradicted(pairs: RoiPairs, dice_after, below: float) -> Tuple[RoiPairs, List[dict]]:
+    """(the pairs the fit honoured, a record of each pair it could not honour).
+
+    After a fit with the image term, a correct pair ends overlapping its partner: the image and the other pairs
+    agree with it. A pair whose fixed and warped moving ROI still overlap by less than `below` (Dice) was
+    pulled one way by its own term and another by the image and the other pairs: it is contradicted, and it
+    is dropped so that a refit no longer bends the field towards it. All pairs contradicted, or `below` 0:
+    nothing is dropped (there is nothing left to trust more than the pairs)."""
+    bad = [value < below for value in dice_after]
+    if below <= 0 or not any(bad) or all(bad):
+        return pairs, []
+    kept = RoiPairs(pairs.fixed_geometry, pairs.moving_geometry)
+    dropped = []
+    for pair, value, contradicted in zip(pairs, dice_after, bad):
+        if contradicted:
+            dropped.append({"name": pair.name, "source": pair.source, "dice_after_first_fit": round(float(value), 3)})
+        else:
+            kept.append(pair)
+    return kept, dropped

@@ -19,15 +19,17 @@ EMBEDDING_CACHE_BYTES = 2 * 1024 ** 3
 """Embeddings kept in memory per model: about 1 MB per SAM slice, so a few thousand slices."""
 
 def register_options(values: Dict[str, Any], device: str):
-    """RegisterOptions from a request's flat "options" object (register.FLAT_OPTIONS); an unknown or
-    malformed option is a bad request."""
+    """RegisterOptions from a request's flat "options" object (register.FLAT_OPTIONS, and "preset", one of
+    register.PRESETS); an unknown or malformed option is a bad request."""
     from ..errors import PromptRegisterError
     from ..register import options_from_flat
 
     if not isinstance(values, dict):
         raise ProtocolError("bad_request", '"options" must be an object of option names and values')
+    values = dict(values)
+    preset = values.pop("preset", "default")  # a named starting point (register.PRESETS), then the options
     try:
-        return options_from_flat({"device": device, **values})
+        return options_from_flat({"device": device, **values}, preset=str(preset))
     except (PromptRegisterError, TypeError) as error:
         raise ProtocolError("bad_request", str(error)) from None
 

@@ -1,0 +1,87 @@
+"""The dense fit as `register` runs it, around dense.fit_transform: the linear model suited to the number of
+pairs, a refit without the pairs the image contradicts (RegisterOptions.drop_below), and refits with a
+stronger folding penalty while the field folds.
+
+The folding penalty (dense/folding.py) is a soft term: beside a strong image term a field can still fold a
+few voxels. Every fit that folds is redone with UNFOLD_FACTOR times the folding weight, at most UNFOLD_ROUNDS
+times, and the summary says how many refits it took (0 when the first fit did not fold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+
+import numpy as np
+
+from .dense.fit import FitOptions, FitResult, fit_transform
+from .methods.consistency import drop_contradicted
+from .metrics import dice, jacobian_stats
+from .roipairs import RoiPairs
+from .volume import Volume
+from .warp import warp_volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .register import RegisterOptions
+
+ProgressCallback = Callable[[str, float], None]
+
+MIN_PAIRS_FOR_LINEAR = 10
+"""Below this many pairs the pre-alignment is a translation: slice-thin ROIs from a few prompts do not
+determine rotation or scale (their corners are coplanar), and a wrong rotation ruins the fit."""
+
+UNFOLD_FACTOR = 10.0
+UNFOLD_ROUNDS = 2
+
+
+def fit_options_for(pairs: RoiPairs, fit: FitOptions) -> FitOptions:
+    """The dense-stage options, with the linear model reduced to a translation for few pairs."""
+    if len(pairs) < MIN_PAIRS_FOR_LINEAR and fit.linear in ("rigid", "affine"):
+        return replace(fit, linear="translation")
+    return fit
+
+
+def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
+    """Dice of each fixed ROI with its moving ROI warped onto the fixed grid (one warp per label layer)."""
+    transform = fit.transform()
+    values = [0.0] * len(pairs)
+    for layer in pairs.label_layers("moving"):
+        warped = warp_volume(Volume(layer, pairs.moving_geometry), transform, pairs.fixed_geometry, labels=True).array
+        for label in np.unique(layer):
+            if label:
+                values[label - 1] = dice(pairs[label - 1].fixed_mask, warped == label)
+    return values
+
+
+def folds(fit: FitResult) -> bool:
+    """Whether any voxel of the field has a Jacobian determinant <= 0."""
+    return jacobian_stats(fit.field, fit.fixed_geometry)["folding_percent"] > 0.0
+
+
+def fit_unfolded(pairs: RoiPairs, fit_options: FitOptions, images: Tuple[Volume, Volume],
+                 progress: Optional[ProgressCallback] = None) -> Tuple[FitResult, int]:
+    """(fit, refits it took): fit_transform, redone with a stronger folding penalty while it folds (only when
+    the penalty is on: the papers' ROI-only fit is left as it is)."""
+    options = fit_options_for(pairs, fit_options)
+    fit = fit_transform(pairs, options, progress, images=images)
+    rounds = 0
+    while options.folding_weight > 0 and rounds < UNFOLD_ROUNDS and folds(fit):
+        options = replace(options, folding_weight=options.folding_weight * UNFOLD_FACTOR)
+        fit = fit_transform(pairs, options, progress, images=images)
+        rounds += 1
+    return fit, rounds
+
+
+def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],
+              progress: Optional[ProgressCallback] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict], int]:
+    """(pairs used, fit, their Dice after it, the dropped ones, refits for folding): the dense fit, and with
+    the image term and `options.drop_below`, a second fit without the pairs the first one could not honour."""
+    fit, rounds = fit_unfolded(pairs, options.fit, images, progress)
+    dice_after = pair_dice(pairs, fit)
+    if options.fit.image_weight <= 0 or options.drop_below <= 0:
+        return pairs, fit, dice_after, [], rounds
+    kept, dropped = drop_contradicted(pairs, dice_after, options.drop_below)
+    if not dropped:
+        return pairs, fit, dice_after, [], rounds
+    fit, rounds = fit_unfolded(kept, options.fit, images, progress)
+    return kept, fit, pair_dice(kept, fit), dropped, rounds
