@@ -3,8 +3,10 @@ pairs, a refit without the pairs the image contradicts (RegisterOptions.drop_bel
 stronger folding penalty while the field folds.
 
 The folding penalty (dense/folding.py) is a soft term: beside a strong image term a field can still fold a
-few voxels. Every fit that folds is redone with UNFOLD_FACTOR times the folding weight, at most UNFOLD_ROUNDS
-times, and the summary says how many refits it took (0 when the first fit did not fold).
+few voxels. With RegisterOptions.unfold_rounds > 0, a fit that folds is redone with UNFOLD_FACTOR times the
+folding weight, at most that many times, and the summary says how many refits it took. It is off by default:
+on the ten benchmark pairs the refits cost up to two more fits and lowered two pairs' Dice by 0.16-0.30
+(docs/benchmarks.md), and they did not always remove the folding.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ MIN_PAIRS_FOR_LINEAR = 10
 determine rotation or scale (their corners are coplanar), and a wrong rotation ruins the fit."""
 
 UNFOLD_FACTOR = 10.0
-UNFOLD_ROUNDS = 2
 
 
 def fit_options_for(pairs: RoiPairs, fit: FitOptions) -> FitOptions:
@@ -59,13 +60,13 @@ def folds(fit: FitResult) -> bool:
 
 
 def fit_unfolded(pairs: RoiPairs, fit_options: FitOptions, images: Tuple[Volume, Volume],
-                 progress: Optional[ProgressCallback] = None) -> Tuple[FitResult, int]:
-    """(fit, refits it took): fit_transform, redone with a stronger folding penalty while it folds (only when
-    the penalty is on: the papers' ROI-only fit is left as it is)."""
+                 progress: Optional[ProgressCallback] = None, max_rounds: int = 2) -> Tuple[FitResult, int]:
+    """(fit, refits it took): fit_transform, redone with a stronger folding penalty while it folds, at most
+    `max_rounds` times (only when the penalty is on: the papers' ROI-only fit is left as it is)."""
     options = fit_options_for(pairs, fit_options)
     fit = fit_transform(pairs, options, progress, images=images)
     rounds = 0
-    while options.folding_weight > 0 and rounds < UNFOLD_ROUNDS and folds(fit):
+    while options.folding_weight > 0 and rounds < max_rounds and folds(fit):
         options = replace(options, folding_weight=options.folding_weight * UNFOLD_FACTOR)
         fit = fit_transform(pairs, options, progress, images=images)
         rounds += 1
@@ -76,12 +77,12 @@ def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume,
               progress: Optional[ProgressCallback] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict], int]:
     """(pairs used, fit, their Dice after it, the dropped ones, refits for folding): the dense fit, and with
     the image term and `options.drop_below`, a second fit without the pairs the first one could not honour."""
-    fit, rounds = fit_unfolded(pairs, options.fit, images, progress)
+    fit, rounds = fit_unfolded(pairs, options.fit, images, progress, options.unfold_rounds)
     dice_after = pair_dice(pairs, fit)
     if options.fit.image_weight <= 0 or options.drop_below <= 0:
         return pairs, fit, dice_after, [], rounds
     kept, dropped = drop_contradicted(pairs, dice_after, options.drop_below)
     if not dropped:
         return pairs, fit, dice_after, [], rounds
-    fit, rounds = fit_unfolded(kept, options.fit, images, progress)
+    fit, rounds = fit_unfolded(kept, options.fit, images, progress, options.unfold_rounds)
     return kept, fit, pair_dice(kept, fit), dropped, rounds
