@@ -50,7 +50,8 @@ MIND_WEIGHT = 16.0
 (bench/sweep_register.py --cases mrus, docs/register-sweep.md)."""
 
 DROP_BELOW = 0.0
-"""register's default RegisterOptions.drop_below (0: off until the sweep chooses otherwise)."""
+"""register's default RegisterOptions.drop_below: off (0); dropping measured worse on the sweep pairs
+(docs/register-sweep.md)."""
 
 
 @dataclass

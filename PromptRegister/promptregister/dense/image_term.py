@@ -26,8 +26,6 @@ from .bspline import BSplineGrid
 from .linear import LinearFit
 from .mind import mind_loss, mind_ssc
 
-IMAGE_METRICS = ("lncc", "mind")
-
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
 

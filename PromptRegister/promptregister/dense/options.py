@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from ..errors import PromptRegisterError
 from .linear import LINEAR_MODELS
 
+IMAGE_METRICS = ("lncc", "mind")
+"""FitOptions.image_metric values: local correlation (one modality) and MIND-SSC (between modalities)."""
+
 
 @dataclass
 class FitOptions:
@@ -75,7 +78,7 @@ class FitOptions:
             raise PromptRegisterError(f"linear must be one of {', '.join(LINEAR_MODELS)}; got {self.linear!r}.")
         if self.regulariser not in ("gradient", "bending"):
             raise PromptRegisterError(f"regulariser must be 'gradient' or 'bending'; got {self.regulariser!r}.")
-        if self.image_metric not in ("lncc", "mind"):
+        if self.image_metric not in IMAGE_METRICS:
             raise PromptRegisterError(f"image_metric must be 'lncc' (same modality) or 'mind' (between modalities); "
                                       f"got {self.image_metric!r}.")
         if self.image_region not in ("image", "rois"):
