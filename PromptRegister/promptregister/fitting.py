@@ -1,12 +1,11 @@
 """The dense fit as `register` runs it, around dense.fit_transform: the linear model suited to the number of
-pairs, a refit without the pairs the image contradicts (RegisterOptions.drop_below), and refits with a
-stronger folding penalty while the field folds.
+pairs, and a refit without the pairs the image contradicts (RegisterOptions.drop_below).
 
-The folding penalty (dense/folding.py) is a soft term: beside a strong image term a field can still fold a
-few voxels. With RegisterOptions.unfold_rounds > 0, a fit that folds is redone with UNFOLD_FACTOR times the
-folding weight, at most that many times, and the summary says how many refits it took. It is off by default:
-on the ten benchmark pairs the refits cost up to two more fits and lowered two pairs' Dice by 0.16-0.30
-(docs/benchmarks.md), and they did not always remove the folding.
+Folding is handled inside the dense stage: the folding penalty (dense/folding.py) during the fit, and the
+repair of what still folds afterwards (dense/unfold.py, FitOptions.unfold, on in register's defaults).
+(An earlier version refitted with a ten times stronger penalty while the field folded; on the ten benchmark
+pairs that lowered two pairs' Dice by 0.16-0.30 and did not always remove the folding, so it was replaced
+by the local repair.)
 """
 
 from __future__ import annotations
@@ -32,9 +31,6 @@ MIN_PAIRS_FOR_LINEAR = 10
 """Below this many pairs the pre-alignment is a translation: slice-thin ROIs from a few prompts do not
 determine rotation or scale (their corners are coplanar), and a wrong rotation ruins the fit."""
 
-UNFOLD_FACTOR = 10.0
-
-
 def fit_options_for(pairs: RoiPairs, fit: FitOptions) -> FitOptions:
     """The dense-stage options, with the linear model reduced to a translation for few pairs."""
     if len(pairs) < MIN_PAIRS_FOR_LINEAR and fit.linear in ("rigid", "affine"):
@@ -59,30 +55,16 @@ def folds(fit: FitResult) -> bool:
     return jacobian_stats(fit.field, fit.fixed_geometry)["folding_percent"] > 0.0
 
 
-def fit_unfolded(pairs: RoiPairs, fit_options: FitOptions, images: Tuple[Volume, Volume],
-                 progress: Optional[ProgressCallback] = None, max_rounds: int = 2) -> Tuple[FitResult, int]:
-    """(fit, refits it took): fit_transform, redone with a stronger folding penalty while it folds, at most
-    `max_rounds` times (only when the penalty is on: the papers' ROI-only fit is left as it is)."""
-    options = fit_options_for(pairs, fit_options)
-    fit = fit_transform(pairs, options, progress, images=images)
-    rounds = 0
-    while options.folding_weight > 0 and rounds < max_rounds and folds(fit):
-        options = replace(options, folding_weight=options.folding_weight * UNFOLD_FACTOR)
-        fit = fit_transform(pairs, options, progress, images=images)
-        rounds += 1
-    return fit, rounds
-
-
 def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],
-              progress: Optional[ProgressCallback] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict], int]:
-    """(pairs used, fit, their Dice after it, the dropped ones, refits for folding): the dense fit, and with
-    the image term and `options.drop_below`, a second fit without the pairs the first one could not honour."""
-    fit, rounds = fit_unfolded(pairs, options.fit, images, progress, options.unfold_rounds)
+              progress: Optional[ProgressCallback] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
+    """(pairs used, fit, their Dice after it, the dropped ones): the dense fit, and with the image term and
+    `options.drop_below`, a second fit without the pairs the first one could not honour."""
+    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=images)
     dice_after = pair_dice(pairs, fit)
     if options.fit.image_weight <= 0 or options.drop_below <= 0:
-        return pairs, fit, dice_after, [], rounds
+        return pairs, fit, dice_after, []
     kept, dropped = drop_contradicted(pairs, dice_after, options.drop_below)
     if not dropped:
-        return pairs, fit, dice_after, [], rounds
-    fit, rounds = fit_unfolded(kept, options.fit, images, progress, options.unfold_rounds)
-    return kept, fit, pair_dice(kept, fit), dropped, rounds
+        return pairs, fit, dice_after, []
+    fit = fit_transform(kept, fit_options_for(kept, options.fit), progress, images=images)
+    return kept, fit, pair_dice(kept, fit), dropped

@@ -73,27 +73,23 @@ class RegisterOptions:
         drop_below: with the image term on, pairs whose ROIs overlap by less than this Dice after the fit
             are contradicted by the image and the other pairs (methods/consistency.drop_contradicted): they
             are dropped and listed, and the fit is redone without them. 0 never drops (one fit).
-        unfold_rounds: refits with ten times the folding weight while the field folds (fitting.py); 0, the
-            default, fits once (the refits measured worse on the benchmark pairs).
     """
 
     samreg: SamRegOptions = field(default_factory=SamRegOptions)
     promptreg: PromptRegOptions = field(default_factory=PromptRegOptions)
     tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
-    fit: FitOptions = field(default_factory=lambda: FitOptions(image_weight=IMAGE_WEIGHT, folding_weight=FOLDING_WEIGHT))
+    fit: FitOptions = field(default_factory=lambda: FitOptions(image_weight=IMAGE_WEIGHT, folding_weight=FOLDING_WEIGHT,
+                                                               unfold=True))
     duplicate_iou: float = 0.8
     outlier_mm: float = 8.0
     auto_points: int = 6
     seed: int = 0
     on_worse: str = ON_WORSE
     drop_below: float = DROP_BELOW
-    unfold_rounds: int = 0
 
     def __post_init__(self) -> None:
         if self.on_worse not in ("warn", "keep"):
             raise PromptRegisterError(f"on_worse must be 'warn' or 'keep'; got {self.on_worse!r}")
-        if not isinstance(self.unfold_rounds, int) or self.unfold_rounds < 0:
-            raise PromptRegisterError(f"unfold_rounds is a count of refits (0 or more); got {self.unfold_rounds!r}")
         if not 0.0 <= float(self.drop_below) < 1.0:
             raise PromptRegisterError(f"drop_below is a Dice overlap in [0, 1); got {self.drop_below!r}")
 
@@ -119,7 +115,7 @@ FLAT_OPTIONS = {
     "folding_weight": (("fit",), "folding_weight"),
     "on_worse": ((), "on_worse"),
     "drop_below": ((), "drop_below"),
-    "unfold_rounds": ((), "unfold_rounds"),
+    "unfold": (("fit",), "unfold"),
     "smoothness": (("fit",), "smoothness"),
     "linear": (("fit",), "linear"),
     "device": (("fit",), "device"),
@@ -130,13 +126,13 @@ FLAT_OPTIONS = {
 PRESETS: Dict[str, Dict[str, object]] = {
     "default": {},
     "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT},
-    "paper": {"image_weight": 0.0, "folding_weight": 0.0, "mask_choice": "score", "on_worse": "warn",
-              "drop_below": 0.0},
+    "paper": {"image_weight": 0.0, "folding_weight": 0.0, "unfold": False, "mask_choice": "score",
+              "on_worse": "warn", "drop_below": 0.0},
 }
 """Named settings (flat names; choices.PRESETS lists them for the panel). "default": the measured defaults, for
 images of one modality (local correlation). "multimodal": MR to ultrasound, CT to MR (MIND-SSC descriptors).
 "paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and Tell2Reg (Sec. 2.3) do (no image
-term, no folding penalty), and PromptReg's ROI is SAM's top-scoring mask."""
+term, no folding penalty, no folding repair), and PromptReg's ROI is SAM's top-scoring mask."""
 
 
 def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
@@ -153,7 +149,7 @@ def options_from_flat(values: Dict[str, object], preset: str = "default") -> Reg
         targets, attribute = FLAT_OPTIONS[name]
         for target in targets:
             setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name in ("seed", "on_worse", "drop_below", "unfold_rounds"):
+        if name in ("seed", "on_worse", "drop_below"):
             setattr(options, name, value)
     options.__post_init__()
     return options
@@ -175,7 +171,6 @@ class RegistrationResult:
         agreement: image similarity before and after (agreement.py); `worse` says the result is not to be trusted.
         kept_prealignment: the fit was worse than the pre-alignment and on_worse='keep' replaced it by the identity.
         dropped: pairs the first fit could not honour (drop_below), left out of the final fit (name, source, Dice).
-        unfold_refits: refits with a stronger folding penalty because the fit folded (fitting.py).
     """
 
     pairs: RoiPairs
@@ -188,7 +183,6 @@ class RegistrationResult:
     agreement: Optional[ImageAgreement] = None
     kept_prealignment: bool = False
     dropped: List[dict] = field(default_factory=list)
-    unfold_refits: int = 0
 
     @property
     def warnings(self) -> List[str]:
@@ -199,7 +193,8 @@ class RegistrationResult:
                          "discarded (on_worse='keep')")
         if self.jacobian.get("folding_percent", 0.0) > 0:
             found.append(f"the transform folds {self.jacobian['folding_percent']:.3f}% of the voxels (Jacobian "
-                         f"determinant <= 0); raise the folding weight or the smoothness")
+                         f"determinant <= 0); turn the folding repair on (unfold), or raise the folding weight or "
+                         f"the smoothness")
         return [text for text in found if text]
 
     def transform(self):
@@ -213,7 +208,7 @@ class RegistrationResult:
             "mean_dice_after": round(float(np.mean(self.dice_after)), 4) if self.dice_after else None,
             "rejected_pairs": self.rejected,
             "dropped_pairs": self.dropped,
-            "unfold_refits": self.unfold_refits,
+            "unfolded": self.fit.unfolded.as_dict(),
             "jacobian": {key: round(value, 5) for key, value in self.jacobian.items()},
             "timings_s": {key: round(value, 3) for key, value in self.timings.items()},
             "fit": self.fit.summary(),
@@ -307,7 +302,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
             "no corresponding regions were found between the images; try other prompts, a larger search "
             "range (--search-mm) or a lower similarity threshold (--threshold)")
     started = time.perf_counter()
-    pairs, fit, dice_after, dropped, unfold_refits = fit_pairs(pairs, options, (fixed, moving), progress)
+    pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress)
     timings["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     jacobian = jacobian_stats(fit.field, fixed.geometry)
@@ -320,5 +315,4 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
         dice_after = pair_dice(pairs, fit)
         jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
-    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept, dropped,
-                              unfold_refits)
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept, dropped)

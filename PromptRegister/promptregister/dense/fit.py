@@ -6,7 +6,8 @@ optimised with PyTorch so that every warped moving ROI overlaps its fixed
 partner: loss = mean over pairs of (soft Dice loss + size-normalised MSE)
 + smoothness * (L2 of the field gradient, or bending energy), optionally
 + image_weight * (1 - LNCC, or MIND-SSC distance, of the images: image_term.py) and + folding_weight
-* (a penalty on Jacobian determinants below 0.1, folding.py). Optimisation
+* (a penalty on Jacobian determinants below 0.1, folding.py); with options.unfold the few voxels that still
+fold afterwards are repaired (unfold.py), so the field never folds. Optimisation
 runs coarse to fine on a crop around the fixed ROIs and stops when the loss
 stops improving. Everything is in LPS mm, so spacing and direction matrices
 are honoured exactly.
@@ -36,6 +37,7 @@ from .image_term import ImageLevel, build_level
 from .band import Band, bounding_box, converged, pool, pool_factor, smoothing_widths
 from .linear import LinearFit, fit_linear
 from .options import FitOptions
+from .unfold import UnfoldReport, unfold
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -67,6 +69,7 @@ class FitResult:
         linear: the pre-alignment alone.
         levels: what each resolution level did.
         device: where the optimisation ran.
+        unfolded: what the folding repair did (unfold.py); empty when it was off.
     """
 
     field: np.ndarray
@@ -75,6 +78,7 @@ class FitResult:
     levels: List[LevelReport] = field(default_factory=list)
     device: str = "cpu"
     seconds: float = 0.0
+    unfolded: UnfoldReport = field(default_factory=UnfoldReport)
 
     def transform(self) -> sitk.DisplacementFieldTransform:
         """The ITK displacement-field transform (fixed -> moving, resampling convention)."""
@@ -87,6 +91,7 @@ class FitResult:
             "device": self.device,
             "seconds": round(self.seconds, 3),
             "levels": [asdict(level) for level in self.levels],
+            "unfolded": self.unfolded.as_dict(),
         }
 
 
@@ -144,8 +149,12 @@ def fit_transform(
         field_mm = problem.full_field(parameters)
     else:
         field_mm = _linear_field(fixed, linear)
+    repair = UnfoldReport()
+    if options.unfold and options.nonrigid:
+        report("unfold", 0.99)
+        field_mm, repair = unfold(field_mm, _linear_field(fixed, linear), fixed)
     report("done", 1.0)
-    return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started)
+    return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started, repair)
 
 
 def _linear_field(geometry: Geometry, linear: LinearFit) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""A guarantee against folding: repair the few voxels where the fitted field's Jacobian determinant is <= 0.
+
+The folding penalty (folding.py) is soft: beside a strong image term a field can still fold a handful of
+voxels (0.001-0.05 % on the sweep pairs). A folded voxel means the transform is not invertible there and a
+resampled image tears, so the fitted field is repaired afterwards, locally:
+
+1. det J is computed as metrics.jacobian_determinant does (central differences in physical space, on the
+   fixed grid: the figure every benchmark reports).
+2. Around the voxels with det J below `min_determinant`, the non-linear part of the field (the field less
+   the linear pre-alignment) is blended towards a Gaussian-smoothed copy of itself (1 mm), with a soft
+   weight that is 1 within 3 mm of the folded voxels and falls off over 3 mm more, so no new edge appears.
+3. Rounds repeat (the same small smoothing, around what still folds) while anything is still folded; each
+   round moves the field a little further towards its local average. If `max_rounds` rounds do not
+   suffice, the non-linear part is faded out around what is left, and as a last resort removed: the
+   linear pre-alignment alone has det J = det A > 0 (linear.py refuses a non-positive determinant), so the
+   result never folds.
+
+Only the neighbourhood of folded voxels changes; the rest of the field is left exactly as fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from ..geometry import Geometry
+from ..metrics import jacobian_determinant
+
+MIN_DETERMINANT = 0.05
+"""The repair lifts det J above this, not merely above 0, so that writing the field as float32 and
+interpolating it cannot bring a repaired voxel back to zero."""
+
+SIGMA_MM = 1.0
+"""Gaussian width of each round's smoothing: small, so a round changes the field only near the folds."""
+
+RADIUS_MM = 3.0
+"""Each round blends within this distance of a voxel still folded (then fades over as much again)."""
+
+
+@dataclass
+class UnfoldReport:
+    """What the repair did: voxels folded before it, rounds of smoothing, voxels changed, the largest change
+    of a displacement (mm), and whether it had to fall back to fading the non-linear part out."""
+
+    folded_voxels: int = 0
+    rounds: int = 0
+    changed_voxels: int = 0
+    max_change_mm: float = 0.0
+    faded: bool = False
+
+    def as_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+def unfold(field: np.ndarray, linear_field: np.ndarray, geometry: Geometry, min_determinant: float = MIN_DETERMINANT,
+           max_rounds: int = 40) -> Tuple[np.ndarray, UnfoldReport]:
+    """(repaired field, report): `field` (k, j, i, 3) in mm with det J > min_determinant at every voxel.
+
+    Arguments:
+        field: the fitted displacement (linear part included) on `geometry`.
+        linear_field: the displacement of the linear pre-alignment alone on the same grid; its determinant
+            must exceed min_determinant everywhere (a linear map with det A > min_determinant).
+        geometry: the fixed grid.
+        min_determinant: the lowest determinant left after the repair.
+        max_rounds: smoothing rounds before the non-linear part is faded out.
+    """
+    determinant = jacobian_determinant(field, geometry)
+    bad = determinant <= min_determinant
+    report = UnfoldReport(folded_voxels=int((determinant <= 0).sum()))
+    if not bad.any():
+        return field, report
+    residual = field - linear_field
+    repaired = residual.copy()
+    spacing_kji = np.asarray(geometry.spacing, dtype=float)[::-1]
+    while bad.any() and report.rounds < max_rounds:
+        report.rounds += 1
+        box = _box_around(bad, spacing_kji, 2.0 * RADIUS_MM + 4.0 * SIGMA_MM)
+        inner = repaired[box]
+        weight = _soft_region(bad[box], spacing_kji, RADIUS_MM)
+        smoothed = np.stack([ndimage.gaussian_filter(inner[..., axis], SIGMA_MM / spacing_kji, mode="nearest")
+                             for axis in range(3)], axis=-1)
+        repaired[box] = inner + weight[..., None] * (smoothed - inner)
+        bad = jacobian_determinant(linear_field + repaired, geometry) <= min_determinant
+    if bad.any():  # fade the non-linear part out around what is left, wider each time, then remove it
+        report.faded = True
+        radius_mm = RADIUS_MM
+        for _ in range(4):
+            repaired = repaired * (1.0 - _soft_region(bad, spacing_kji, radius_mm))[..., None]
+            bad = jacobian_determinant(linear_field + repaired, geometry) <= min_determinant
+            if not bad.any():
+                break
+            radius_mm *= 2.0
+        if bad.any():
+            repaired = np.zeros_like(repaired)
+    change = np.linalg.norm(repaired - residual, axis=-1)
+    report.changed_voxels = int((change > 1e-6).sum())
+    report.max_change_mm = float(change.max())
+    return linear_field + repaired, report
+
+
+def _box_around(mask: np.ndarray, spacing_kji: np.ndarray, margin_mm: float) -> Tuple[slice, slice, slice]:
+    """The bounding box of `mask` grown by margin_mm (clipped to the grid): where a round can change anything.
+    Outside it the blend weight is 0, and inside it the smoothing sees enough context."""
+    box = []
+    for axis, (size, spacing) in enumerate(zip(mask.shape, spacing_kji)):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        margin = int(np.ceil(margin_mm / spacing)) + 1
+        box.append(slice(max(0, hits[0] - margin), min(size, hits[-1] + margin + 1)))
+    return tuple(box)
+
+
+def _soft_region(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float) -> np.ndarray:
+    """1 on `mask` and within radius_mm of it, falling smoothly to 0 over another radius_mm."""
+    if not mask.any():
+        return np.zeros(mask.shape)
+    distance = ndimage.distance_transform_edt(~mask, sampling=spacing_kji)
+    t = np.clip(2.0 - distance / radius_mm, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)  # smoothstep: no kink where the blend starts
