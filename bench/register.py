@@ -97,7 +97,7 @@ def timed_run(case, model: str, mode: str, device: str) -> Dict[str, object]:
     fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
     moving = SlicedVolume(case.moving, segmenter, name="moving")
     found, _ = find_pairs(fixed, moving, options=options, timings=timings, **kwargs)
-    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving), options.outlier_mm)
+    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving, options.growth), options.outlier_mm)
     if len(pairs):
         fit_started = time.perf_counter()
         fit_transform(pairs, fit_options_for(pairs, options.fit))

@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--fit", action="append", default=[], metavar="NAME=V1,V2",
                         help="sweep another FitOptions field too (repeatable)")
     parser.add_argument("--pairs-cache", type=Path, help="folder that keeps the region pairs found, per case")
+    parser.add_argument("--grow-mm", default=None,
+                        help="RegisterOptions.growth.max_mm values (slice pairs grown through neighbouring slices; "
+                             "default: register's)")
     args = parser.parse_args()
     extra = parse_fit_sweeps(args.fit)
     settings = list(itertools.product(args.image_metrics.split(","), map(float, args.image_weights.split(",")),
@@ -67,14 +70,21 @@ def main() -> None:
     cases = [lambda f=f, m=m: hippocampus_case(f, m) for f, m in SWEEP_PAIRS[:args.pairs]] if args.cases == "hippocampus" \
         else [lambda c=c: mrus_case(c) for c in MRUS_SWEEP_CASES]
     choices = args.mask_choices.split(",")
-    results = {(model, choice, s): [] for model in args.models.split(",") for choice in choices for s in settings}
-    for model, choice in itertools.product(args.models.split(","), choices):
+    grows = [float(v) for v in args.grow_mm.split(",")] if args.grow_mm else [RegisterOptions().growth.max_mm]
+    choices = [(choice, grow) for choice in choices for grow in grows]
+    results = {(model, f"{choice}, grow {grow:g} mm", s): [] for model in args.models.split(",")
+               for choice, grow in choices for s in settings}
+    for model, (mask_choice, grow) in itertools.product(args.models.split(","), choices):
+        choice = f"{mask_choice}, grow {grow:g} mm"
         segmenter = make_segmenter(model, "cpu")
         for make_case in cases:
             case = make_case()
             before = mean_dice(case.fixed_labels, case.moving_labels, sitk.Transform(3, sitk.sitkIdentity))
-            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=choice))
-            pairs = region_pairs(case, segmenter, options, args.pairs_cache and args.pairs_cache / f"{model}-{choice}-{case.name.replace(' ', '_')}")
+            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=mask_choice),
+                                      growth=replace(RegisterOptions().growth, max_mm=grow))
+            cache = args.pairs_cache and args.pairs_cache / (
+                f"{model}-{mask_choice}{f'-grow{grow:g}' if grow else ''}-{case.name.replace(' ', '_')}")
+            pairs = region_pairs(case, segmenter, options, cache)
             for metric, image_weight, folding_weight, drop_below, *others in settings:
                 setting = replace(options, drop_below=drop_below, fit=replace(
                     options.fit, image_metric=metric, image_weight=image_weight, folding_weight=folding_weight,
@@ -136,7 +146,7 @@ def region_pairs(case, segmenter, options: RegisterOptions, cache: Optional[Path
     fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
     moving = SlicedVolume(case.moving, segmenter, name="moving")
     found, _ = find_pairs(fixed, moving, points=clicks(case.moving_labels, 3, 0), options=options)
-    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving), options.outlier_mm)
+    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving, options.growth), options.outlier_mm)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         pairs.save(cache)

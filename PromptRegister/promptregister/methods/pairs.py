@@ -8,11 +8,12 @@ avoids holding a full-volume mask per candidate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..roipairs import RoiPair, RoiPairs
+from .growth import GrowthOptions, grow_pair, regions_to_volume
 from .matching import mask_iou
 from .slices import SlicedVolume
 
@@ -66,12 +67,22 @@ def spread_cap(pairs: Sequence[SlicePair], max_pairs: int) -> List[SlicePair]:
     return [pair for _, _, pair in ranked[:max_pairs]]
 
 
-def to_roi_pairs(pairs: Sequence[SlicePair], fixed: SlicedVolume, moving: SlicedVolume) -> RoiPairs:
-    """3D RoiPairs on the two voxel grids; pairs whose mask vanishes on the voxel grid are left out."""
+def to_roi_pairs(pairs: Sequence[SlicePair], fixed: SlicedVolume, moving: SlicedVolume,
+                 growth: Optional[GrowthOptions] = None) -> RoiPairs:
+    """3D RoiPairs on the two voxel grids; pairs whose mask vanishes on the voxel grid are left out.
+
+    With `growth` (max_mm > 0) each pair first grows through neighbouring slices of both volumes to matched
+    physical extents (growth.py); its source then records the slices each side spans."""
     result = RoiPairs(fixed.volume.geometry, moving.volume.geometry)
+    growth = growth or GrowthOptions()
     for pair in pairs:
-        fixed_mask = fixed.to_volume(pair.fixed_mask, pair.fixed_slice)
-        moving_mask = moving.to_volume(pair.moving_mask, pair.moving_slice)
+        fixed_regions, moving_regions = grow_pair(fixed, pair.fixed_slice, pair.fixed_mask, moving,
+                                                  pair.moving_slice, pair.moving_mask, growth)
+        fixed_mask = regions_to_volume(fixed, fixed_regions)
+        moving_mask = regions_to_volume(moving, moving_regions)
+        source = dict(pair.source)
+        if growth.max_mm > 0:
+            source["grown_slices"] = {"fixed": sorted(fixed_regions), "moving": sorted(moving_regions)}
         if fixed_mask.any() and moving_mask.any():
-            result.append(RoiPair(fixed_mask, moving_mask, float(pair.score), dict(pair.source), pair.name))
+            result.append(RoiPair(fixed_mask, moving_mask, float(pair.score), source, pair.name))
     return result
