@@ -241,3 +241,13 @@ def test_a_pair_the_image_and_the_other_pairs_contradict_is_dropped_and_listed(h
     assert dropped[0]["dice_after_first_fit"] < 0.3 and min(after) > 0.5
     _, kept_all, _, none = fit_pairs(pairs, options_from_flat({"device": "cpu", "drop_below": 0.0}), (fixed, moving))
     assert none == [] and label_dice(fit) > label_dice(kept_all) + 0.01
+
+
+def test_the_roi_terms_can_be_switched_off_for_an_image_only_baseline():
+    """roi_weight 0 leaves the image term alone (the sweep's baseline); with no image term either nothing
+    would drive the fit, which is refused before any work starts."""
+    with pytest.raises(PromptRegisterError, match="nothing would drive the fit"):
+        FitOptions(roi_weight=0.0, image_weight=0.0).validate()
+    with pytest.raises(PromptRegisterError, match="must not be negative"):
+        FitOptions(roi_weight=-1.0).validate()
+    FitOptions(roi_weight=0.0, image_weight=1.0).validate()

@@ -102,6 +102,9 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--drop-below", type=float, default=None,
                    help="with the image term, drop pairs whose regions overlap by less than this Dice after the fit "
                         f"and fit again without them; 0 = never (default {defaults.drop_below:g}, or the preset's)")
+    p.add_argument("--grow-mm", type=float, default=None,
+                   help="grow each slice pair through neighbouring slices of both images, up to this many mm each "
+                        f"way, into 3D regions (default {defaults.growth.max_mm:g}, or the preset's; 0 = one slice)")
     p.add_argument("--unfold", action=argparse.BooleanOptionalAction, default=None,
                    help="after the fit, repair the voxels whose Jacobian determinant is still <= 0, so the transform "
                         f"never folds (default {'on' if defaults.fit.unfold else 'off'}; off in the paper preset)")
@@ -223,5 +226,5 @@ def _options(args: argparse.Namespace):
         "grid_spacing_mm": args.grid_spacing, "smoothness": args.smoothness, "device": args.device,
         "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
                                                                     "mask_choice", "on_worse", "drop_below",
-                                                                    "unfold") if getattr(args, name) is not None}},
+                                                                    "unfold", "grow_mm") if getattr(args, name) is not None}},
         preset=args.preset)

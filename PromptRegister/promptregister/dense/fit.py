@@ -302,7 +302,7 @@ class _Problem:
                     for k, points in enumerate(sample_at.split(band.sizes))
                 ]
                 penalty = self._smoothness(grid, parameters, smooth_weights, smooth_mm)
-                loss = self._similarity(warped, band) + self.options.smoothness * penalty
+                loss = self.options.roi_weight * self._similarity(warped, band) + self.options.smoothness * penalty
                 if image_level is not None:
                     loss = loss + self.options.image_weight * image_level.loss(
                         image_level.displacement(parameters, self._project))

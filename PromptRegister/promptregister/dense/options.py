@@ -36,6 +36,8 @@ class FitOptions:
             are taken as overlapping. Bounds the work by ROI surface, not volume.
         max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
         weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
+        roi_weight: weight of the ROI terms (1); 0 leaves the image term alone, a baseline that shows what the
+            ROI pairs add (bench/sweep_register.py --fit roi_weight=0,1).
         image_weight: weight of the image term (image_term.py) beside the ROI terms; 0 fits the ROI pairs
             alone, as the papers do (the "paper" preset). Needs the images (fit_transform's `images`).
         image_metric: 'lncc' (1 - mean local correlation: same modality, MR to MR, CT to CT) or 'mind'
@@ -66,6 +68,7 @@ class FitOptions:
     band_mm: float = 5.0
     max_eval_voxels: int = 1_000_000
     weighting: str = "equal"
+    roi_weight: float = 1.0
     image_weight: float = 0.0
     image_metric: str = "lncc"
     image_region: str = "image"
@@ -86,8 +89,10 @@ class FitOptions:
                                       f"got {self.image_metric!r}.")
         if self.image_region not in ("image", "rois"):
             raise PromptRegisterError(f"image_region must be 'image' or 'rois'; got {self.image_region!r}.")
-        if self.image_weight < 0 or self.folding_weight < 0:
-            raise PromptRegisterError("image_weight and folding_weight must not be negative.")
+        if self.image_weight < 0 or self.folding_weight < 0 or self.roi_weight < 0:
+            raise PromptRegisterError("roi_weight, image_weight and folding_weight must not be negative.")
+        if self.roi_weight == 0 and self.image_weight == 0:
+            raise PromptRegisterError("roi_weight and image_weight are both 0: nothing would drive the fit.")
         if self.weighting not in ("equal", "score"):
             raise PromptRegisterError(f"weighting must be 'equal' or 'score'; got {self.weighting!r}.")
         for name in ("grid_spacing_mm", "learning_rate_mm", "max_eval_voxels", "levels", "window",
