@@ -223,7 +223,7 @@ def test_a_pair_the_image_and_the_other_pairs_contradict_is_dropped_and_listed(h
     anterior label's fixed region paired with the posterior label's moving region, about 20 mm away). With the
     image term and drop_below 0.3, the first fit cannot honour the wrong pair (its Dice stays below 0.3): it
     alone is dropped and listed, and the refit without it aligns the labels better (measured: mean label Dice
-    0.998 against 0.981 with every pair)."""
+    0.998 against 0.983 with every pair, at image weight 16)."""
     from promptregister.fitting import fit_pairs
 
     fixed, fixed_labels, moving, moving_labels, _ = deformed_case(hippocampus, "001", std_mm=1.5)
@@ -235,11 +235,14 @@ def test_a_pair_the_image_and_the_other_pairs_contradict_is_dropped_and_listed(h
         warped = warp_volume(moving_labels, fit.transform(), fixed.geometry, labels=True).array
         return float(np.mean([dice(fixed_labels.array == v, warped == v) for v in (1, 2)]))
 
-    used, fit, after, dropped = fit_pairs(pairs, options_from_flat({"device": "cpu", "drop_below": 0.3}),
-                                             (fixed, moving))
+    # The image weight is pinned at the one these figures were measured with (16): with heavier image terms
+    # the wrong pair matters less and the gain from dropping it shrinks (weight 64: 0.992 -> 0.997).
+    used, fit, after, dropped = fit_pairs(pairs, options_from_flat({"device": "cpu", "drop_below": 0.3,
+                                                                    "image_weight": 16.0}), (fixed, moving))
     assert [record["name"] for record in dropped] == ["wrong"] and len(used) == 2
     assert dropped[0]["dice_after_first_fit"] < 0.3 and min(after) > 0.5
-    _, kept_all, _, none = fit_pairs(pairs, options_from_flat({"device": "cpu", "drop_below": 0.0}), (fixed, moving))
+    _, kept_all, _, none = fit_pairs(pairs, options_from_flat({"device": "cpu", "drop_below": 0.0, "image_weight": 16.0}),
+                                     (fixed, moving))
     assert none == [] and label_dice(fit) > label_dice(kept_all) + 0.01
 
 
