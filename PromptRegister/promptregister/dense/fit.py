@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
-from ..io.transforms import displacement_field_transform
 from ..roipairs import RoiPairs
 from ..volume import Volume
 from .bspline import BSplineGrid
@@ -37,62 +34,13 @@ from .image_term import ImageLevel, build_level
 from .band import Band, bounding_box, converged, pool, pool_factor, smoothing_widths
 from .linear import LinearFit, fit_linear
 from .options import FitOptions
+from .result import FitResult, LevelReport  # noqa: F401  (FitResult is imported from here too)
 from .unfold import UnfoldReport, unfold
 
 ProgressCallback = Callable[[str, float], None]
 
 FOLDING_MARGIN = 0.1
 """The folding penalty acts where the Jacobian determinant is below this."""
-
-
-@dataclass
-class LevelReport:
-    level: int
-    voxel_mm: Tuple[float, float, float]
-    eval_shape: Tuple[int, int, int]
-    band_points: int
-    iterations: int
-    loss_start: float
-    loss_end: float
-    stopped: str
-    seconds: float
-
-
-@dataclass
-class FitResult:
-    """Output of fit_transform.
-
-    Attributes:
-        field: displacement T(p) - p in LPS mm on the fixed grid, (k, j, i, 3), float64;
-            includes the linear part.
-        fixed_geometry: the grid of `field`.
-        linear: the pre-alignment alone.
-        levels: what each resolution level did.
-        device: where the optimisation ran.
-        unfolded: what the folding repair did (unfold.py); empty when it was off.
-    """
-
-    field: np.ndarray
-    fixed_geometry: Geometry
-    linear: LinearFit
-    levels: List[LevelReport] = field(default_factory=list)
-    device: str = "cpu"
-    seconds: float = 0.0
-    unfolded: UnfoldReport = field(default_factory=UnfoldReport)
-
-    def transform(self) -> sitk.DisplacementFieldTransform:
-        """The ITK displacement-field transform (fixed -> moving, resampling convention)."""
-        return displacement_field_transform(self.field, self.fixed_geometry)
-
-    def summary(self) -> Dict[str, object]:
-        return {
-            "linear_model": self.linear.model,
-            "linear_note": self.linear.note,
-            "device": self.device,
-            "seconds": round(self.seconds, 3),
-            "levels": [asdict(level) for level in self.levels],
-            "unfolded": self.unfolded.as_dict(),
-        }
 
 
 def resolve_device(name: str) -> torch.device:
