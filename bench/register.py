@@ -41,7 +41,7 @@ from promptregister.methods import PointPrompt, SamRegOptions, SlicedVolume  # n
 from promptregister.errors import PromptRegisterError  # noqa: E402
 from promptregister.evaluate import evaluate_registration  # noqa: E402
 from promptregister.metrics import dice  # noqa: E402
-from promptregister.register import RegisterOptions, find_pairs, options_from_flat, register  # noqa: E402
+from promptregister.register import RegisterOptions, options_from_flat, register, roi_pairs  # noqa: E402
 from promptregister.warp import warp_volume  # noqa: E402
 
 
@@ -79,8 +79,6 @@ def make_segmenter(model: str, device: str):
 def timed_run(case, model: str, mode: str, device: str) -> Dict[str, object]:
     """register() stage by stage (as register.py runs them), so that a method finding no pairs is still timed."""
     from promptregister.dense.fit import fit_transform
-    from promptregister.methods import to_roi_pairs
-    from promptregister.methods.consistency import reject_inconsistent
     from promptregister.fitting import fit_options_for
 
     segmenter = make_segmenter(model, device)
@@ -96,8 +94,7 @@ def timed_run(case, model: str, mode: str, device: str) -> Dict[str, object]:
     started = time.perf_counter()
     fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
     moving = SlicedVolume(case.moving, segmenter, name="moving")
-    found, _ = find_pairs(fixed, moving, options=options, timings=timings, **kwargs)
-    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving, options.growth), options.outlier_mm)
+    pairs, _, _ = roi_pairs(fixed, moving, options, timings=timings, **kwargs)
     if len(pairs):
         fit_started = time.perf_counter()
         fit_transform(pairs, fit_options_for(pairs, options.fit))

@@ -37,11 +37,9 @@ from register import clicks, make_segmenter, mean_dice  # noqa: E402
 
 from promptregister.agreement import AGREEMENT_REGION_MM, image_agreement, near  # noqa: E402
 from promptregister.methods import PromptRegOptions, SlicedVolume  # noqa: E402
-from promptregister.methods.consistency import reject_inconsistent  # noqa: E402
-from promptregister.methods.pairs import to_roi_pairs  # noqa: E402
 from promptregister.metrics import jacobian_stats  # noqa: E402
 from promptregister.dense import FitOptions  # noqa: E402
-from promptregister.register import RegisterOptions, find_pairs, fit_pairs  # noqa: E402
+from promptregister.register import RegisterOptions, fit_pairs, roi_pairs  # noqa: E402
 from promptregister.roipairs import RoiPairs  # noqa: E402
 
 
@@ -145,8 +143,7 @@ def region_pairs(case, segmenter, options: RegisterOptions, cache: Optional[Path
         return RoiPairs.load(cache)
     fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
     moving = SlicedVolume(case.moving, segmenter, name="moving")
-    found, _ = find_pairs(fixed, moving, points=clicks(case.moving_labels, 3, 0), options=options)
-    pairs, _ = reject_inconsistent(to_roi_pairs(found, fixed, moving, options.growth), options.outlier_mm)
+    pairs, _, _ = roi_pairs(fixed, moving, options, points=clicks(case.moving_labels, 3, 0))
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         pairs.save(cache)

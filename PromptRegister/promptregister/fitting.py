@@ -17,7 +17,7 @@ import numpy as np
 
 from .dense.fit import FitOptions, FitResult, fit_transform
 from .methods.consistency import drop_contradicted
-from .metrics import dice, jacobian_stats
+from .metrics import dice
 from .roipairs import RoiPairs
 from .volume import Volume
 from .warp import warp_volume
@@ -48,11 +48,6 @@ def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
             if label:
                 values[label - 1] = dice(pairs[label - 1].fixed_mask, warped == label)
     return values
-
-
-def folds(fit: FitResult) -> bool:
-    """Whether any voxel of the field has a Jacobian determinant <= 0."""
-    return jacobian_stats(fit.field, fit.fixed_geometry)["folding_percent"] > 0.0
 
 
 def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],

@@ -286,6 +286,15 @@ def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequ
     return deduplicate(found, options.duplicate_iou), methods
 
 
+def roi_pairs(fixed: SlicedVolume, moving: SlicedVolume, options: RegisterOptions, **prompts) -> tuple:
+    """(RoiPairs, rejected pairs, method names): find_pairs with the given prompts (its keyword arguments),
+    the slice pairs made 3D (grown as options.growth says), less those inconsistent with the others. The
+    pairs may be empty; register() refuses that, the benchmarks report it."""
+    slice_pairs, methods = find_pairs(fixed, moving, options=options, **prompts)
+    pairs, rejected = reject_inconsistent(to_roi_pairs(slice_pairs, fixed, moving, options.growth), options.outlier_mm)
+    return pairs, rejected, methods
+
+
 def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optional[Sequence[str]] = None,
              points: Optional[Sequence[PointPrompt]] = None, auto: bool = False, sample_points: int = 0,
              detector: Optional[TextDetector] = None, options: Optional[RegisterOptions] = None,
@@ -309,11 +318,9 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
     timings: Dict[str, float] = {}
     fixed_slices = SlicedVolume(fixed, segmenter, name="fixed")
     moving_slices = SlicedVolume(moving, segmenter, name="moving")
-    slice_pairs, methods = find_pairs(fixed_slices, moving_slices, text=text, points=points, auto=auto,
-                                      sample_points=sample_points, options=options, detector=detector,
-                                      progress=progress, timings=timings)
-    pairs = to_roi_pairs(slice_pairs, fixed_slices, moving_slices, options.growth)
-    pairs, rejected = reject_inconsistent(pairs, options.outlier_mm)
+    pairs, rejected, methods = roi_pairs(fixed_slices, moving_slices, options, text=text, points=points, auto=auto,
+                                         sample_points=sample_points, detector=detector, progress=progress,
+                                         timings=timings)
     if len(pairs) == 0:
         raise PromptRegisterError(
             "no corresponding regions were found between the images; try other prompts, a larger search "

@@ -47,8 +47,9 @@ class FitOptions:
         image_window_mm: LNCC window width.
         max_image_voxels: the image term's grid is pooled to at most this many voxels.
         folding_weight: weight of the folding penalty (folding.py); 0 turns it off.
-        unfold: after the fit, repair the voxels whose Jacobian determinant is still <= 0 (unfold.py), so the
-            transform never folds. Off here (the papers' fit); register turns it on.
+        unfold: after the fit, repair the voxels whose Jacobian determinant is still at or below
+            unfold.MIN_DETERMINANT (0.05), so the transform never folds. Off here (the papers' fit); register
+            turns it on.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         seed: seeds torch, for bit-identical runs on CPU.
     """

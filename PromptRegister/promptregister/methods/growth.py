@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import PromptRegisterError
-from .matching import mask_iou
+from .matching import cosine_matrix, mask_iou
 from .slices import SlicedVolume
 
 
@@ -79,10 +79,6 @@ class Seed:
         return cls(int(mask.sum()), volume.embedding(index).prototype(mask))
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
-
-
 def next_region(volume: SlicedVolume, index: int, previous: np.ndarray, seed: Seed,
                 options: GrowthOptions) -> Optional[np.ndarray]:
     """The region on slice `index` that continues `previous` (a mask of a neighbouring slice), or None where
@@ -101,7 +97,7 @@ def next_region(volume: SlicedVolume, index: int, previous: np.ndarray, seed: Se
         return None
     if max(area / seed.area, seed.area / area) > options.max_area_ratio:
         return None
-    if cosine(volume.embedding(index).prototype(mask), seed.prototype) < options.min_similarity:
+    if cosine_matrix(volume.embedding(index).prototype(mask)[None], seed.prototype[None])[0, 0] < options.min_similarity:
         return None
     return mask
 
