@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--grow-mm", default=None,
                         help="RegisterOptions.growth.max_mm values (slice pairs grown through neighbouring slices; "
                              "default: register's)")
+    parser.add_argument("--marginal-samples", default=None,
+                        help="PromptReg's marginalisation samples (random transforms of the moving slice; 0 = off; "
+                             "default: register's)")
     args = parser.parse_args()
     extra = parse_fit_sweeps(args.fit)
     settings = list(itertools.product(args.image_metrics.split(","), map(float, args.image_weights.split(",")),
@@ -69,20 +72,26 @@ def main() -> None:
         else [lambda c=c: mrus_case(c) for c in MRUS_SWEEP_CASES]
     choices = args.mask_choices.split(",")
     grows = [float(v) for v in args.grow_mm.split(",")] if args.grow_mm else [RegisterOptions().growth.max_mm]
-    choices = [(choice, grow) for choice in choices for grow in grows]
-    results = {(model, f"{choice}, grow {grow:g} mm", s): [] for model in args.models.split(",")
-               for choice, grow in choices for s in settings}
-    for model, (mask_choice, grow) in itertools.product(args.models.split(","), choices):
-        choice = f"{mask_choice}, grow {grow:g} mm"
+    marginals = ([int(v) for v in args.marginal_samples.split(",")] if args.marginal_samples
+                 else [RegisterOptions().promptreg.marginal_samples])
+    choices = [(choice, grow, marginal) for choice in choices for grow in grows for marginal in marginals]
+    results = {(model, f"{choice}, grow {grow:g} mm, marginal {marginal}", s): [] for model in args.models.split(",")
+               for choice, grow, marginal in choices for s in settings}
+    for model, (mask_choice, grow, marginal) in itertools.product(args.models.split(","), choices):
+        choice = f"{mask_choice}, grow {grow:g} mm, marginal {marginal}"
         segmenter = make_segmenter(model, "cpu")
         for make_case in cases:
             case = make_case()
             before = mean_dice(case.fixed_labels, case.moving_labels, sitk.Transform(3, sitk.sitkIdentity))
-            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=mask_choice),
+            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=mask_choice, marginal_samples=marginal),
                                       growth=replace(RegisterOptions().growth, max_mm=grow))
             cache = args.pairs_cache and args.pairs_cache / (
-                f"{model}-{mask_choice}{f'-grow{grow:g}' if grow else ''}-{case.name.replace(' ', '_')}")
+                f"{model}-{mask_choice}{f'-grow{grow:g}' if grow else ''}"
+                f"{f'-marginal{marginal}' if marginal != PromptRegOptions().marginal_samples else ''}"
+                f"-{case.name.replace(' ', '_')}")
+            started = time.perf_counter()
             pairs = region_pairs(case, segmenter, options, cache)
+            pair_seconds = time.perf_counter() - started
             for metric, image_weight, folding_weight, drop_below, *others in settings:
                 setting = replace(options, drop_below=drop_below, fit=replace(
                     options.fit, image_metric=metric, image_weight=image_weight, folding_weight=folding_weight,
@@ -99,7 +108,7 @@ def main() -> None:
                     (before, after, folding, seconds, guarded, worse, len(dropped)))
                 print(f"  {model} {choice} {case.name} {metric} {image_weight:g} folding {folding_weight:g} drop {others} "
                       f"{drop_below:g} ({len(dropped)} of {len(pairs)} dropped): before {before:.3f} "
-                      f"after {after:.3f} folding {folding:.3f}% {seconds:.1f} s; check says worse: {worse}", file=sys.stderr, flush=True)
+                      f"after {after:.3f} folding {folding:.3f}% fit {seconds:.1f} s (pairs {pair_seconds:.1f} s); check says worse: {worse}", file=sys.stderr, flush=True)
     print("| model | mask choice | image metric | image weight | folding weight | drop below | "
           + "".join(f"{name} | " for name, _ in extra) + "pairs dropped | mean Dice before | mean Dice after | 30th pct Dice | "
           "pairs worse than before | more than 0.02 worse | worst folding (%) | mean fit s | "

@@ -27,6 +27,7 @@ from scipy import ndimage
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
 from ..roipairs import RoiPairs
+from ..threads import ThreadBudget
 from ..volume import Volume
 from .bspline import BSplineGrid
 from .folding import FoldingPenalty
@@ -211,6 +212,13 @@ class _Problem:
 
     # -- optimisation -------------------------------------------------------------
     def optimise(self, reports: List[LevelReport], progress: ProgressCallback) -> torch.Tensor:
+        budget = ThreadBudget()  # no more threads than free cores, re-checked as the fit runs (threads.py)
+        try:
+            return self._optimise(reports, progress, budget)
+        finally:
+            budget.restore()
+
+    def _optimise(self, reports: List[LevelReport], progress: ProgressCallback, budget: ThreadBudget) -> torch.Tensor:
         level_sizes = self.level_voxel_mm()
         grids = self.level_grids()
         parameters = torch.zeros(grids[0].parameter_shape, device=self.device, dtype=self.dtype, requires_grad=True)
@@ -261,6 +269,7 @@ class _Problem:
             history: List[float] = []
             stopped = "max_iterations"
             for iteration in range(self.options.max_iterations):
+                budget.adapt()
                 optimiser.zero_grad(set_to_none=True)
                 loss = loss_fn()
                 loss.backward()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptRegisterError
+from ..threads import onnx_session_options
 from .sam import SamSegmenter
 
 DECODER_INPUTS = frozenset({"image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
@@ -67,7 +68,7 @@ def open_session(path: Path, role: str, providers: List[str]):
         raise PromptRegisterError(f"the {role} file {path} does not exist")
     ort = onnxruntime_module()
     try:
-        return ort.InferenceSession(str(path), providers=providers)
+        return ort.InferenceSession(str(path), sess_options=onnx_session_options(ort), providers=providers)
     except Exception as error:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise PromptRegisterError(f"the {role} file {path} could not be opened as an ONNX model ({first}); it is "
