@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from promptregister.dense import FitOptions, fit_transform
 from promptregister.dense.mind import CHANNELS, SSC_PAIRS, mind_ssc
@@ -53,3 +54,21 @@ def test_mind_registers_a_known_deformation_across_a_non_monotone_intensity_mapp
                                                  device="cpu"), images=(fixed, moving))
         errors[weight] = float(np.median(np.linalg.norm(fit.field - truth, axis=-1)[posterior]))
     assert errors[16.0] < 0.65 * errors[0.0]
+
+
+@pytest.mark.parametrize("shape, window", [((1, 1, 12, 20, 24), 9), ((1, 1, 1, 20, 7), 5), ((1, 12, 5, 6, 40), 3),
+                                           ((1, 1, 3, 4, 5), 9)])
+def test_the_running_sum_box_mean_is_the_mean_of_the_voxels_inside_each_window(shape, window) -> None:
+    """box_mean (LNCC's local means) against the definition, edges and windows wider than the image included."""
+    from promptregister.dense.image_term import box_mean
+
+    values = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    half = window // 2
+    expected = torch.empty_like(values)
+    k_size, j_size, i_size = shape[2:]
+    for k in range(k_size):
+        for j in range(j_size):
+            for i in range(i_size):
+                expected[:, :, k, j, i] = values[:, :, max(0, k - half):k + half + 1, max(0, j - half):j + half + 1,
+                                                 max(0, i - half):i + half + 1].mean(dim=(2, 3, 4))
+    assert torch.allclose(box_mean(values, window), expected, atol=1e-9)

@@ -57,18 +57,31 @@ def lncc_loss(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor, win
 
 
 def box_mean(values: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over a cubic window of `window` voxels around each voxel of (1, 1, k, j, i), as three 1D passes
-    (27 instead of 729 reads per voxel for a 9-voxel window); a window past the image edge averages only the
-    voxels inside it."""
-    pad = window // 2
-    for axis in range(3):
-        kernel = [1, 1, 1]
-        kernel[axis] = window
-        padding = [0, 0, 0]
-        padding[axis] = pad
-        if values.shape[2 + axis] > 1:
-            values = F.avg_pool3d(values, tuple(kernel), stride=1, padding=tuple(padding), count_include_pad=False)
+    """Mean over a cubic window of `window` voxels around each voxel of (1, C, k, j, i); a window past the
+    image edge averages only the voxels inside it.
+
+    Three 1D passes, each a running sum (cumulative sum, then the difference of two shifted copies): the cost
+    per voxel does not depend on the window, and the backward pass is as cheap. avg_pool3d, used before, was
+    about half of a full-resolution fit's time (forward and backward, 15 calls an iteration).
+    """
+    for dim in (2, 3, 4):
+        values = _running_mean(values, dim, window)
     return values
+
+
+def _running_mean(values: torch.Tensor, dim: int, window: int) -> torch.Tensor:
+    size = values.shape[dim]
+    if size <= 1:
+        return values
+    half = window // 2
+    padding = [0, 0] * (values.dim() - 1 - dim) + [half + 1, half]  # F.pad lists the last axis first
+    running = torch.cumsum(F.pad(values, padding), dim=dim)
+    sums = running.narrow(dim, window, size) - running.narrow(dim, 0, size)
+    index = torch.arange(size, device=values.device)
+    counts = (torch.clamp(index + half, max=size - 1) - torch.clamp(index - half, min=0) + 1).to(values.dtype)
+    shape = [1] * values.dim()
+    shape[dim] = size
+    return sums / counts.reshape(shape)
 
 
 @dataclass
