@@ -15,6 +15,8 @@ run more threads than there are free cores:
   ("session.intra_op.allow_spinning" = "0", `onnx_session_options`): as fast idle, faster when shared.
 
 PROMPTREGISTER_THREAD_POLICY=off keeps the libraries' own behaviour (bench/contention.py measures both).
+A fit is bit-for-bit reproducible (same seed, same result) only at the same thread count, because sums
+split over threads round differently: turn the policy off when that matters more than speed.
 Where /proc/stat does not exist (macOS, Windows) the thread count is left alone.
 """
 

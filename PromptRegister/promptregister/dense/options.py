@@ -51,7 +51,8 @@ class FitOptions:
             unfold.MIN_DETERMINANT (0.05), so the transform never folds. Off here (the papers' fit); register
             turns it on.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        seed: seeds torch, for bit-identical runs on CPU.
+        seed: seeds torch, for bit-identical runs on CPU (at one thread count:
+            PROMPTREGISTER_THREAD_POLICY=off, threads.py).
     """
 
     linear: str = "affine"
