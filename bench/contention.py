@@ -46,7 +46,7 @@ if sys.argv[1] == "fit":
     from promptregister.register import RegisterOptions
     from promptregister.roipairs import RoiPairs
     pairs = RoiPairs.from_label_maps(case.fixed_labels, case.moving_labels)
-    options = replace(RegisterOptions().fit, device="cpu", seed=0)
+    options = replace(RegisterOptions().fit, device="cpu")
     started = time.perf_counter()
     fit_transform(pairs, options, images=(case.fixed, case.moving))
 else:

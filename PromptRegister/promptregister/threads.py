@@ -96,25 +96,25 @@ class ThreadBudget:
             self.usable = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             self.usable = os.cpu_count() or 1
-        self._last = self._sample()
         self.threads = self.most
+        self._last = self._sample() if self.enabled else None
 
-    def _sample(self) -> Optional[Tuple[float, float, float, float]]:
-        machine = _machine_times() if self.enabled else None
-        if machine is None:
-            return None
-        return machine[0], machine[1], _own_cpu_seconds(), time.monotonic()
+    @staticmethod
+    def _sample() -> Optional[Tuple[float, float, float, float]]:
+        """(machine busy ticks, machine total ticks, own CPU s, wall s), or None if /proc/stat went away."""
+        machine = _machine_times()
+        return None if machine is None else (machine[0], machine[1], _own_cpu_seconds(), time.monotonic())
 
     def adapt(self) -> int:
         """Re-measure when the interval has passed; returns the thread count now in force."""
-        if not self.enabled or self._last is None or time.monotonic() - self._last[3] < self.interval_s:
+        if self._last is None or time.monotonic() - self._last[3] < self.interval_s:
             return self.threads
         now = self._sample()
         if now is None:
             return self.threads
         others = others_busy_cores(self._last, now)
         self._last = now
-        wanted = threads_for(min(self.usable, os.cpu_count() or 1) - others, self.most)
+        wanted = threads_for(self.usable - others, self.most)
         if wanted != self.threads:
             self.torch.set_num_threads(wanted)
             self.threads = wanted
