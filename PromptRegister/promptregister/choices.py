@@ -29,12 +29,16 @@ PRESET_HELP: Dict[str, str] = {
     "paper": "The papers' fit: the region pairs alone, no image term and no folding penalty.",
 }
 
+PRESET_GRID_SPACING_MM: Dict[str, float] = {"default": 6.0, "multimodal": 3.0, "paper": 6.0}
+"""Each preset's control-point spacing (register.GRID_SPACING_MM, MIND_GRID_SPACING_MM): the panel's spin box
+takes it when the preset changes."""
+
 PANEL_DEFAULTS: Dict[str, float] = {
     "search_mm": 11.0,  # SamRegOptions.search_mm == PromptRegOptions.search_mm
     "threshold": 0.8,  # SamRegOptions.threshold
     "marginal_samples": 4,  # PromptRegOptions.marginal_samples
     "slice_step": 1,  # SamRegOptions.slice_step
-    "grid_spacing_mm": 3.0,  # FitOptions.grid_spacing_mm
+    "grid_spacing_mm": PRESET_GRID_SPACING_MM["default"],  # register.GRID_SPACING_MM
     "smoothness": 0.05,  # FitOptions.smoothness
     "seed": 0,  # FitOptions.seed
 }

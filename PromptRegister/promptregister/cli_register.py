@@ -77,8 +77,12 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                    help="SAMReg: let several moving regions pair with the same fixed region")
     p.add_argument("--marginal-samples", type=int, default=promptreg.marginal_samples,
                    help="PromptReg marginalisation transforms, 0 = off (default %(default)s)")
-    p.add_argument("--grid-spacing", type=float, default=fit.grid_spacing_mm, metavar="MM",
-                   help="B-spline control point spacing (default %(default)s)")
+    p.add_argument("--search-stride", type=int, default=promptreg.search_stride, metavar="N",
+                   help="PromptReg: search every N-th fixed slice, then around the best one; 1 searches every slice "
+                        "(default %(default)s)")
+    p.add_argument("--grid-spacing", type=float, metavar="MM",
+                   help=f"B-spline control point spacing (default: the preset's, {fit.grid_spacing_mm:g} mm; "
+                        "3 mm for --preset multimodal)")
     p.add_argument("--smoothness", type=float, default=fit.smoothness, help="(default %(default)s)")
     p.add_argument("--preset", choices=PRESETS, default="default",
                    help="'default': images of one modality (MR to MR, CT to CT); 'multimodal': MR to ultrasound, CT "
@@ -222,8 +226,10 @@ def _options(args: argparse.Namespace):
         "search_mm": args.search_mm, "threshold": args.threshold, "pairs_per_slice": args.pairs_per_slice,
         "max_pairs": args.max_pairs, "slice_step": args.slice_step, "moving_slices": parse_slab(args.moving_slices),
         "one_to_many": args.one_to_many, "marginal_samples": args.marginal_samples,
+        "search_stride": args.search_stride,
         "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
-        "grid_spacing_mm": args.grid_spacing, "smoothness": args.smoothness, "device": args.device,
+        "smoothness": args.smoothness, "device": args.device,
+        **({} if args.grid_spacing is None else {"grid_spacing_mm": args.grid_spacing}),
         "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
                                                                     "mask_choice", "on_worse", "drop_below",
                                                                     "unfold", "grow_mm") if getattr(args, name) is not None}},

@@ -44,6 +44,11 @@ IMAGE_VOXELS = 262_144
 """register's FitOptions.max_image_voxels: the image term at the image's own resolution up to 64^3 voxels
 (pooled beyond). Measured on the sweep pairs: 0.749 mean Dice against 0.726 pooled to 60,000 voxels."""
 
+GRID_SPACING_MM = 6.0
+"""register's B-spline control-point spacing (FitOptions.grid_spacing_mm), chosen on the sweep pairs with the
+image term on (docs/register-sweep.md: 0.765 mean Dice at 6 mm against 0.750 at 3 mm, and a faster fit). The
+dense stage alone keeps FitOptions' 3 mm, chosen for ROI pairs alone (docs/dense-sweep.md)."""
+
 FOLDING_WEIGHT = 0.1
 """register's folding-penalty weight (dense/folding.py)."""
 
@@ -53,6 +58,10 @@ ON_WORSE = "warn"
 MIND_WEIGHT = 16.0
 """The image-term weight of the "multimodal" preset (MIND-SSC), chosen on the MR -> US sweep cases
 (bench/sweep_register.py --cases mrus, docs/register-sweep.md)."""
+
+MIND_GRID_SPACING_MM = 3.0
+"""The multimodal preset's control-point spacing: on the MR -> US sweep cases 3 mm gave 0.594 gland Dice and
+6 mm 0.584, with one case more than 0.02 below its "before" (docs/register-sweep.md)."""
 
 MIND_VOXELS = 60_000
 """The multimodal preset's max_image_voxels: what MIND_WEIGHT was chosen with (MIND-SSC has 12 channels, so
@@ -92,7 +101,8 @@ class RegisterOptions:
     promptreg: PromptRegOptions = field(default_factory=PromptRegOptions)
     tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
     fit: FitOptions = field(default_factory=lambda: FitOptions(image_weight=IMAGE_WEIGHT, folding_weight=FOLDING_WEIGHT,
-                                                               max_image_voxels=IMAGE_VOXELS, unfold=True))
+                                                               max_image_voxels=IMAGE_VOXELS, unfold=True,
+                                                               grid_spacing_mm=GRID_SPACING_MM))
     growth: GrowthOptions = field(default_factory=lambda: GrowthOptions(max_mm=GROW_MM))
     duplicate_iou: float = 0.8
     outlier_mm: float = 8.0
@@ -119,6 +129,7 @@ FLAT_OPTIONS = {
     "max_pairs": (("samreg",), "max_pairs"),
     "one_to_many": (("samreg",), "one_to_many"),
     "marginal_samples": (("promptreg",), "marginal_samples"),
+    "search_stride": (("promptreg",), "search_stride"),
     "mask_choice": (("promptreg",), "mask_choice"),
     "sigma_mm": (("promptreg",), "sigma_mm"),
     "box_threshold": (("tell2reg",), "box_threshold"),
@@ -142,7 +153,8 @@ FLAT_OPTIONS = {
 
 PRESETS: Dict[str, Dict[str, object]] = {
     "default": {},
-    "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT, "max_image_voxels": MIND_VOXELS},
+    "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT, "max_image_voxels": MIND_VOXELS,
+                   "grid_spacing_mm": MIND_GRID_SPACING_MM},
     "paper": {"image_weight": 0.0, "folding_weight": 0.0, "unfold": False, "grow_mm": 0.0, "mask_choice": "score",
               "on_worse": "warn", "drop_below": 0.0},
 }

@@ -106,6 +106,22 @@ def fit_transform(
     return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started, repair)
 
 
+def pair_weights(pairs: RoiPairs, weighting: str) -> np.ndarray:
+    """Each pair's weight in the ROI loss under FitOptions.weighting.
+
+    'equal' and 'score' give shares that sum to 1. 'confidence' gives agreement / n: the ROI terms as a whole
+    count less when the pairs are unsure, so the image term (when on) has more say; with no pair sure at all
+    (every agreement 0) the shares are equal, so an ROI-only fit still has something to fit."""
+    count = len(pairs)
+    if weighting == "confidence":
+        confidence = np.array([float(np.clip(p.source.get("agreement", 1.0), 0.0, 1.0)) for p in pairs])
+        return confidence / count if confidence.sum() > 0 else np.full(count, 1.0 / count)
+    weights = np.array([max(p.score, 0.0) for p in pairs], dtype=float) if weighting == "score" else np.ones(count)
+    if not weights.sum() > 0:
+        weights = np.ones(count)
+    return weights / weights.sum()
+
+
 def _linear_field(geometry: Geometry, linear: LinearFit) -> np.ndarray:
     points = geometry.voxel_centres()
     return linear.apply(points) - points
@@ -121,9 +137,8 @@ class _Problem:
         self.dtype = torch.float32
         self.fixed, self.moving = pairs.fixed_geometry, pairs.moving_geometry
         self.grid = BSplineGrid(self.fixed.size, self.fixed.spacing, options.grid_spacing_mm)
-        scores = np.array([max(p.score, 0.0) for p in pairs], dtype=float)
-        weights = scores if options.weighting == "score" and scores.sum() > 0 else np.ones(len(pairs))
-        self.pair_weights = torch.as_tensor(weights / weights.sum(), device=device, dtype=self.dtype)
+        weights = pair_weights(pairs, options.weighting)
+        self.pair_weights = torch.as_tensor(weights, device=device, dtype=self.dtype)
         self.crop = bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
         # Room for the coarsest level's smoothing to spread the moving masks outwards.
         self.moving_crop = bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, self.level_voxel_mm()[0], pad_voxels=2)

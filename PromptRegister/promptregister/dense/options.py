@@ -10,6 +10,9 @@ from .linear import LINEAR_MODELS
 IMAGE_METRICS = ("lncc", "mind")
 """FitOptions.image_metric values: local correlation (one modality) and MIND-SSC (between modalities)."""
 
+WEIGHTINGS = ("equal", "score", "confidence")
+"""FitOptions.weighting values: how much each ROI pair counts in the fit (dense/fit.py pair_weights)."""
+
 
 @dataclass
 class FitOptions:
@@ -35,7 +38,10 @@ class FitOptions:
             fixed ROI's boundary (twice as far at each coarser level); deeper points
             are taken as overlapping. Bounds the work by ROI surface, not volume.
         max_eval_voxels: at the finest level, pool the crop so it has at most this many voxels.
-        weighting: 'equal' (every pair counts the same, whatever its size) or 'score'.
+        weighting: 'equal' (every pair counts the same, whatever its size), 'score' (by the pair's score) or
+            'confidence' (agreement / number of pairs, where the agreement is that of PromptReg's marginalised
+            copies, source["agreement"] in 0..1, and 1 for pairs without one: unsure pairs count less, and
+            so do the ROI terms as a whole beside the image term).
         roi_weight: weight of the ROI terms (1); 0 leaves the image term alone, a baseline that shows what the
             ROI pairs add (bench/sweep_register.py --fit roi_weight=0,1).
         image_weight: weight of the image term (image_term.py) beside the ROI terms; 0 fits the ROI pairs
@@ -95,8 +101,8 @@ class FitOptions:
             raise PromptRegisterError("roi_weight, image_weight and folding_weight must not be negative.")
         if self.roi_weight == 0 and self.image_weight == 0:
             raise PromptRegisterError("roi_weight and image_weight are both 0: nothing would drive the fit.")
-        if self.weighting not in ("equal", "score"):
-            raise PromptRegisterError(f"weighting must be 'equal' or 'score'; got {self.weighting!r}.")
+        if self.weighting not in WEIGHTINGS:
+            raise PromptRegisterError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {self.weighting!r}.")
         for name in ("grid_spacing_mm", "learning_rate_mm", "max_eval_voxels", "levels", "window",
                      "image_window_mm", "max_image_voxels"):
             if not getattr(self, name) > 0:

@@ -4,7 +4,8 @@ The moving slice and its prompt are transformed together by random flips,
 rotations (0-360 deg) and scalings (0.5-2.5) about the slice centre; each
 transformed copy gives a moving ROI (mapped back) and, through its prototype,
 a fixed ROI. The ROI probability maps of all copies are averaged on each side
-and thresholded at 0.5.
+and thresholded at 0.5. How well the copies' fixed ROIs agree with the averaged
+one (`agreement`) is kept as the pair's confidence.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def random_transforms(count: int, shape: Tuple[int, int], seed: int) -> List[Sli
 def average_masks(probabilities: Sequence[np.ndarray], threshold: float = 0.5) -> np.ndarray:
     """Mean of the probability maps, thresholded: the marginalised ROI."""
     return np.mean(np.stack(probabilities), axis=0) > threshold
+
+
+def agreement(probabilities: Sequence[np.ndarray], averaged: np.ndarray, count: int,
+              threshold: float = 0.5) -> float:
+    """Mean intersection over union of each map's mask (probability > threshold) with the averaged mask,
+    over `count` maps: maps missing from `probabilities` (copies that found nothing) count as 0.
+    1 when every copy outlined the same region, near 0 when they disagree."""
+    if count < 1:
+        raise ValueError("agreement needs at least one map")
+    total = 0.0
+    for probability in probabilities:
+        mask = probability > threshold
+        union = np.logical_or(mask, averaged).sum()
+        total += float(np.logical_and(mask, averaged).sum() / union) if union else 0.0
+    return total / count
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -10,7 +10,10 @@ For each point prompt on the moving volume:
 4. optionally marginalised over random transforms of the moving slice and
    prompt (marginal.py).
 The pair's score is the peak similarity; the ratio of the peak to the best
-similarity away from it is reported as a confidence figure.
+similarity away from it is reported as a confidence figure, and how well the
+marginalised copies agree as the pair's `agreement` (FitOptions.weighting
+"confidence" weights the fit by it). The fixed-slice search can run coarse to
+fine (PromptRegOptions.search_stride) to embed fewer fixed slices.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from scipy import ndimage
 from ..errors import PromptRegisterError
 from ..models.base import SliceEmbedding
 from .auxiliary import auxiliary_prompt
-from .marginal import average_masks, random_transforms, sigmoid
+from .marginal import agreement, average_masks, random_transforms, sigmoid
 from .matching import cosine_matrix
 from .pairs import SlicePair
-from .slices import SlicedVolume, search_ranges
+from .slices import SlicedVolume, coarse_slices, refine_slices, search_ranges
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -53,6 +56,9 @@ class PromptRegOptions:
         step_px: a positive auxiliary point is stepped this far toward the fixed contour.
         max_auxiliary: at most this many auxiliary prompts per pair.
         marginal_samples: random transforms to marginalise over (0 turns marginalisation off).
+        search_stride: search the fixed slices coarse to fine: first every search_stride-th slice, then the
+            slices around the best of those. 1 (the paper's) searches every slice; larger strides embed fewer
+            fixed slices, the encoder's main cost.
         peak_exclusion_cells: cells around the peak ignored when finding the second peak.
         seed: seeds the random transforms.
         mask_choice: which of the segmenter's three masks is the ROI. 'score' (the paper's): the moving ROI
@@ -70,8 +76,12 @@ class PromptRegOptions:
     peak_exclusion_cells: int = 3
     seed: int = 0
     mask_choice: str = "score"
+    search_stride: int = 1
 
     def __post_init__(self) -> None:
+        if int(self.search_stride) != self.search_stride or self.search_stride < 1:
+            raise PromptRegisterError(f"search_stride must be a whole number of slices, at least 1; "
+                                      f"got {self.search_stride!r}")
         if self.mask_choice not in MASK_CHOICES:
             raise PromptRegisterError(f"mask_choice must be one of {', '.join(MASK_CHOICES)}; got {self.mask_choice!r}")
 
@@ -105,6 +115,19 @@ def find_peak(prototype: np.ndarray, embeddings: Sequence[Tuple[int, SliceEmbedd
             second = max(second, float(np.nanmax(masked)))
     confidence = peak / second if np.isfinite(second) and second > 0 else float("inf")
     return Peak(index, cell_centre(embedding, row, col), peak, confidence)
+
+
+def search_peak(fixed: SlicedVolume, group: Sequence[int], prototype: np.ndarray, stride: int,
+                exclusion_cells: int) -> Peak:
+    """The peak over the fixed slices `group`, searched coarse to fine: the coarse slices first, then also
+    the slices between the best coarse slice and its coarse neighbours (embedded here, in one batch)."""
+    searched = coarse_slices(group, stride)
+    if stride > 1:
+        coarse = find_peak(prototype, [(f, fixed.embedding(f)) for f in searched], exclusion_cells)
+        refined = refine_slices(group, coarse.slice_index, stride)
+        fixed.embed(refined)
+        searched = sorted(set(searched) | set(refined))
+    return find_peak(prototype, [(f, fixed.embedding(f)) for f in searched], exclusion_cells)
 
 
 def cell_centre(embedding: SliceEmbedding, row: int, col: int) -> np.ndarray:
@@ -173,7 +196,8 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
     options = options or PromptRegOptions()
     report = progress or (lambda stage, fraction: None)
     groups = group_prompts(moving, prompts)
-    near = search_ranges(fixed, moving, [s for s, *_ in groups], options.search_mm, report)
+    stride = int(options.search_stride)
+    near = search_ranges(fixed, moving, [s for s, *_ in groups], options.search_mm, report, stride)
     segmenter = moving.segmenter
     pairs = []
     for number, (s, points, labels, point_lps) in enumerate(groups):
@@ -186,7 +210,7 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
         target_area = (float(moving_mask.sum()) * (moving.pixel_mm / fixed.pixel_mm) ** 2
                        if options.mask_choice == "part" else None)
         prototype = moving_embedding.prototype(moving_mask)
-        peak = find_peak(prototype, [(f, fixed.embedding(f)) for f in near[s]], options.peak_exclusion_cells)
+        peak = search_peak(fixed, near[s], prototype, stride, options.peak_exclusion_cells)
         fixed_embedding = fixed.embedding(peak.slice_index)
         fixed_points, fixed_labels = peak.xy[None], np.array([1])
         fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
@@ -204,10 +228,13 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
             fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
                                                           prototype, target_area)
             auxiliary += 1
+        pair_agreement = None
         if options.marginal_samples > 0:
-            moving_mask, fixed_mask = _marginalise(
-                moving, s, points, labels, moving_probability, fixed_embedding, fixed_probability, options,
-                seed=options.seed + number, target_area=target_area) or (moving_mask, fixed_mask)
+            marginalised = _marginalise(moving, s, points, labels, moving_probability, fixed_embedding,
+                                        fixed_probability, options, seed=options.seed + number,
+                                        target_area=target_area)
+            # an empty average means the copies disagree entirely: keep the unmarginalised ROIs, agreement 0
+            moving_mask, fixed_mask, pair_agreement = marginalised or (moving_mask, fixed_mask, 0.0)
         if not fixed_mask.any() or not moving_mask.any():
             continue
         pairs.append(SlicePair(
@@ -216,7 +243,8 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
             source={"method": "promptreg", "prompt_lps": [round(v, 3) for v in point_lps], "moving_slice": s,
                     "fixed_slice": peak.slice_index, "fixed_prompt_px": np.round(peak.xy, 2).tolist(),
                     "similarity": round(peak.similarity, 4), "confidence": round(min(peak.confidence, 1e6), 4),
-                    "auxiliary_prompts": auxiliary, "marginal_samples": options.marginal_samples}))
+                    "auxiliary_prompts": auxiliary, "marginal_samples": options.marginal_samples,
+                    **({} if pair_agreement is None else {"agreement": round(pair_agreement, 4)})}))
     report("promptreg: corresponding prompts", 1.0)
     return pairs
 
@@ -224,14 +252,19 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
 def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
                  moving_probability: np.ndarray, fixed_embedding: SliceEmbedding, fixed_probability: np.ndarray,
                  options: PromptRegOptions, seed: int,
-                 target_area: Optional[float] = None) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+                 target_area: Optional[float] = None) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
     """Average the ROI probabilities over random transforms of the moving slice and its prompt; the fixed
-    ROI of each copy is found on the fixed slice the untransformed prompt chose."""
+    ROI of each copy is found on the fixed slice the untransformed prompt chose.
+
+    Returns (moving mask, fixed mask, agreement), or None when an averaged mask is empty. The agreement
+    (marginal.agreement) is how much the copies' fixed ROIs agree with the averaged one: a pair whose
+    correspondence changes when the slice is turned or scaled is one the fit should trust less."""
     segmenter = moving.segmenter
     image = moving.image(s)
     transforms = random_transforms(options.marginal_samples, image.shape[:2], seed)
     height, width = image.shape[:2]
     moving_maps, fixed_maps = [moving_probability], [fixed_probability]
+    used = 1  # maps that count toward the agreement: the untransformed prompt's and each usable copy's
     transformed_images = [t.image(image) for t in transforms]
     embeddings = segmenter.embed(transformed_images)
     for transform, embedding in zip(transforms, embeddings):
@@ -239,8 +272,9 @@ def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.nd
         inside = (moved[:, 0] >= 0) & (moved[:, 0] <= width) & (moved[:, 1] >= 0) & (moved[:, 1] <= height)
         if not inside[0]:  # the positive point left the slice (scaled up): this sample says nothing
             continue
+        used += 1
         mask, probability = best_mask(segmenter, embedding, moved[inside], labels[inside], options.mask_choice)
-        if not mask.any():
+        if not mask.any():  # the copy found nothing: it counts against the agreement
             continue
         moving_maps.append(transform.back(probability))
         prototype = embedding.prototype(mask)
@@ -250,7 +284,7 @@ def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.nd
     moving_mask, fixed_mask = average_masks(moving_maps), average_masks(fixed_maps)
     if not moving_mask.any() or not fixed_mask.any():
         return None
-    return moving_mask, fixed_mask
+    return moving_mask, fixed_mask, agreement(fixed_maps, fixed_mask, used)
 
 
 def sample_prompts(moving: SlicedVolume, count: int, seed: int) -> List[PointPrompt]:

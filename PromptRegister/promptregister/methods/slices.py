@@ -145,10 +145,26 @@ class SlicedVolume:
 
 
 def search_ranges(fixed: SlicedVolume, moving: SlicedVolume, moving_slices: Sequence[int], search_mm: float,
-                  progress: Optional[ProgressCallback] = None) -> Dict[int, List[int]]:
-    """For each moving slice, the fixed slices within +/- search_mm of its relative position; every slice
-    involved is embedded here, in one batch per volume."""
+                  progress: Optional[ProgressCallback] = None, stride: int = 1) -> Dict[int, List[int]]:
+    """For each moving slice, the fixed slices within +/- search_mm of its relative position. The moving
+    slices and the fixed slices a search starts on (`coarse_slices`: all of them when stride is 1) are
+    embedded here, in one batch per volume."""
     near = {s: fixed.slices_near(moving.relative_position(s), search_mm) for s in moving_slices}
     moving.embed(list(near), progress)
-    fixed.embed(sorted({f for group in near.values() for f in group}), progress)
+    fixed.embed(sorted({f for group in near.values() for f in coarse_slices(group, stride)}), progress)
     return near
+
+
+def coarse_slices(group: Sequence[int], stride: int) -> List[int]:
+    """The slices of `group` whose index is a multiple of `stride` (shared by every search, so searches
+    from neighbouring prompts reuse the same embeddings), or the middle one when none is."""
+    if stride < 1:
+        raise PromptRegisterError(f"the search stride must be at least 1 slice; got {stride}")
+    chosen = [f for f in group if f % stride == 0]
+    return chosen or [group[len(group) // 2]]
+
+
+def refine_slices(group: Sequence[int], coarse_best: int, stride: int) -> List[int]:
+    """The slices of `group` closer to the best coarse slice than the stride: where a coarse-to-fine search
+    looks next (the coarse slices between which the true best may lie)."""
+    return [f for f in group if abs(f - coarse_best) < stride]
