@@ -375,7 +375,7 @@ def test_coarse_to_fine_search_finds_the_exhaustive_searchs_slices_from_fewer_em
         moving_slices = SlicedVolume(moving, ClassicalSegmenter(), name="moving")
         options = PromptRegOptions(search_stride=stride, marginal_samples=2)
         pairs = promptreg(fixed_slices, moving_slices, prompts, options)
-        found[stride] = ([pair.fixed_slice for pair in pairs], len(fixed_slices._embeddings),
+        found[stride] = ([pair.fixed_slice for pair in pairs], fixed_slices.num_embedded,
                          [pair.source["agreement"] for pair in pairs])
     exhaustive, coarse = found[1], found[3]
     assert len(coarse[0]) == len(exhaustive[0]) == 6

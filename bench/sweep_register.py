@@ -82,7 +82,8 @@ def main() -> None:
     choices = [(choice, grow, marginal, stride) for choice in choices for grow in grows for marginal in marginals
                for stride in strides]
     def label(choice, grow, marginal, stride) -> str:
-        return f"{choice}, grow {grow:g} mm, marginal {marginal}" + (f", stride {stride}" if len(strides) > 1 else "")
+        return f"{choice}, grow {grow:g} mm, marginal {marginal}" + (
+            f", stride {stride}" if stride != PromptRegOptions().search_stride else "")
     results = {(model, label(*choice), s): [] for model in args.models.split(",") for choice in choices
                for s in settings}
     for model, (mask_choice, grow, marginal, stride) in itertools.product(args.models.split(","), choices):

@@ -131,6 +131,11 @@ class SlicedVolume:
         self.embed_seconds += time.perf_counter() - started
         self._embeddings.update(zip(missing, embeddings))
 
+    @property
+    def num_embedded(self) -> int:
+        """How many of this volume's slices have been embedded so far (each one encoder run)."""
+        return len(self._embeddings)
+
     def embedding(self, index: int) -> SliceEmbedding:
         if index not in self._embeddings:
             self.embed([index])
