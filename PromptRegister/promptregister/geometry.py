@@ -112,6 +112,21 @@ class Geometry:
         )
         return bool(np.abs(self.index_to_physical(corners) - other.index_to_physical(corners)).max() <= tolerance_mm)
 
+    def bounds(self) -> np.ndarray:
+        """(2, 3) array: the lowest and highest LPS coordinate of the image's extent (voxel edges, not centres)."""
+        corners = np.array([[a, b, c] for a in (-0.5, self.size[0] - 0.5) for b in (-0.5, self.size[1] - 0.5)
+                            for c in (-0.5, self.size[2] - 0.5)])
+        points = self.index_to_physical(corners)
+        return np.stack([points.min(axis=0), points.max(axis=0)])
+
+    def describe_bounds(self) -> str:
+        """The extent in LPS and in Slicer's RAS (x and y negated), for messages about points outside the image."""
+        low, high = self.bounds()
+        lps = ", ".join(f"{axis} {a:.1f} to {b:.1f}" for axis, a, b in zip("xyz", low, high))
+        ras_low, ras_high = np.array([-high[0], -high[1], low[2]]), np.array([-low[0], -low[1], high[2]])
+        ras = ", ".join(f"{axis} {a:.1f} to {b:.1f}" for axis, a, b in zip("xyz", ras_low, ras_high))
+        return f"LPS {lps} mm; in Slicer's RAS {ras} mm"
+
     def describe(self) -> str:
         """One line for error messages: size, spacing and origin."""
         spacing = ", ".join(f"{s:g}" for s in self.spacing)

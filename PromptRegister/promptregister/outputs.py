@@ -30,7 +30,29 @@ def check_output_folder(out_dir: os.PathLike, resampled: bool, overwrite: bool) 
         raise PromptRegisterError(f"{out_dir / existing[0]} exists; choose another output folder or allow overwriting")
     if out_dir.exists() and not out_dir.is_dir():
         raise PromptRegisterError(f"{out_dir} exists and is not a folder")
+    check_writable(out_dir)
     return out_dir
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create the output folder and write a probe file in it, so that a folder that cannot take the results is
+    an error before any work starts, not after a whole registration. Folders made for the probe are removed
+    again: a run that fails later leaves nothing behind."""
+    created = [folder for folder in [out_dir, *out_dir.parents] if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(prefix=".promptregister-probe-", dir=out_dir):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PromptRegisterError(f"cannot write to the output folder {out_dir} ({reason}); choose a folder you can "
+                                  "write to with --out-dir") from None
+    finally:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def write_outputs(result, out_dir: os.PathLike, moving: Optional[Volume] = None,

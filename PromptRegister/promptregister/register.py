@@ -23,7 +23,7 @@ from .methods.growth import GrowthOptions
 from .methods.pairs import SlicePair, deduplicate, to_roi_pairs
 from .methods.promptreg import PointPrompt, PromptRegOptions, promptreg, sample_prompts
 from .methods.samreg import SamRegOptions, samreg
-from .methods.slices import SlicedVolume
+from .methods.slices import SlicedVolume, outside_message
 from .methods.tell2reg import Tell2RegOptions, tell2reg
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
 from .fitting import fit_pairs, pair_dice
@@ -247,19 +247,27 @@ class RegistrationResult:
         }
 
 
-def check_volumes(fixed: Volume, moving: Volume) -> None:
-    """Clear errors for inputs no method can use."""
+def check_volumes(fixed: Volume, moving: Volume, points: Sequence[PointPrompt] = ()) -> None:
+    """Clear errors for inputs no method can use, found before any model is loaded: images that are not 3D
+    volumes, hold NaN or are constant, and point prompts outside the moving image."""
     for volume, name in ((fixed, "fixed"), (moving, "moving")):
         array = volume.array
         if array.ndim != 3:
             raise PromptRegisterError(f"the {name} image must be 3D; got shape {array.shape}")
         if min(array.shape) < 2:
-            raise PromptRegisterError(f"the {name} image is {array.shape} voxels; each side needs at least 2")
+            flat = " x ".join(str(n) for n in volume.geometry.size)
+            raise PromptRegisterError(
+                f"the {name} image is {flat} voxels, a 2D image or a single slice: registration needs 3D volumes "
+                "with at least 2 voxels along each axis (NIfTI, NRRD, MHA or a DICOM series)")
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise PromptRegisterError(
                 f"the {name} image contains NaN or infinite voxels; replace them (e.g. with 0) before registering")
         if float(array.max()) == float(array.min()):
             raise PromptRegisterError(f"the {name} image is constant; there is nothing to match")
+    for point in points:
+        index = moving.geometry.physical_to_index(np.asarray(point.point, float))
+        if not (np.all(index >= -0.5) and np.all(index <= np.asarray(moving.geometry.size) - 0.5)):
+            raise PromptRegisterError(outside_message(point.point, "moving", moving.geometry))
 
 
 def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequence[str]] = None,
@@ -326,7 +334,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
         RegistrationResult; its transform maps fixed points to moving points.
     """
     options = options or RegisterOptions()
-    check_volumes(fixed, moving)
+    check_volumes(fixed, moving, points or ())
     timings: Dict[str, float] = {}
     fixed_slices = SlicedVolume(fixed, segmenter, name="fixed")
     moving_slices = SlicedVolume(moving, segmenter, name="moving")

@@ -22,6 +22,14 @@ from ..volume import Volume
 ProgressCallback = Callable[[str, float], None]
 
 
+def outside_message(point_lps: Sequence[float], name: str, geometry) -> str:
+    """What to say about a point prompt outside an image: where the image is, in both conventions."""
+    point = np.round(np.asarray(point_lps, float), 2).tolist()
+    ras = [-point[0], -point[1], point[2]]
+    return (f"point {point} (LPS mm; {ras} in RAS) lies outside the {name} image, which spans "
+            f"{geometry.describe_bounds()}; give points inside it (use --point-space ras for Slicer's RAS coordinates)")
+
+
 class SlicedVolume:
     """Slices, embeddings and everything-mode masks of one volume, computed on demand.
 
@@ -87,9 +95,7 @@ class SlicedVolume:
         inside = -0.5 <= s <= self.num_slices - 0.5 and -0.5 <= r <= rows - 0.5 and -0.5 <= c <= cols - 0.5
         if not inside or not np.isfinite([s, r, c]).all():
             raise PromptRegisterError(
-                f"point {np.round(np.asarray(point_lps, float), 2).tolist()} (LPS mm) lies outside the {self.name} "
-                f"image ({self.volume.geometry.describe()}); give points inside it (use --point-space ras for "
-                "Slicer's RAS coordinates)")
+                outside_message(point_lps, self.name, self.volume.geometry))
         slice_number = int(np.clip(np.floor(s + 0.5), 0, self.num_slices - 1))
         return slice_number, np.array([np.clip(c, 0, cols - 1) + 0.5, np.clip(r, 0, rows - 1) + 0.5])
 

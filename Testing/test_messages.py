@@ -1,0 +1,82 @@
+"""What a new user is told when the input is wrong (issue #14, item 5): each message names the problem and what to
+do, comes before any work (no model is chosen or loaded first), and leaves no output behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from promptregister.cli import main
+from promptregister.cli_register import join_negative_points
+from promptregister.geometry import Geometry
+
+MODEL_NOTE = "model:"
+"""The line `--model auto` prints when it has chosen a segmenter: it must not come before an input error."""
+
+
+def register_args(fixed, moving, out_dir, *extra: str) -> list:
+    return ["register", "--fixed", str(fixed), "--moving", str(moving), "--out-dir", str(out_dir), "--quiet", *extra]
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(tmp_path, hippocampus_paths, capsys):
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    code = main(register_args(fixed, moving, "/proc/promptregister-out", "--auto"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot write to the output folder /proc/promptregister-out" in err and "--out-dir" in err
+    assert MODEL_NOTE not in err and "Traceback" not in err
+
+
+def test_negative_point_without_equals_sign_is_accepted_and_a_point_outside_gives_the_bounds(
+        tmp_path, hippocampus_paths, capsys):
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    code = main(register_args(fixed, moving, tmp_path / "out", "--point", "-500,-500,-500"))
+    err = capsys.readouterr().err
+    assert code == 2  # a clear error, not argparse's usage dump (its exit code is 2 too: check the text)
+    assert "usage:" not in err and "expected one argument" not in err
+    assert "lies outside the moving image" in err
+    low, high = Geometry.create(sitk.ReadImage(str(moving)).GetSize(), sitk.ReadImage(str(moving)).GetSpacing(),
+                                sitk.ReadImage(str(moving)).GetOrigin(),
+                                sitk.ReadImage(str(moving)).GetDirection()).bounds()
+    assert f"x {low[0]:.1f} to {high[0]:.1f}" in err  # the LPS extent
+    assert f"x {-high[0]:.1f} to {-low[0]:.1f}" in err and "RAS" in err  # and the same in Slicer's RAS
+    assert MODEL_NOTE not in err
+    assert not (tmp_path / "out").exists()  # the folder made to check it can be written is gone again
+
+
+def test_point_values_that_start_with_minus_join_their_option():
+    assert join_negative_points(["--point", "-1,2,3", "--negative-point", "-.5, 2, -3", "--point", "4,5,6"]) == [
+        "--point=-1,2,3", "--negative-point=-.5, 2, -3", "--point", "4,5,6"]
+    assert join_negative_points(["--point", "--auto", "--seed", "-1"]) == ["--point", "--auto", "--seed", "-1"]
+
+
+def test_malformed_negative_point_is_one_clear_line(tmp_path, hippocampus_paths, capsys):
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    assert main(register_args(fixed, moving, tmp_path / "out", "--point", "-3,4")) == 2
+    err = capsys.readouterr().err
+    assert "a point is three numbers x,y,z in mm" in err and "usage:" not in err
+
+
+def test_a_2d_image_is_refused_as_not_a_volume(tmp_path, hippocampus_paths, capsys):
+    fixed, _ = hippocampus_paths("001")
+    picture = tmp_path / "slice.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.tile(np.arange(64, dtype=np.uint8), (64, 1))), str(picture))
+    assert main(register_args(fixed, picture, tmp_path / "out", "--auto")) == 2
+    err = capsys.readouterr().err
+    assert "moving image" in err and "3D" in err and "Traceback" not in err
+    assert MODEL_NOTE not in err
+
+
+@pytest.mark.parametrize("space", ["lps", "ras"])
+def test_bounds_describe_the_voxel_edges_in_both_conventions(space):
+    geometry = Geometry.create((10, 20, 5), (1.0, 2.0, 3.0), (5.0, -10.0, 0.0))
+    low, high = geometry.bounds()
+    np.testing.assert_allclose(low, [4.5, -11.0, -1.5])
+    np.testing.assert_allclose(high, [14.5, 29.0, 13.5])
+    text = geometry.describe_bounds()
+    expected = "LPS x 4.5 to 14.5" if space == "lps" else "RAS x -14.5 to -4.5, y -29.0 to 11.0, z -1.5 to 13.5"
+    assert expected in text
