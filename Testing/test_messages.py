@@ -80,3 +80,44 @@ def test_bounds_describe_the_voxel_edges_in_both_conventions(space):
     text = geometry.describe_bounds()
     expected = "LPS x 4.5 to 14.5" if space == "lps" else "RAS x -14.5 to -4.5, y -29.0 to 11.0, z -1.5 to 13.5"
     assert expected in text
+
+
+def write_like(array: np.ndarray, reference, path) -> str:
+    """`array` on the grid of the image file `reference`, written to `path` (MetaImage keeps NaN; NIfTI may not)."""
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(sitk.ReadImage(str(reference)))
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+def test_nan_slices_in_the_moving_image_are_refused_before_any_work(tmp_path, hippocampus_paths, capsys):
+    fixed, _ = hippocampus_paths("001")
+    moving, _ = hippocampus_paths("004")
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(moving))).astype(np.float32)
+    array[30] = np.nan
+    broken = write_like(array, moving, tmp_path / "nan.mha")
+    assert main(register_args(fixed, broken, tmp_path / "out", "--auto")) == 2
+    err = capsys.readouterr().err
+    assert f"{64 * 64:,} NaN or infinite voxel values" in err and MODEL_NOTE not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad, message", [(np.inf, "NaN or infinite"), (0.4, "non-integer values (such as 0.4)")])
+def test_label_maps_that_are_not_integer_labels_are_refused(tmp_path, hippocampus_paths, capsys, bad, message):
+    _, labels = hippocampus_paths("004")
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels))).astype(np.float32)
+    array[0, 0, 0] = bad
+    broken = write_like(array, labels, tmp_path / "labels.mha")
+    transform = tmp_path / "t.h5"
+    sitk.WriteTransform(sitk.Transform(3, sitk.sitkIdentity), str(transform))
+    assert main(["evaluate", "--fixed-labels", broken, "--moving-labels", str(labels), "--transform", str(transform)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_labels_stored_as_floats_with_rounding_noise_are_read_as_integers(tmp_path, hippocampus_paths):
+    from promptregister.io import read_label_map
+
+    _, labels = hippocampus_paths("004")
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels))).astype(np.float32)
+    noisy = write_like(array + np.float32(1e-4) * (array > 0), labels, tmp_path / "noisy.mha")
+    np.testing.assert_array_equal(read_label_map(noisy).array, array.astype(np.int32))

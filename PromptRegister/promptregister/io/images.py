@@ -59,15 +59,25 @@ def read_volume(
     return volume
 
 
+LABEL_TOLERANCE = 1e-3
+"""How far from an integer a label stored as floating point may be (rounding in a float export)."""
+
+
 def read_label_map(path: str | os.PathLike, **kwargs) -> Volume:
     """Read a label map: integer labels >= 0 (0 = background), returned as int32."""
     volume = read_volume(path, **kwargs)
     values = volume.array
     if np.issubdtype(values.dtype, np.floating):
-        if not np.allclose(values, np.round(values)):
+        if not np.isfinite(values).all():
             raise PromptRegisterError(
-                f"{path} is not a label map: it holds non-integer values. Pass a segmentation with integer labels."
-            )
+                f"{path} is not a label map: it holds NaN or infinite values. Pass a segmentation with integer "
+                "labels (0 = background).")
+        fraction = np.abs(values - np.round(values))
+        if fraction.max(initial=0.0) > LABEL_TOLERANCE:
+            example = values.flat[int(np.argmax(fraction))]
+            raise PromptRegisterError(
+                f"{path} is not a label map: it holds non-integer values (such as {example:g}); is it an image? "
+                "Pass a segmentation with integer labels (0 = background).")
         values = np.round(values)
     if values.min() < 0:
         raise PromptRegisterError(f"{path} holds negative label values ({values.min():g}); labels must be >= 0.")
