@@ -121,3 +121,22 @@ def test_labels_stored_as_floats_with_rounding_noise_are_read_as_integers(tmp_pa
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(labels))).astype(np.float32)
     noisy = write_like(array + np.float32(1e-4) * (array > 0), labels, tmp_path / "noisy.mha")
     np.testing.assert_array_equal(read_label_map(noisy).array, array.astype(np.int32))
+
+
+def test_every_option_of_register_and_evaluate_is_described_and_register_comes_first():
+    import argparse
+
+    from promptregister.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name in ("register", "evaluate", "fit", "warp"):
+        for action in commands.choices[name]._actions:
+            described = (action.help or "").replace("(default %(default)s)", "").strip()
+            assert described, f"{name} {action.option_strings} has no description"
+    register = commands.choices["register"]
+    groups = [group.title for group in register._action_groups if group._group_actions]
+    assert {"images and outputs", "prompts (one kind or several)", "the displacement field"} <= set(groups)
+    assert register.format_usage().count("\n") <= 2  # a short usage line, not 30
+    assert list(commands.choices)[0] == "register"
+    assert "promptregister register --fixed" in parser.format_help()

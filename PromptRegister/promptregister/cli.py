@@ -19,6 +19,11 @@ from .cli_weights import add_weights_command
 from .errors import PromptRegisterError
 
 EXAMPLES = """examples:
+  the main job: register a moving image to a fixed one from three clicks (or --text, or --auto):
+  promptregister register --fixed F.nii.gz --moving M.nii.gz --point -20,-35,24 --point -22,-38,27 --out-dir out
+  promptregister register --help          (every option, grouped)
+
+  the dense stage alone, from label maps you already have:
   promptregister fit --fixed F.nii.gz --moving M.nii.gz \\
       --fixed-labels FL.nii.gz --moving-labels ML.nii.gz --out transform.h5
   promptregister warp --reference F.nii.gz --moving M.nii.gz --transform transform.h5 --out warped.nii.gz
@@ -110,10 +115,10 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--linear", choices=["none", "translation", "rigid", "affine"], default=defaults.linear, help="pre-alignment model (default %(default)s)")
     p.add_argument("--grid-spacing", type=float, default=defaults.grid_spacing_mm, metavar="MM", help="B-spline control point spacing in mm (default %(default)s)")
     p.add_argument("--smoothness", type=float, default=defaults.smoothness, help="regulariser weight (default %(default)s)")
-    p.add_argument("--regulariser", choices=["gradient", "bending"], default=defaults.regulariser, help="(default %(default)s)")
+    p.add_argument("--regulariser", choices=["gradient", "bending"], default=defaults.regulariser, help="smoothness penalty of the field: 'gradient' (first derivatives) or 'bending' (second derivatives, bending energy; default %(default)s)")
     p.add_argument("--max-iterations", type=int, default=defaults.max_iterations, help="cap per resolution level (default %(default)s)")
     p.add_argument("--device", default=defaults.device, help="auto, cpu or cuda (default %(default)s)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seeds torch, so that a rerun on the CPU gives the same field (at one thread count) (default %(default)s)")
     p.add_argument("--warped", help="also write the moving image resampled onto the fixed grid")
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -212,10 +217,13 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="Dice, HD95, centroid distance, TRE and Jacobian figures of a transform",
         description="Compare the fixed labels with the moving labels before (identity) and after the transform.",
     )
-    p.add_argument("--fixed-labels", required=True)
-    p.add_argument("--moving-labels", required=True)
-    p.add_argument("--transform", required=True, help="fixed -> moving transform")
-    p.add_argument("--labels", type=_int_list, help="comma-separated labels (default: all labels in both)")
+    p.add_argument("--fixed-labels", required=True,
+                   help="label map on the fixed image's grid (integer labels, 0 = background)")
+    p.add_argument("--moving-labels", required=True,
+                   help="label map on the moving image's grid; label k is compared with the fixed label k")
+    p.add_argument("--transform", required=True, help="fixed -> moving transform (transform.h5 of `register`)")
+    p.add_argument("--labels", type=_int_list, metavar="K,K,...",
+                   help="only these labels, comma-separated (default: every label present in both)")
     p.add_argument("--fixed-landmarks", help="CSV (x,y,z per row) or Slicer .fcsv of fixed landmarks")
     p.add_argument("--moving-landmarks", help="the corresponding moving landmarks, same order")
     p.add_argument("--landmark-space", choices=["lps", "ras"], default="lps", help="space of CSV landmarks (default %(default)s)")

