@@ -185,6 +185,52 @@ def test_a_killed_worker_is_reported_with_its_stderr_and_restarts(worker):
     assert hello["protocol"] == PROTOCOL_VERSION and worker.alive
 
 
+def test_a_killed_worker_leaves_a_folder_the_next_worker_removes(worker):
+    """SIGKILL leaves no chance to clean up; the next worker removes the dead one's folder, never a live one's."""
+    dead_folder = Path(worker.hello["folder"])
+    (dead_folder / "moving.nii.gz").write_bytes(b"derived from patient data")
+    live = WorkerClient()
+    live.start()
+    try:
+        worker.process.kill()
+        worker.process.wait()
+        assert dead_folder.exists()  # the killed worker could not remove it
+        hello = worker.restart()  # a new worker process
+        assert not dead_folder.exists()
+        assert Path(live.hello["folder"]).exists()  # the other running worker's folder is kept
+        assert Path(hello["folder"]).exists()
+    finally:
+        live.close()
+
+
+def test_an_over_long_request_line_is_refused_and_the_worker_keeps_serving(worker):
+    from promptregister.worker.server import MAX_REQUEST_CHARS
+
+    worker.send_raw('{"id": "big", "type": "hello", "pad": "' + "x" * (3 * MAX_REQUEST_CHARS) + '"}')
+    event = next(worker.events(None, timeout=60))
+    assert event["type"] == "error" and event["code"] == "bad_request" and "longer than" in event["message"]
+    assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION  # the rest of the line was dropped
+
+
+def test_stale_folder_rules(tmp_path):
+    """Only this user's worker folders whose process is gone are removed."""
+    import os
+    import subprocess
+    import sys
+
+    from promptregister.worker.folders import PREFIX, remove_stale_folders
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = tmp_path / f"{PREFIX}{int(gone.stdout)}-abc123"
+    alive = tmp_path / f"{PREFIX}{os.getppid()}-def456"
+    unrelated = tmp_path / "promptregister-worker-notapid"
+    for folder in (dead, alive, unrelated):
+        folder.mkdir()
+    assert remove_stale_folders(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and unrelated.exists()
+
+
 def test_embed_warms_the_cache_for_later_requests(worker, hippocampus_paths):
     fixed, _ = hippocampus_paths("001")
     volume = worker.call("load", path=str(fixed), timeout=60)["volume"]

@@ -21,6 +21,9 @@ from .protocol import LONG_REQUESTS, PROTOCOL_VERSION, ProtocolError, encode_eve
 from .session import Session
 
 
+MAX_REQUEST_CHARS = 1 << 20
+"""The longest request line read (1 Mi characters); longer ones are refused without being held in memory."""
+
 SHUTDOWN_GRACE_S = 10.0
 """How long a shutdown (or the end of stdin) waits for the running request to unwind."""
 
@@ -48,7 +51,16 @@ class Server:
 
     def serve(self) -> int:
         try:
-            for line in self.stdin:
+            while True:
+                line = self.stdin.readline(MAX_REQUEST_CHARS + 1)
+                if not line:
+                    break  # end of input
+                if len(line) > MAX_REQUEST_CHARS:
+                    self.skip_rest_of_line(line)
+                    self.send(None, "error", code="bad_request",
+                              message=f"a request line is longer than {MAX_REQUEST_CHARS:,} characters; it was "
+                                      "ignored (requests name files by path, they do not carry image data)")
+                    continue
                 if not line.strip():
                     continue
                 if not self.handle(line):
@@ -57,6 +69,12 @@ class Server:
             self.stop_running()
             self.session.close()
         return 0
+
+    def skip_rest_of_line(self, start: str) -> None:
+        """Read and drop the rest of an over-long line, a bounded piece at a time."""
+        piece = start
+        while piece and not piece.endswith("\n"):
+            piece = self.stdin.readline(MAX_REQUEST_CHARS)
 
     def handle(self, line: str) -> bool:
         """Answer one request line; False after shutdown."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..volume import Volume
+from .folders import make_private_folder, remove_stale_folders
 from .protocol import ProtocolError
 
 ProgressCallback = Callable[[str, float], None]
@@ -38,7 +38,8 @@ class Session:
     """Volumes and models of one worker process."""
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="promptregister-worker-"))  # private (0700)
+        remove_stale_folders()  # what workers that were killed left behind
+        self.folder = make_private_folder()  # private (0700)
         self.volumes: Dict[str, Volume] = {}
         self.paths: Dict[str, str] = {}
         self.segmenters: Dict[Tuple[str, str, Optional[str]], Any] = {}
