@@ -198,8 +198,9 @@ def test_cli_register_writes_geometry_correct_outputs(deformed_pair, tmp_path, c
             "moving_resampled.nii.gz"} <= written
     sidecar = json.loads((out / "pairs.json").read_text())
     # overlapping ROIs spill into extra label layers, listed in pairs.json; nothing else is written
-    assert written == {"transform.h5", "pairs.json", "moving_resampled.nii.gz"} | set(
-        sidecar["files"]["fixed"]) | set(sidecar["files"]["moving"])
+    assert written == {"transform.h5", "pairs.json", "moving_resampled.nii.gz", "fixed_rois.seg.nrrd",
+                       "moving_rois.seg.nrrd"} | set(sidecar["files"]["fixed"]) | set(sidecar["files"]["moving"])
+    assert sidecar["segmentations"] == {"fixed": "fixed_rois.seg.nrrd", "moving": "moving_rois.seg.nrrd"}
     fixed_rois, moving_rois = read_label_map(out / "fixed_rois.nii.gz"), read_label_map(out / "moving_rois.nii.gz")
     assert fixed_rois.geometry.is_close(fixed.geometry) and moving_rois.geometry.is_close(moving.geometry)
     assert read_volume(out / "moving_resampled.nii.gz").geometry.is_close(fixed.geometry)

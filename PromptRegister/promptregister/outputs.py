@@ -17,7 +17,8 @@ from .errors import PromptRegisterError
 from .geometry import Geometry
 from .volume import Volume
 
-MAIN_FILES = ("transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json")
+MAIN_FILES = ("transform.h5", "fixed_rois.seg.nrrd", "moving_rois.seg.nrrd", "fixed_rois.nii.gz", "moving_rois.nii.gz",
+              "pairs.json")
 RESAMPLED_FILE = "moving_resampled.nii.gz"
 
 

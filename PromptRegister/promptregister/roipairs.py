@@ -19,6 +19,7 @@ from .errors import PromptRegisterError
 from .geometry import Geometry
 from .io.atomic import atomic_output
 from .io.images import read_label_map, write_label_map
+from .io.segmentation import SUFFIX as SEGMENTATION_SUFFIX, write_segmentation
 from .volume import Volume
 
 FORMAT_VERSION = 1
@@ -133,6 +134,9 @@ class RoiPairs:
 
         Label value k + 1 marks pair k on both sides. Overlapping ROIs spill into
         extra files named ...fixed_rois.layer2.nii.gz and so on, listed in the JSON.
+        The same pairs are also written as Slicer segmentations, <prefix>fixed_rois.seg.nrrd and
+        <prefix>moving_rois.seg.nrrd: one file a side, overlapping pairs in layers, pair k named and
+        coloured alike on both sides.
         `metrics` (one dict per pair, e.g. Dice after registration) are stored with each pair.
         """
         if metrics is not None and len(metrics) != len(self.pairs):
@@ -149,10 +153,15 @@ class RoiPairs:
                 names.append(name)
             files[side] = names
             written[f"{side}_rois"] = folder / names[0]
+            segmentation = f"{prefix}{side}_rois{SEGMENTATION_SUFFIX}"
+            write_segmentation([pair.fixed_mask if side == "fixed" else pair.moving_mask for pair in self.pairs],
+                               [pair.name for pair in self.pairs], geometry, folder / segmentation)
+            written[f"{side}_segmentation"] = folder / segmentation
         sidecar = {
             "format": "promptregister-roi-pairs",
             "version": FORMAT_VERSION,
             "files": files,
+            "segmentations": {side: written[f"{side}_segmentation"].name for side in ("fixed", "moving")},
             "pairs": [
                 {
                     "label": number,
