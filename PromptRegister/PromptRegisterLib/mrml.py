@@ -19,6 +19,7 @@ import vtk
 from vtk.util import numpy_support
 
 from promptregister.geometry import Geometry
+from promptregister.io.segmentation import pair_colour
 from promptregister.roipairs import RoiPairs
 from promptregister.volume import Volume
 
@@ -26,10 +27,6 @@ from .transforms import attach, mark_module_transform
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
-PAIR_COLOURS = [
-    (0.90, 0.10, 0.10), (0.10, 0.60, 0.95), (0.20, 0.80, 0.20), (0.95, 0.75, 0.10), (0.70, 0.30, 0.90),
-    (0.10, 0.85, 0.80), (0.95, 0.45, 0.10), (0.85, 0.20, 0.60), (0.55, 0.75, 0.25), (0.40, 0.40, 0.95),
-]
 
 
 def ras_to_lps(points: np.ndarray) -> np.ndarray:
@@ -38,10 +35,6 @@ def ras_to_lps(points: np.ndarray) -> np.ndarray:
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=float) @ LPS_FROM_RAS.T
-
-
-def pair_colour(index: int) -> Tuple[float, float, float]:
-    return PAIR_COLOURS[index % len(PAIR_COLOURS)]
 
 
 # -- volumes -----------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ Written through SimpleITK in LPS, which Slicer converts to RAS on reading like a
 
 from __future__ import annotations
 
-import colorsys
 import os
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -28,9 +27,16 @@ BINARY_LABELMAP = "Binary labelmap"
 """Slicer's name of the representation the file holds."""
 
 
-def pair_colours(count: int) -> List[Tuple[float, float, float]]:
-    """Distinct, saturated colours (RGB in 0..1), pair k's the same on both sides: hues a golden angle apart."""
-    return [colorsys.hsv_to_rgb((0.11 + 0.381966 * k) % 1.0, 0.75, 0.95) for k in range(count)]
+PAIR_COLOURS: List[Tuple[float, float, float]] = [
+    (0.90, 0.10, 0.10), (0.10, 0.60, 0.95), (0.20, 0.80, 0.20), (0.95, 0.75, 0.10), (0.70, 0.30, 0.90),
+    (0.10, 0.85, 0.80), (0.95, 0.45, 0.10), (0.85, 0.20, 0.60), (0.55, 0.75, 0.25), (0.40, 0.40, 0.95),
+]
+"""Distinct colours (RGB in 0..1) for region pairs, the same in the files and in the Slicer scene."""
+
+
+def pair_colour(index: int) -> Tuple[float, float, float]:
+    """Pair `index`'s colour (0-based), the same on both sides; the palette repeats after ten pairs."""
+    return PAIR_COLOURS[index % len(PAIR_COLOURS)]
 
 
 def layer_assignment(masks: Sequence[np.ndarray]) -> List[int]:
@@ -63,7 +69,7 @@ def extent_of(mask: np.ndarray) -> str:
 def write_segmentation(masks: Sequence[np.ndarray], names: Sequence[str], geometry: Geometry,
                        path: str | os.PathLike, colours: Sequence[Tuple[float, float, float]] = ()) -> Path:
     """Write boolean (k, j, i) masks on `geometry` as one .seg.nrrd, atomically. Segment k gets label value
-    k + 1 within its layer, `names[k]` and `colours[k]` (default: pair_colours)."""
+    k + 1 within its layer, `names[k]` and `colours[k]` (default: pair_colour)."""
     path = Path(path)
     if not path.name.endswith(SUFFIX):
         raise PromptRegisterError(f"{path}: a Slicer segmentation file name ends with {SUFFIX}")
@@ -73,7 +79,7 @@ def write_segmentation(masks: Sequence[np.ndarray], names: Sequence[str], geomet
     for mask in masks:
         if mask.shape != geometry.shape:
             raise PromptRegisterError(f"a segment of shape {mask.shape} is not on the {geometry.shape} grid")
-    colours = list(colours) or pair_colours(len(masks))
+    colours = list(colours) or [pair_colour(index) for index in range(len(masks))]
     layers = layer_assignment(masks)
     count = max(layers, default=-1) + 1
     if len(masks) > 255:
