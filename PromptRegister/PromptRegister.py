@@ -30,6 +30,7 @@ if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit b
 
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
+from PromptRegisterLib.sample_data import register_sample_data  # noqa: E402
 from PromptRegisterLib.parameters import (DEVICES, MODELS, PRESETS, find_or_create_parameter_node, get_node,  # noqa: E402
                                           preselect_volumes, read_parameters, set_node, write_parameters)
 from PromptRegisterLib.settings import MachineSettings  # noqa: E402
@@ -53,7 +54,9 @@ class PromptRegister(ScriptedLoadableModule):
             "PyTorch (through the PyTorch extension) and the other packages the background worker needs.")
         self.parent.acknowledgementText = (
             "Implements SAMReg, PromptReg and Tell2Reg (Yipeng Hu's group, UCL). Uses Segment Anything (Meta AI), "
-            "MobileSAM, MedSAM and GroundingDINO (IDEA Research).")
+            "MobileSAM, MedSAM and GroundingDINO (IDEA Research). The sample pair is from the Medical Segmentation "
+            "Decathlon's Task04 Hippocampus (CC BY-SA 4.0) in Learn2Reg 2020's version.")
+        slicer.app.connect("startupCompleted()", register_sample_data)  # Sample Data -> "PromptRegister"
 
 
 def _setIfDifferent(widget, prop: str, value) -> None:

@@ -63,3 +63,22 @@ def test_the_quick_start_points_lie_inside_the_moving_labels():
         index = labels.geometry.physical_to_index([float(v) for v in point.split(",")])
         i, j, k = (int(round(v)) for v in index)
         assert labels.array[k, j, i] > 0, point
+
+
+def test_the_slicer_sample_data_source_points_at_the_verified_bundled_files():
+    """The arguments the module gives Slicer's SampleDataLogic.registerCustomSampleDataSource (the Sample Data
+    module itself needs the Slicer application, which is not here)."""
+    import urllib.parse
+    import urllib.request
+
+    from PromptRegisterLib.sample_data import sample_source
+
+    source = sample_source()
+    assert source["category"] == "PromptRegister"
+    assert len(source["uris"]) == len(source["fileNames"]) == len(source["nodeNames"]) == len(source["checksums"]) == 4
+    for uri, name, checksum in zip(source["uris"], source["fileNames"], source["checksums"]):
+        path = urllib.request.url2pathname(urllib.parse.urlparse(uri).path)
+        assert uri.startswith("file://") and path == str(sample_data.FOLDER / name)
+        assert checksum == "SHA256:" + hashlib.sha256(open(path, "rb").read()).hexdigest()
+    assert source["loadFileTypes"] == ["VolumeFile", "SegmentationFile", "VolumeFile", "SegmentationFile"]
+    assert source["nodeNames"][:2] == ["hippocampus 001 T1", "hippocampus 001 labels"]

@@ -177,8 +177,9 @@ def decoder_modules(state: Dict[str, np.ndarray], path: Path) -> Tuple[torch.nn.
     try:
         from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
     except ImportError:
-        raise PromptRegisterError("the ONNX SAM backend decodes with segment-anything's modules; install the SAM "
-                                  "extra: pip install 'promptregister[sam]'") from None
+        raise PromptRegisterError("the ONNX SAM backend decodes with segment-anything's modules, which are not "
+                                  "installed (PromptRegister's main install has them): pip install "
+                                  "segment-anything==1.0") from None
     try:
         width = state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[1]
         depth = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("mask_decoder.transformer.layers."))

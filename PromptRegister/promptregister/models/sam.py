@@ -36,8 +36,8 @@ def _segment_anything(architecture: str) -> Callable[[], torch.nn.Module]:
             from segment_anything import sam_model_registry
         except ImportError:
             raise PromptRegisterError(
-                "the segment-anything package is not installed; install the SAM extra: "
-                "pip install 'promptregister[sam]'"
+                "the segment-anything package is not installed (PromptRegister's main install has it): "
+                "pip install segment-anything==1.0"
             ) from None
         return sam_model_registry[architecture](checkpoint=None)
     return build

@@ -60,8 +60,8 @@ class SamArchitecture:
             from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
                                                    TwoWayTransformer)
         except ImportError:
-            raise PromptRegisterError("the segment-anything package is not installed; install the SAM extra: "
-                                      "pip install 'promptregister[sam]'") from None
+            raise PromptRegisterError("the segment-anything package is not installed (PromptRegister's main "
+                                      "install has it): pip install segment-anything==1.0") from None
         grid = self.image_size // self.patch_size
         encoder = ImageEncoderViT(
             depth=self.encoder_depth, embed_dim=self.encoder_embed_dim, img_size=self.image_size,
