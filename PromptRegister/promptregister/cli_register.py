@@ -41,6 +41,9 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     files.add_argument("--moving", required=True, help="moving image (the one that is resampled)")
     files.add_argument("--out-dir", required=True, help="folder for the outputs (created if needed)")
     files.add_argument("--resampled", action="store_true", help="also write moving_resampled.nii.gz on the fixed grid")
+    files.add_argument("--report", action="store_true",
+                       help="also write report.html with pictures of the result (alignment before and after, the "
+                            "region pairs, the Jacobian map, the do-no-harm check); it opens offline")
     files.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
     files.add_argument("--json", action="store_true", help="print the summary as JSON")
     files.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -226,7 +229,7 @@ def run_register(args: argparse.Namespace) -> int:
     from .cli import _ProgressBar, _table
     from .io import read_volume
     from .methods import PointPrompt
-    from .outputs import check_output_folder, write_outputs
+    from .outputs import ReportInputs, check_output_folder, write_outputs
     from .register import check_volumes, register
 
     out_dir = check_output_folder(args.out_dir, args.resampled, args.overwrite)
@@ -259,7 +262,8 @@ def run_register(args: argparse.Namespace) -> int:
         result = register(fixed, moving, segmenter=segmenter, text=text, points=points, auto=args.auto,
                           sample_points=args.sample_points, detector=detector, options=options, progress=progress)
 
-    written = write_outputs(result, out_dir, moving if args.resampled else None, fixed.geometry)
+    written = write_outputs(result, out_dir, moving if args.resampled else None, fixed.geometry,
+                            ReportInputs(fixed, moving, model) if args.report else None)
 
     summary = result.summary()
     summary["model"] = model
@@ -281,6 +285,8 @@ def run_register(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}")
     print(f"wrote {', '.join(written)} to {out_dir}")
+    if args.report:
+        print(f"report: open {out_dir / 'report.html'} in a browser")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -17,15 +18,25 @@ from .errors import PromptRegisterError
 from .geometry import Geometry
 from .volume import Volume
 
+@dataclass
+class ReportInputs:
+    """What report.html needs beside the result: the two images and the name of the model that ran."""
+
+    fixed: Volume
+    moving: Volume
+    model: Optional[str] = None
+
+
 MAIN_FILES = ("transform.h5", "fixed_rois.seg.nrrd", "moving_rois.seg.nrrd", "fixed_rois.nii.gz", "moving_rois.nii.gz",
               "pairs.json")
 RESAMPLED_FILE = "moving_resampled.nii.gz"
+REPORT_FILE = "report.html"  # report.REPORT_FILE, without importing the figures here
 
 
 def check_output_folder(out_dir: os.PathLike, resampled: bool, overwrite: bool) -> Path:
     """The output folder, after refusing to replace earlier results unless asked to."""
     out_dir = Path(out_dir)
-    names = list(MAIN_FILES) + ([RESAMPLED_FILE] if resampled else [])
+    names = list(MAIN_FILES) + ([RESAMPLED_FILE] if resampled else []) + [REPORT_FILE]
     existing = [name for name in names if (out_dir / name).exists()]
     if existing and not overwrite:
         raise PromptRegisterError(f"{out_dir / existing[0]} exists; choose another output folder or allow overwriting")
@@ -57,9 +68,10 @@ def check_writable(out_dir: Path) -> None:
 
 
 def write_outputs(result, out_dir: os.PathLike, moving: Optional[Volume] = None,
-                  fixed_geometry: Optional[Geometry] = None) -> Dict[str, Path]:
-    """Write transform.h5, the ROI label maps, pairs.json (with Dice after registration) and, when `moving`
-    is given, the moving volume resampled onto the fixed grid. Returns {name: path} of what was written."""
+                  fixed_geometry: Optional[Geometry] = None, report: Optional[ReportInputs] = None) -> Dict[str, Path]:
+    """Write transform.h5, the ROI files, pairs.json (with each pair's overlap after registration), the moving
+    volume resampled onto the fixed grid when `moving` is given, and report.html with its figures when `report`
+    (the fixed and moving volumes and the model's name) is given. Returns {name: path} of what was written."""
     from .io import write_transform, write_volume
     from .warp import warp_volume
 
@@ -73,6 +85,10 @@ def write_outputs(result, out_dir: os.PathLike, moving: Optional[Volume] = None,
         if moving is not None:
             geometry = fixed_geometry or result.pairs.fixed_geometry
             write_volume(warp_volume(moving, transform, geometry), staging / RESAMPLED_FILE)
+        if report is not None:
+            from .report import write_report
+
+            write_report(result, report.fixed, report.moving, staging, model=report.model)
         names = sorted(path.name for path in staging.iterdir())
         for name in names:
             (staging / name).replace(out_dir / name)

@@ -8,7 +8,7 @@ either; events echo it unchanged) and "type":
     load      {path}                       -> result: volume id, shape, spacing
     embed     {volume, model, device}      -> progress..., result: slices embedded
     register  {fixed, moving, text | points | auto | sample_points, model, device,
-               checkpoint, decoder, options, out_dir, resampled, overwrite}
+               checkpoint, decoder, options, out_dir, resampled, overwrite, report}
                                            -> progress..., log..., result: files, summary,
                                               model and model_reason (which model "auto" took, and why)
     cancel    {target}                     -> result: whether a running request was stopped

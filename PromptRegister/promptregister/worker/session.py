@@ -116,7 +116,7 @@ class Session:
                 "model": segmenter.name}
 
     def register(self, request: Dict[str, Any], progress: ProgressCallback) -> Dict[str, Any]:
-        from ..outputs import check_output_folder, write_outputs
+        from ..outputs import ReportInputs, check_output_folder, write_outputs
         from ..register import register
 
         out_dir = request.get("out_dir")
@@ -141,7 +141,8 @@ class Session:
                           auto=bool(request.get("auto", False)), sample_points=int(request.get("sample_points", 0)),
                           detector=detector, options=options, progress=progress)
         progress("write", 0.0)  # the last point where a cancel takes effect: after it, the outputs are written
-        written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry)
+        report = ReportInputs(fixed, moving, segmenter.name) if request.get("report", True) else None
+        written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry, report)
         return {"files": {name: str(path) for name, path in written.items()},
                 "summary": result.summary(), "model": segmenter.name, "model_reason": self.model_reason,
                 "slices_encoded": segmenter.encoded_slices - before}
