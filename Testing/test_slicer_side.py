@@ -52,7 +52,7 @@ def test_panel_choices_equal_the_engine_option_classes():
 
     samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), RegisterOptions().fit
     engine = {"search_mm": samreg.search_mm, "threshold": samreg.threshold,
-              "marginal_samples": promptreg.marginal_samples, "slice_step": samreg.slice_step,
+              "marginal_samples": promptreg.marginal_samples, "slice_step": RegisterOptions().samreg.slice_step,
               "grid_spacing_mm": fit.grid_spacing_mm, "smoothness": fit.smoothness, "seed": fit.seed}
     assert PANEL_DEFAULTS == engine
     assert promptreg.search_mm == samreg.search_mm
@@ -80,6 +80,22 @@ def test_each_preset_brings_its_own_control_point_spacing():
     values.choose_preset("multimodal")
     assert values.preset == "multimodal" and values.grid_spacing_mm == 3.0
     assert values.request_options()["grid_spacing_mm"] == 3.0
+    # SAMReg's slice step follows the preset too, and reaches the engine for auto only (text keeps its own)
+    from promptregister.choices import PRESET_SLICE_STEP
+
+    assert set(PRESET_SLICE_STEP) == set(PRESETS)
+    for preset in PRESETS:
+        engine = options_from_flat({}, preset=preset)
+        assert PRESET_SLICE_STEP[preset] == engine.samreg.slice_step and engine.tell2reg.slice_step == 1
+    values.choose_preset("paper")
+    assert values.slice_step == 1
+    from promptregister.worker.session import register_options  # what the worker makes of the request
+
+    sent = register_options(values.request_options(), "cpu")
+    assert sent.samreg.slice_step == 1 and sent.tell2reg.slice_step == 1
+    values.choose_preset("default")
+    sent = register_options(values.request_options(), "cpu")
+    assert sent.samreg.slice_step == 16 and sent.tell2reg.slice_step == 1
 
 
 # -- requirements -------------------------------------------------------------------------------------

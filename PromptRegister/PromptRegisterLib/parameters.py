@@ -25,7 +25,8 @@ NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", 
 
 # Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The engine's defaults come from
 # promptregister.choices, which a test keeps equal to the engine's option classes.
-from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS, PRESET_GRID_SPACING_MM, PRESETS  # noqa: E402
+from promptregister.choices import (DEVICES, MODELS, PANEL_DEFAULTS, PRESET_GRID_SPACING_MM, PRESET_SLICE_STEP,
+                                    PRESETS)  # noqa: E402
 
 
 @dataclass
@@ -68,15 +69,17 @@ class Parameters:
             raise ValueError("choose at least one way to register: text, points or automatic")
 
     def choose_preset(self, preset: str) -> None:
-        """Switch to `preset`; the control-point spacing takes the preset's (it was chosen with it)."""
+        """Switch to `preset`; the control-point spacing and SAMReg's slice step take the preset's (they were
+        chosen with it)."""
         if preset != self.preset:
             self.preset = preset
             self.grid_spacing_mm = float(PRESET_GRID_SPACING_MM.get(preset, self.grid_spacing_mm))
+            self.slice_step = int(PRESET_SLICE_STEP.get(preset, self.slice_step))
 
     def request_options(self) -> Dict[str, Any]:
         """The worker's "options" for these parameters."""
         return {"search_mm": self.search_mm, "threshold": self.threshold, "marginal_samples": self.marginal_samples,
-                "slice_step": self.slice_step, "grid_spacing_mm": self.grid_spacing_mm,
+                "auto_slice_step": self.slice_step, "grid_spacing_mm": self.grid_spacing_mm,
                 "smoothness": self.smoothness, "seed": self.seed, "preset": self.preset}
 
 

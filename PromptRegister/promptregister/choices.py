@@ -30,6 +30,8 @@ PRESET_HELP: Dict[str, str] = {
 }
 
 PRESET_GRID_SPACING_MM: Dict[str, float] = {"default": 6.0, "multimodal": 3.0, "paper": 6.0}
+PRESET_SLICE_STEP: Dict[str, int] = {"default": 16, "multimodal": 16, "paper": 1}
+"""Each preset's SAMReg moving-slice step (register.SAMREG_SLICE_STEP; the paper's every slice)."""
 """Each preset's control-point spacing (register.GRID_SPACING_MM, MIND_GRID_SPACING_MM): the panel's spin box
 takes it when the preset changes."""
 
@@ -37,7 +39,7 @@ PANEL_DEFAULTS: Dict[str, float] = {
     "search_mm": 11.0,  # SamRegOptions.search_mm == PromptRegOptions.search_mm
     "threshold": 0.8,  # SamRegOptions.threshold
     "marginal_samples": 4,  # PromptRegOptions.marginal_samples
-    "slice_step": 1,  # SamRegOptions.slice_step
+    "slice_step": 16,  # register.SAMREG_SLICE_STEP (auto; the paper preset's is 1)
     "grid_spacing_mm": PRESET_GRID_SPACING_MM["default"],  # register.GRID_SPACING_MM
     "smoothness": 0.05,  # FitOptions.smoothness
     "seed": 0,  # FitOptions.seed

@@ -93,8 +93,9 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     matching.add_argument("--max-pairs", type=int, default=samreg.max_pairs, metavar="N",
                           help="--auto: keep at most N pairs in all, spread over the slices; bounds the fit's time "
                                "(default %(default)s)")
-    matching.add_argument("--slice-step", type=int, default=samreg.slice_step,
-                          help="use every n-th moving slice for --auto and --text (default %(default)s)")
+    matching.add_argument("--slice-step", type=int, default=None,
+                          help=f"use every n-th moving slice for --auto and --text (default: {samreg.slice_step} for "
+                               "--auto, 1 for --text and with --preset paper)")
     matching.add_argument("--moving-slices", metavar="FIRST:LAST",
                           help="only these moving slices (a slab, inclusive) for --auto and --text")
     matching.add_argument("--one-to-many", action="store_true",
@@ -308,7 +309,8 @@ def _options(args: argparse.Namespace):
 
     return options_from_flat({
         "search_mm": args.search_mm, "threshold": args.threshold, "pairs_per_slice": args.pairs_per_slice,
-        "max_pairs": args.max_pairs, "slice_step": args.slice_step, "moving_slices": parse_slab(args.moving_slices),
+        "max_pairs": args.max_pairs, "moving_slices": parse_slab(args.moving_slices),
+        **({} if args.slice_step is None else {"slice_step": args.slice_step}),
         "one_to_many": args.one_to_many, "marginal_samples": args.marginal_samples,
         "search_stride": args.search_stride,
         "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,

