@@ -96,7 +96,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.addItems(list(MODELS))
         self.ui.deviceComboBox.addItems(list(DEVICES))
         self.ui.presetComboBox.addItems(list(PRESETS))
-        self.ui.resultsTable.setHorizontalHeaderLabels(["pair", "source", "similarity", "Dice"])
+        self.ui.resultsTable.setHorizontalHeaderLabels(["pair", "source", "similarity", "overlap after"])
         self.logic = PromptRegisterLogic()
         settings = self.logic.machineSettings()
         self.ui.workerPythonLineEdit.currentPath = settings.worker_python
@@ -335,8 +335,11 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for column, text in enumerate(cells):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
         if summary:
-            text = (f"{len(pairs)} pairs; mean Dice after {summary.get('mean_dice_after')}; "
+            text = (f"{len(pairs)} region pairs; mean pair overlap after {summary.get('mean_dice_after')} (how "
+                    "well each pair's two regions coincide, not a score of your structures); "
                     f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
+            if summary.get("report"):
+                text += f"\nPictures of the result: {summary['report']}"
             dropped = summary.get("dropped_pairs") or []
             if dropped:  # listed, never silent: the user may want to re-prompt those structures
                 text += f"; dropped {len(dropped)} contradicted pairs: " + ", ".join(d["name"] for d in dropped)

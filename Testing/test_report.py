@@ -77,3 +77,14 @@ def test_the_jacobian_map_is_white_where_the_field_keeps_volume_and_has_no_foldi
     assert not (planes.max(axis=-1) < 0.01).any()  # no black: nothing folds (the summary says 0 %)
     summary_text = (reported / "report.html").read_text()
     assert "folding 0.000% of voxels" in summary_text
+
+
+def test_large_images_are_shown_at_a_bounded_size():
+    from promptregister.geometry import Geometry
+    from promptregister.report.images import MAX_PLANE_PX, display_scale, plane
+
+    ct = Geometry.create((512, 512, 300), (0.8, 0.8, 1.0))
+    picture = plane(np.zeros(ct.shape, np.float32), ct, "coronal", (150, 256, 256), 1)
+    assert max(picture.shape) <= MAX_PLANE_PX and display_scale(ct) < PIXELS_PER_MM
+    crop = Geometry.create((64, 64, 64), (1.0, 1.0, 1.0))
+    assert display_scale(crop) == PIXELS_PER_MM

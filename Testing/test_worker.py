@@ -61,7 +61,9 @@ def test_register_streams_progress_and_writes_loadable_results(worker, hippocamp
         assert fractions == sorted(fractions)
     result = events[-1]
     files = {name: Path(path) for name, path in result["files"].items()}
-    assert {"transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json", "moving_resampled.nii.gz"} <= set(files)
+    assert {"transform.h5", "fixed_rois.nii.gz", "moving_rois.nii.gz", "pairs.json", "moving_resampled.nii.gz",
+            "fixed_rois.seg.nrrd", "moving_rois.seg.nrrd", "report.html", "report_overlay.png"} <= set(files)
+    assert result["summary"]["report"] == str(files["report.html"])  # the panel shows where the pictures are
     read_transform(files["transform.h5"])
     pairs = RoiPairs.load(tmp_path / "first")
     assert len(pairs) == len(result["summary"]["pairs"]) >= 1

@@ -208,6 +208,7 @@ class RegistrationResult:
         agreement: image similarity before and after (agreement.py); `worse` says the result is not to be trusted.
         kept_prealignment: the fit was worse than the pre-alignment and on_worse='keep' replaced it by the identity.
         dropped: pairs the first fit could not honour (drop_below), left out of the final fit (name, source, Dice).
+        identical: fixed and moving were the same image, and the result is the identity (not fitted).
     """
 
     pairs: RoiPairs
@@ -220,11 +221,15 @@ class RegistrationResult:
     agreement: Optional[ImageAgreement] = None
     kept_prealignment: bool = False
     dropped: List[dict] = field(default_factory=list)
+    identical: bool = False
 
     @property
     def warnings(self) -> List[str]:
         """Sentences the user must see beside the result."""
         found = [self.agreement.warning()] if self.agreement is not None else []
+        if self.identical:
+            found.append("the fixed and moving images are the same image, so the result is the identity transform "
+                         "(the region pairs were found but not fitted)")
         if self.kept_prealignment:
             found.append("so the result is the images as they were (the identity transform): the pairs' fit was "
                          "discarded (on_worse='keep')")
@@ -354,7 +359,12 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
             "no corresponding regions were found between the images; try other prompts, a larger search "
             "range (--search-mm) or a lower similarity threshold (--threshold)")
     started = time.perf_counter()
-    pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress)
+    identical = same_image(fixed, moving)
+    if identical:  # the one right answer is the identity; any fit could only move away from it
+        fit = identity_fit(fixed, options)
+        dice_after, dropped = pair_dice(pairs, fit), []
+    else:
+        pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress)
     timings["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     jacobian = jacobian_stats(fit.field, fixed.geometry)
@@ -367,4 +377,17 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
         dice_after = pair_dice(pairs, fit)
         jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
-    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept, dropped)
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept, dropped,
+                              identical)
+
+
+def same_image(fixed: Volume, moving: Volume) -> bool:
+    """The same voxels on the same grid (the same file twice, or a copy)."""
+    return (fixed.geometry.is_close(moving.geometry, tolerance_mm=1e-6) and fixed.array.shape == moving.array.shape
+            and np.array_equal(fixed.array, moving.array))
+
+
+def identity_fit(fixed: Volume, options: RegisterOptions) -> FitResult:
+    """The identity transform as a fit result on the fixed grid."""
+    return FitResult(np.zeros(fixed.geometry.shape + (3,)), fixed.geometry, LinearFit.identity(), [],
+                     options.fit.device, 0.0)

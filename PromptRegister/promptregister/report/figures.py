@@ -12,8 +12,8 @@ from ..io.segmentation import pair_colour
 from ..metrics import jacobian_determinant
 from ..volume import Volume
 from ..warp import warp_volume
-from .images import (GALLERY_SCALE, PLANES, checkerboard, colour_bar, column, diverging, draw_contours, grey, overlay, plane,
-                     row, to_rgb, window)
+from .images import (GALLERY_SCALE, MAX_PLANE_PX, PLANES, checkerboard, colour_bar, column, display_scale,
+                     diverging, draw_contours, grey, overlay, plane, row, to_rgb, window)
 
 JACOBIAN_LOG2_LIMIT = 1.0
 """The Jacobian map's colour range: log2 det J from -1 (halved volume, blue) to +1 (doubled, red)."""
@@ -62,8 +62,9 @@ def best_plane(mask: np.ndarray) -> tuple:
 
 def pair_tile(volume: Volume, mask: np.ndarray, colour, limits) -> np.ndarray:
     name, voxel = best_plane(mask)
-    picture = to_rgb(grey(plane(volume.array, volume.geometry, name, voxel, 1, scale=GALLERY_SCALE), limits))
-    outline = plane(mask.astype(np.uint8), volume.geometry, name, voxel, 0, scale=GALLERY_SCALE).astype(bool)
+    scale = display_scale(volume.geometry, GALLERY_SCALE, MAX_PLANE_PX // 2)
+    picture = to_rgb(grey(plane(volume.array, volume.geometry, name, voxel, 1, scale=scale), limits))
+    outline = plane(mask.astype(np.uint8), volume.geometry, name, voxel, 0, scale=scale).astype(bool)
     return draw_contours(picture, [outline], [colour])
 
 

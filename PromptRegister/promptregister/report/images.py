@@ -19,12 +19,22 @@ PIXELS_PER_MM = 4.0
 """Display scale: 64 mm of anatomy become 256 pixels."""
 GALLERY_SCALE = 2.0
 """Pixels per mm of the pair gallery's smaller tiles."""
+MAX_PLANE_PX = 256
+"""Larger images are shown smaller: no plane is wider or taller than this at the main scale (half in the
+gallery)."""
+
+
+def display_scale(geometry: Geometry, scale: float = PIXELS_PER_MM, largest_px: int = MAX_PLANE_PX) -> float:
+    """Pixels per mm for this image: `scale`, or less when its largest side would exceed `largest_px`."""
+    extent_mm = max(n * s for n, s in zip(geometry.size, geometry.spacing))
+    return min(scale, largest_px / extent_mm)
 
 
 def plane(array: np.ndarray, geometry: Geometry, name: str, index_kji: Sequence[int], order: int,
-          scale: float = PIXELS_PER_MM) -> np.ndarray:
-    """One plane of a (k, j, i) array through voxel `index_kji`, resampled to `scale` pixels per mm and turned
-    for display; `order` 0 for masks and labels, 1 for images."""
+          scale: float | None = None) -> np.ndarray:
+    """One plane of a (k, j, i) array through voxel `index_kji`, resampled to `scale` pixels per mm (default:
+    display_scale) and turned for display; `order` 0 for masks and labels, 1 for images."""
+    scale = display_scale(geometry) if scale is None else scale
     k, j, i = (int(v) for v in index_kji)
     sx, sy, sz = geometry.spacing
     if name == "axial":

@@ -143,8 +143,11 @@ class Session:
         progress("write", 0.0)  # the last point where a cancel takes effect: after it, the outputs are written
         report = ReportInputs(fixed, moving, segmenter.name) if request.get("report", True) else None
         written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry, report)
+        summary = result.summary()
+        if "report.html" in written:
+            summary["report"] = str(written["report.html"])
         return {"files": {name: str(path) for name, path in written.items()},
-                "summary": result.summary(), "model": segmenter.name, "model_reason": self.model_reason,
+                "summary": summary, "model": segmenter.name, "model_reason": self.model_reason,
                 "slices_encoded": segmenter.encoded_slices - before}
 
     @staticmethod
