@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -25,8 +25,25 @@ def _to_itk(volume: Volume):
     return image
 
 
-def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.ndarray, float]:
-    """Affine + B-spline elastix (its default maps); mean squares on label maps, MI on images."""
+ELASTIX_SETTINGS: Dict[str, Dict[str, Tuple[str, ...]]] = {
+    # name -> parameter-map entries replaced in both maps (affine and B-spline); "" = elastix's default maps
+    "default": {},
+    "mi-1000": {"MaximumNumberOfIterations": ("1000",)},
+    "ncc-1000": {"Metric": ("AdvancedNormalizedCorrelation",), "MaximumNumberOfIterations": ("1000",)},
+    "ncc-1000-5mm": {"Metric": ("AdvancedNormalizedCorrelation",), "MaximumNumberOfIterations": ("1000",),
+                     "FinalGridSpacingInPhysicalUnits": ("5",)},
+}
+"""elastix settings tried on the sweep pairs (bench/sweep_peers.py) to find its strongest for same-modality MR.
+A "Metric" entry replaces the first metric only, so the B-spline map keeps its bending-energy penalty; grid
+entries apply to the B-spline map only."""
+
+ELASTIX_STRONG = "ncc-1000-5mm"
+"""elastix's strongest setting on the sweep pairs (docs/benchmarks.md, "The peers' strongest settings")."""
+
+
+def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool, setting: str = "default") -> Tuple[np.ndarray, float]:
+    """Affine + B-spline elastix: its default maps (mean squares on label maps, Mattes MI on images), with the
+    entries of ELASTIX_SETTINGS[setting] replaced."""
     import itk
 
     fixed_image, moving_image = _to_itk(fixed), _to_itk(moving)
@@ -35,6 +52,11 @@ def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.
         parameter_map = parameters.GetDefaultParameterMap(name)
         if on_labels:  # keep the B-spline map's second metric (its bending penalty)
             parameter_map["Metric"] = ["AdvancedMeanSquares"] + list(parameter_map["Metric"])[1:]
+        for key, value in ELASTIX_SETTINGS[setting].items():
+            if key == "Metric":
+                parameter_map["Metric"] = list(value) + list(parameter_map["Metric"])[1:]
+            elif "Grid" not in key or name == "bspline":
+                parameter_map[key] = list(value)
         parameters.AddParameterMap(parameter_map)
     started = time.perf_counter()
     # (passing number_of_threads crashes itk-elastix 0.25.4 with B-spline maps; it
@@ -45,6 +67,11 @@ def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.
         field = itk.transformix_deformation_field(moving_image, result, output_directory=folder)
         array = np.asarray(itk.array_from_image(field), dtype=np.float64)
     return array, seconds
+
+
+def elastix_strong(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.ndarray, float]:
+    """elastix's strongest same-modality setting found on the sweep pairs (ELASTIX_STRONG)."""
+    return elastix_bspline(fixed, moving, on_labels, setting=ELASTIX_STRONG)
 
 
 def ants_syncc(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.ndarray, float]:

