@@ -26,7 +26,7 @@ def _to_itk(volume: Volume):
 
 
 ELASTIX_SETTINGS: Dict[str, Dict[str, Tuple[str, ...]]] = {
-    # name -> parameter-map entries replaced in both maps (affine and B-spline); "" = elastix's default maps
+    # name -> parameter-map entries replaced in both maps (affine and B-spline); {} = elastix's defaults
     "default": {},
     "mi-1000": {"MaximumNumberOfIterations": ("1000",)},
     "ncc-1000": {"Metric": ("AdvancedNormalizedCorrelation",), "MaximumNumberOfIterations": ("1000",)},
@@ -38,7 +38,7 @@ A "Metric" entry replaces the first metric only, so the B-spline map keeps its b
 entries apply to the B-spline map only."""
 
 ELASTIX_STRONG = "ncc-1000-5mm"
-"""elastix's strongest setting on the sweep pairs (docs/benchmarks.md, "The peers' strongest settings")."""
+"""elastix's strongest setting on the sweep pairs (docs/benchmarks.md, "Issue #13, session 13")."""
 
 
 def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool, setting: str = "default") -> Tuple[np.ndarray, float]:
@@ -76,7 +76,7 @@ def elastix_strong(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.n
 
 def ants_syncc(fixed: Volume, moving: Volume, on_labels: bool) -> Tuple[np.ndarray, float]:
     """ANTs affine + SyN with the cross-correlation metric ('SyNCC'): ANTs' strongest same-modality setting,
-    about 150 times slower than quick SyN on a 64^3 pair."""
+    about 90 times slower than quick SyN on a 64^3 pair (docs/benchmarks.md)."""
     return ants_syn(fixed, moving, on_labels, transform="SyNCC")
 
 

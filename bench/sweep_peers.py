@@ -61,14 +61,14 @@ def main() -> None:
         return
     print(f"elastix on {done} sweep pairs ({time.strftime('%Y-%m-%d %H:%M')}):\n")
     print("| setting | entries replaced | mean Dice before | mean Dice after | 30th pct | worse than before | "
-          "worst folding % | s/pair |")
+          "folding % mean (max) | s/pair |")
     print("|" + " --- |" * 8)
     for name, rows in results.items():
         values = np.array(rows)
         replaced = ", ".join(f"{k}={'/'.join(v)}" for k, v in peers.ELASTIX_SETTINGS[name].items()) or "(defaults)"
         print(f"| {name} | {replaced} | {values[:, 0].mean():.3f} | {values[:, 1].mean():.3f} | "
               f"{np.percentile(values[:, 1], 30):.3f} | {int((values[:, 1] < values[:, 0]).sum())} | "
-              f"{values[:, 2].max():.3f} | {values[:, 3].mean():.1f} |")
+              f"{values[:, 2].mean():.3f} ({values[:, 2].max():.3f}) | {values[:, 3].mean():.1f} |")
     best = max(results, key=lambda name: np.mean([r[1] for r in results[name]]))
     print(f"\nstrongest: {best}")
 
