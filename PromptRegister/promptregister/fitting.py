@@ -51,10 +51,12 @@ def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
 
 
 def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],
-              progress: Optional[ProgressCallback] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
+              progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None
+              ) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
     """(pairs used, fit, their Dice after it, the dropped ones): the dense fit, and with the image term and
-    `options.drop_below`, a second fit without the pairs the first one could not honour."""
-    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=images)
+    `options.drop_below`, a second fit without the pairs the first one could not honour. `initial`: a warm
+    start (fit_transform)."""
+    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=images, initial=initial)
     dice_after = pair_dice(pairs, fit)
     if options.fit.image_weight <= 0 or options.drop_below <= 0:
         return pairs, fit, dice_after, []

@@ -358,13 +358,25 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
         raise PromptRegisterError(
             "no corresponding regions were found between the images; try other prompts, a larger search "
             "range (--search-mm) or a lower similarity threshold (--threshold)")
+    return fit_and_check(fixed, moving, pairs, options, methods=methods, rejected=rejected, timings=timings,
+                         progress=progress)
+
+
+def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: RegisterOptions, *,
+                  methods: Sequence[str] = (), rejected: Sequence[dict] = (), timings: Optional[Dict[str, float]] = None,
+                  progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None
+                  ) -> RegistrationResult:
+    """The dense fit of given ROI pairs and the checks every result gets (Dice per pair, Jacobian, the
+    do-no-harm image agreement): the second half of `register`, and the interactive session's "fit" (with
+    `initial`, the previous fit's parameters, as a warm start)."""
+    timings = dict(timings or {})
     started = time.perf_counter()
     identical = same_image(fixed, moving)
     if identical:  # the one right answer is the identity; any fit could only move away from it
         fit = identity_fit(fixed, options)
         dice_after, dropped = pair_dice(pairs, fit), []
     else:
-        pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress)
+        pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress, initial)
     timings["fit"] = time.perf_counter() - started
     started = time.perf_counter()
     jacobian = jacobian_stats(fit.field, fixed.geometry)
@@ -377,8 +389,8 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
         dice_after = pair_dice(pairs, fit)
         jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
-    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, methods, rejected, agreement, kept, dropped,
-                              identical)
+    return RegistrationResult(pairs, fit, dice_after, jacobian, timings, list(methods), list(rejected), agreement,
+                              kept, dropped, identical)
 
 
 def same_image(fixed: Volume, moving: Volume) -> bool:

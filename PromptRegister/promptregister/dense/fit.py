@@ -61,6 +61,7 @@ def fit_transform(
     options: Optional[FitOptions] = None,
     progress: Optional[ProgressCallback] = None,
     images: Optional[Tuple[Volume, Volume]] = None,
+    initial: Optional[np.ndarray] = None,
 ) -> FitResult:
     """Fit the fixed -> moving transform that aligns every ROI pair.
 
@@ -69,6 +70,9 @@ def fit_transform(
         options: see FitOptions.
         progress: called as progress(stage, fraction in [0, 1]).
         images: (fixed, moving) volumes on the pairs' grids, for the image term (options.image_weight > 0).
+        initial: B-spline parameters of an earlier fit on the same grid (FitResult.parameters): a warm start
+            for an interactive update after a pair was added, removed or corrected. The optimisation then runs
+            the finest level only, from those parameters; parameters of another grid are ignored (cold start).
     Returns:
         FitResult whose field maps fixed point p to moving point p + field(p).
     """
@@ -94,16 +98,19 @@ def fit_transform(
     levels: List[LevelReport] = []
     if options.nonrigid and options.max_iterations > 0:
         problem = _Problem(pairs, linear, options, device, images if options.image_weight > 0 else None)
-        parameters = problem.optimise(levels, report)
+        parameters = problem.optimise(levels, report, initial)
         field_mm = problem.full_field(parameters)
+        parameters_out = parameters.cpu().numpy()
     else:
         field_mm = _linear_field(fixed, linear)
+        parameters_out = None
     repair = UnfoldReport()
     if options.unfold and options.nonrigid:
         report("unfold", 0.99)
         field_mm, repair = unfold(field_mm, _linear_field(fixed, linear), fixed)
     report("done", 1.0)
-    return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started, repair)
+    return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started, repair,
+                     parameters_out)
 
 
 def pair_weights(pairs: RoiPairs, weighting: str) -> np.ndarray:
@@ -226,21 +233,30 @@ class _Problem:
         return grids
 
     # -- optimisation -------------------------------------------------------------
-    def optimise(self, reports: List[LevelReport], progress: ProgressCallback) -> torch.Tensor:
+    def optimise(self, reports: List[LevelReport], progress: ProgressCallback,
+                 initial: Optional[np.ndarray] = None) -> torch.Tensor:
         budget = ThreadBudget()  # no more threads than free cores, re-checked as the fit runs (threads.py)
         try:
-            return self._optimise(reports, progress, budget)
+            return self._optimise(reports, progress, budget, initial)
         finally:
             budget.restore()
 
-    def _optimise(self, reports: List[LevelReport], progress: ProgressCallback, budget: ThreadBudget) -> torch.Tensor:
+    def _optimise(self, reports: List[LevelReport], progress: ProgressCallback, budget: ThreadBudget,
+                  initial: Optional[np.ndarray] = None) -> torch.Tensor:
         level_sizes = self.level_voxel_mm()
         grids = self.level_grids()
+        first = 0
         parameters = torch.zeros(grids[0].parameter_shape, device=self.device, dtype=self.dtype, requires_grad=True)
+        if initial is not None and tuple(initial.shape) == tuple(grids[-1].parameter_shape):
+            # warm start: the earlier fit already resolved the coarse motion; only the finest level moves on
+            first = len(level_sizes) - 1
+            parameters = torch.as_tensor(initial, device=self.device, dtype=self.dtype).clone().requires_grad_(True)
         for level, voxel_mm in enumerate(level_sizes):
+            if level < first:
+                continue
             started = time.perf_counter()
             grid = grids[level]
-            if level > 0 and grid is not grids[level - 1]:  # the same spline on the finer control grid
+            if level > first and grid is not grids[level - 1]:  # the same spline on the finer control grid
                 parameters = grids[level - 1].refine(parameters.detach(), grid).requires_grad_(True)
             fixed_masks, positions, level_mm = self._fixed_level(voxel_mm)
             moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)

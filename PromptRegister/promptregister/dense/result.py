@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -39,6 +39,8 @@ class FitResult:
         levels: what each resolution level did.
         device: where the optimisation ran.
         unfolded: what the folding repair did (unfold.py); empty when it was off.
+        parameters: the finest level's B-spline parameters (None without a non-rigid stage): the warm start of
+            the next interactive fit (fit_transform's `initial`).
     """
 
     field: np.ndarray
@@ -48,6 +50,7 @@ class FitResult:
     device: str = "cpu"
     seconds: float = 0.0
     unfolded: UnfoldReport = field(default_factory=UnfoldReport)
+    parameters: Optional[np.ndarray] = None
 
     def transform(self) -> sitk.DisplacementFieldTransform:
         """The ITK displacement-field transform (fixed -> moving, resampling convention)."""

@@ -171,15 +171,29 @@ def matching_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labe
     return prediction.masks[best], sigmoid(prediction.logits[best])
 
 
-def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt]) -> List[Tuple[int, np.ndarray, np.ndarray, tuple]]:
+def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt],
+                  one_region: bool = False) -> List[Tuple[int, np.ndarray, np.ndarray, tuple]]:
     """One prompt per positive point: (moving slice, points (n, 2), labels (n,), the LPS point), with the
-    negative points of the same slice added to every positive prompt there."""
+    negative points of the same slice added to every positive prompt there. With `one_region` every point
+    (positive or negative) prompts one region together, on the first positive point's slice (the interactive
+    loop: a click, then more clicks that refine that region)."""
     if not prompts:
         raise PromptRegisterError("PromptReg needs at least one point prompt")
     located = [(moving.point_to_pixel(p.point), p) for p in prompts]
     positives = [(s, xy, p) for (s, xy), p in located if p.positive]
     if not positives:
         raise PromptRegisterError("PromptReg needs at least one positive point (inside a structure)")
+    if one_region:
+        s, _, first = positives[0]
+        elsewhere = [p.point for (n_s, _), p in located if n_s != s]
+        if elsewhere:
+            raise PromptRegisterError(
+                f"the points of one region must lie on one moving slice (slice {s}); "
+                f"{[round(v, 2) for v in elsewhere[0]]} is on another: start a new region for it")
+        ordered = sorted(located, key=lambda item: not item[1].positive)  # positives first, the first one first
+        points = np.array([xy for (_, xy), _ in ordered], dtype=np.float64)
+        labels = np.array([1 if p.positive else 0 for _, p in ordered])
+        return [(s, points, labels, tuple(float(v) for v in first.point))]
     groups = []
     for s, xy, prompt in positives:
         negatives = [n_xy for (n_s, n_xy), p in located if not p.positive and n_s == s]
@@ -191,17 +205,20 @@ def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt]) -> List[
 
 def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[PointPrompt],
               options: Optional[PromptRegOptions] = None,
-              progress: Optional[ProgressCallback] = None) -> List[SlicePair]:
-    """One region pair per positive point prompt."""
+              progress: Optional[ProgressCallback] = None, first_number: int = 0,
+              one_region: bool = False) -> List[SlicePair]:
+    """One region pair per positive point prompt. `first_number`: how many prompts came before these (the
+    interactive session asks one prompt at a time): prompt n is named "prompt n" and seeded options.seed + n - 1,
+    as it would be in one call with every prompt. `one_region`: all the points prompt one region (group_prompts)."""
     options = options or PromptRegOptions()
     report = progress or (lambda stage, fraction: None)
-    groups = group_prompts(moving, prompts)
+    groups = group_prompts(moving, prompts, one_region)
     stride = int(options.search_stride)
     near = search_ranges(fixed, moving, [s for s, *_ in groups], options.search_mm, report, stride)
     segmenter = moving.segmenter
     pairs = []
-    for number, (s, points, labels, point_lps) in enumerate(groups):
-        report("promptreg: corresponding prompts", number / len(groups))
+    for number, (s, points, labels, point_lps) in enumerate(groups, start=first_number):
+        report("promptreg: corresponding prompts", (number - first_number) / len(groups))
         moving_embedding = moving.embedding(s)
         moving_mask, moving_probability = best_mask(segmenter, moving_embedding, points, labels, options.mask_choice)
         if not moving_mask.any():
@@ -232,7 +249,7 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
         if options.marginal_samples > 0:
             marginalised = _marginalise(moving, s, points, labels, moving_probability, fixed_embedding,
                                         fixed_probability, options, seed=options.seed + number,
-                                        target_area=target_area)
+                                        target_area=target_area, progress=report)
             # an empty average means the copies disagree entirely: keep the unmarginalised ROIs, agreement 0
             moving_mask, fixed_mask, pair_agreement = marginalised or (moving_mask, fixed_mask, 0.0)
         if not fixed_mask.any() or not moving_mask.any():
@@ -251,8 +268,8 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
 
 def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
                  moving_probability: np.ndarray, fixed_embedding: SliceEmbedding, fixed_probability: np.ndarray,
-                 options: PromptRegOptions, seed: int,
-                 target_area: Optional[float] = None) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
+                 options: PromptRegOptions, seed: int, target_area: Optional[float] = None,
+                 progress: Optional[ProgressCallback] = None) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
     """Average the ROI probabilities over random transforms of the moving slice and its prompt; the fixed
     ROI of each copy is found on the fixed slice the untransformed prompt chose.
 
@@ -266,7 +283,10 @@ def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.nd
     moving_maps, fixed_maps = [moving_probability], [fixed_probability]
     used = 1  # maps that count toward the agreement: the untransformed prompt's and each usable copy's
     transformed_images = [t.image(image) for t in transforms]
-    embeddings = segmenter.embed(transformed_images)
+    def embedded(done: int, total: int) -> None:  # a chance to stop between encoder batches
+        if progress is not None:
+            progress("promptreg: marginalise", done / max(total, 1))
+    embeddings = segmenter.embed(transformed_images, progress=embedded)
     for transform, embedding in zip(transforms, embeddings):
         moved = transform.points(points)
         inside = (moved[:, 0] >= 0) & (moved[:, 0] <= width) & (moved[:, 1] >= 0) & (moved[:, 1] <= height)

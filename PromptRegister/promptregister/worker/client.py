@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
 
 STDERR_LINES_KEPT = 40
 
@@ -66,10 +66,17 @@ class WorkerClient:
     Arguments:
         python: the interpreter to run it with (default: sys.executable).
         env: extra environment variables for the worker.
+        command: the whole command line that starts a worker elsewhere instead, e.g.
+            ["ssh", "gpu-box", "/opt/venv/bin/python", "-m", "promptregister.worker"]: the JSON lines travel over
+            its stdin and stdout, so no port is opened. Such a worker is `remote`: it cannot read the client's
+            files nor the client its, so volumes go up and results come down through the protocol (`upload`,
+            `download`).
     """
 
-    def __init__(self, python: Optional[str] = None, env: Optional[Dict[str, str]] = None):
+    def __init__(self, python: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+                 command: Optional[Sequence[str]] = None):
         self.python = python or sys.executable
+        self.command = list(command) if command else None
         self.extra_env = dict(env or {})
         self.process: Optional[subprocess.Popen] = None
         self.stderr_lines: Deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
@@ -100,7 +107,7 @@ class WorkerClient:
             self._queues.clear()
         self._hello = None
         self.process = subprocess.Popen(
-            [self.python, "-m", "promptregister.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self.command or [self.python, "-m", "promptregister.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, encoding="utf-8", env=environment, bufsize=1,
             **hidden_console())
         threading.Thread(target=self._read_events, args=(self.process,), daemon=True).start()
@@ -122,6 +129,12 @@ class WorkerClient:
     def restart(self) -> Optional[Dict[str, Any]]:
         self.close(wait=True, timeout=5)
         return self.start()
+
+    @property
+    def remote(self) -> bool:
+        """Whether the worker was started by a whole command line (it may run elsewhere: files travel through
+        the protocol)."""
+        return self.command is not None
 
     @property
     def alive(self) -> bool:
@@ -231,6 +244,55 @@ class WorkerClient:
             self.send("cancel", target=request_id)
             return True
         return bool(self.call("cancel", target=request_id, timeout=30).get("cancelled"))
+
+    # -- files through the protocol (remote workers) -------------------------------------------------------------
+    def upload(self, path: os.PathLike, name: Optional[str] = None, timeout: float = 120) -> str:
+        """Send a local file to the worker in checksummed, compressed chunks; returns its path there."""
+        from .transfer import CHUNK_BYTES, file_sha256, pack
+
+        path = Path(path)
+        name = name or path.name
+        whole = file_sha256(path)
+        size = path.stat().st_size
+        offset = 0
+        with open(path, "rb") as stream:
+            while True:
+                raw = stream.read(CHUNK_BYTES)
+                last = offset + len(raw) >= size
+                answer = self.call("upload", timeout=timeout, name=name, offset=offset, last=last,
+                                   **({"sha256": whole} if last else {}), **pack(raw))
+                offset += len(raw)
+                if last:
+                    return answer["path"]
+
+    def download(self, remote_path: str, local_path: os.PathLike, timeout: float = 120) -> Path:
+        """Fetch one of the worker's result files; the whole file's SHA-256 is checked before it takes its name
+        (written to a temporary file and renamed, so a failed transfer leaves nothing)."""
+        from .protocol import ProtocolError
+        from .transfer import file_sha256, unpack
+
+        local_path = Path(local_path)
+        partial = local_path.with_name(local_path.name + ".part")
+        offset, expected = 0, None
+        try:
+            with open(partial, "wb") as stream:
+                while True:
+                    answer = self.call("download", timeout=timeout, path=remote_path, offset=offset)
+                    try:
+                        raw = unpack(answer)
+                    except ProtocolError as error:
+                        raise WorkerError("transfer", error.message) from None
+                    stream.write(raw)
+                    offset += len(raw)
+                    expected = answer["sha256"]
+                    if answer["last"] or not raw:
+                        break
+            if file_sha256(partial) != expected:
+                raise WorkerError("transfer", f"{remote_path} arrived damaged (SHA-256 differs); try again")
+            partial.replace(local_path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return local_path
 
     # -- reading threads -------------------------------------------------------------------------------
     def _read_events(self, process: subprocess.Popen) -> None:

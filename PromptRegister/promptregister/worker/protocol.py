@@ -1,4 +1,4 @@
-"""The worker's JSON-lines protocol (version 1).
+"""The worker's JSON-lines protocol (version 2; version 1's requests work as they did).
 
 Every message is one JSON object on one line. Requests (client -> worker)
 carry "id" (a string or an integer chosen by the client, as JSON-RPC clients send
@@ -14,6 +14,9 @@ either; events echo it unchanged) and "type":
     cancel    {target}                     -> result: whether a running request was stopped
     shutdown                               -> result, then the worker exits
 
+Version 2 adds the interactive requests (open, prompt, correct, delete, undo, auto, text, fit, pairs, close:
+see interactive.py) and file transfer for a worker on another machine (upload, download: see transfer.py).
+
 Events (worker -> client) carry the "id" of the request they answer and a
 "type": "progress" {stage, fraction}, "log" {message}, "result" {...} or
 "error" {code, message}. A line that is not a JSON object gets an error event
@@ -25,8 +28,10 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Union
 
-PROTOCOL_VERSION = 1
-REQUEST_TYPES = ("hello", "load", "embed", "register", "cancel", "shutdown")
+PROTOCOL_VERSION = 2
+INTERACTIVE_REQUESTS = ("open", "prompt", "correct", "delete", "undo", "auto", "text", "fit", "pairs", "close")
+TRANSFER_REQUESTS = ("upload", "download")
+REQUEST_TYPES = ("hello", "load", "embed", "register", "cancel", "shutdown") + INTERACTIVE_REQUESTS + TRANSFER_REQUESTS
 LONG_REQUESTS = ("embed", "register")  # run in the background, one at a time, cancellable
 ERROR_CODES = {
     "bad_json": "the line is not a JSON object",

@@ -1,7 +1,8 @@
 """The worker process: reads requests from stdin, writes events to stdout.
 
-Short requests (hello, load, cancel, shutdown) are answered on the reading
-thread. Long ones (embed, register) run one at a time on a background thread,
+Short requests (hello, load, cancel, shutdown, upload, download) are answered on the reading
+thread. Interactive ones (protocol 2: open, prompt, fit, ...) run in order on their own thread
+(interactive.py). Long ones (embed, register) run one at a time on a background thread,
 so a "cancel" can arrive while they work: it sets a flag that the next
 progress callback turns into `Cancelled`, which unwinds the engine before it
 writes anything (outputs are written all or nothing, last). The protocol owns
@@ -17,8 +18,11 @@ from typing import Any, Dict, Optional, TextIO
 
 from .. import __version__
 from ..errors import PromptRegisterError
-from .protocol import LONG_REQUESTS, PROTOCOL_VERSION, ProtocolError, encode_event, parse_request
+from .interactive import InteractiveRequests
+from .protocol import (INTERACTIVE_REQUESTS, LONG_REQUESTS, PROTOCOL_VERSION, REQUEST_TYPES, ProtocolError,
+                       encode_event, parse_request)
 from .session import Session
+from .transfer import Transfers
 
 
 MAX_REQUEST_CHARS = 1 << 20
@@ -42,6 +46,8 @@ class Server:
         self.running_id: Optional[str] = None
         self.cancel_flag = threading.Event()  # the running request's; each long request has its own
         self.answered = threading.Event()  # set just before the running request's last event is written
+        self.interactive = InteractiveRequests(self)  # protocol 2's sessions, on their own thread
+        self.transfers = Transfers(self.session.folder)
 
     def send(self, request_id: Optional[str], kind: str, **fields: Any) -> None:
         line = encode_event(request_id, kind, **fields)
@@ -66,6 +72,7 @@ class Server:
                 if not self.handle(line):
                     break
         finally:
+            self.interactive.stop()
             self.stop_running()
             self.session.close()
         return 0
@@ -87,7 +94,7 @@ class Server:
         try:
             if kind == "hello":
                 self.send(request_id, "result", protocol=PROTOCOL_VERSION, engine=__version__,
-                          folder=str(self.session.folder))
+                          folder=str(self.session.folder), requests=list(REQUEST_TYPES))
             elif kind == "load":
                 path = request.get("path")
                 if not isinstance(path, str):
@@ -98,15 +105,25 @@ class Server:
             elif kind == "cancel":
                 target = request.get("target")
                 stopping = self.working() and target in (None, self.running_id)
+                stopped = self.running_id if stopping else target
                 if stopping:
                     self.cancel_flag.set()
-                self.send(request_id, "result", cancelled=bool(stopping), target=self.running_id if stopping else target)
+                elif self.interactive.cancel(target):  # an interactive request (a fit) at work
+                    stopping, stopped = True, self.interactive.current_id
+                self.send(request_id, "result", cancelled=bool(stopping), target=stopped)
             elif kind == "shutdown":  # answered at once; the running request is stopped after the answer
                 self.cancel_flag.set()
+                self.interactive.stop()
                 self.send(request_id, "result", shutdown=True)
                 return False
             elif kind in LONG_REQUESTS:
                 self.start_long(request)
+            elif kind in INTERACTIVE_REQUESTS:
+                self.interactive.submit(request)
+            elif kind == "upload":
+                self.send(request_id, "result", **self.transfers.upload(request))
+            elif kind == "download":
+                self.send(request_id, "result", **self.transfers.download(request))
         except ProtocolError as error:
             self.send(request_id, "error", code=error.code, message=error.message)
         except PromptRegisterError as error:

@@ -1,0 +1,242 @@
+"""One interactive registration: two volumes, a warm segmenter, the pairs under stable ids, the last fit.
+
+The loop a user drives from Slicer (worker requests "prompt", "correct", "delete", "undo", "auto", "text",
+"fit"), without the protocol: the worker's interactive.py turns requests into these calls. A click answers
+from a fast path first (PromptReg without marginalisation, whose extra encoder runs cost seconds on a CPU);
+`refine` computes the full method's pair afterwards, and the pair is replaced only if the user did not change
+it meanwhile. `fit` starts from the previous fit's B-spline (dense/fit.py `initial`), so an update after one
+change runs the finest level only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import PromptRegisterError
+from ..methods.consistency import reject_inconsistent
+from ..methods.matching import cosine_matrix
+from ..methods.pairs import SlicePair, deduplicate, to_roi_pairs
+from ..methods.promptreg import PointPrompt, promptreg
+from ..methods.samreg import samreg
+from ..methods.slices import SlicedVolume
+from ..methods.tell2reg import tell2reg
+from ..register import RegisterOptions, RegistrationResult, check_volumes, fit_and_check
+from ..roipairs import RoiPairs
+from ..volume import Volume
+from .pairbook import InteractivePair, PairBook
+
+ProgressCallback = Callable[[str, float], None]
+
+LOW_DISTINCTNESS = 1.05
+"""A PromptReg pair is flagged low-confidence when its peak similarity is less than 5 % above the best one away
+from the peak (the fixed match is ambiguous). Provisional: not chosen on data yet."""
+
+LOW_AGREEMENT = 0.5
+"""... or when, after marginalisation, the copies' fixed ROIs agree with the averaged one by less than this
+(methods/marginal.agreement). Provisional, as LOW_DISTINCTNESS."""
+
+WARM_MIN_ITERATIONS = 10
+"""A warm-started fit may stop after this many iterations (then at two convergence windows, 20; a cold one
+after FitOptions.min_iterations, 30): it starts near its optimum. On the sample pair the finest level costs
+about 75 ms an iteration on 2 CPU cores, and a warm update still ran 50 (session 14)."""
+
+EMBED_BATCH = 4
+"""Slices embedded per background step: between steps a waiting request runs first."""
+
+
+def low_confidence_reasons(source: dict) -> List[str]:
+    """Why a pair deserves a second look (empty when it looks sound)."""
+    reasons = []
+    distinct = source.get("confidence")
+    if distinct is not None and float(distinct) < LOW_DISTINCTNESS:
+        reasons.append(f"ambiguous match (peak only {float(distinct):.3f} x the next best)")
+    agreement = source.get("agreement")
+    if agreement is not None and float(agreement) < LOW_AGREEMENT:
+        reasons.append(f"transformed copies disagree (agreement {float(agreement):.2f})")
+    return reasons
+
+
+class InteractiveSession:
+    """Pairs and fits of one fixed/moving pair of volumes.
+
+    Arguments:
+        fixed, moving: the volumes (checked as `register` checks them).
+        segmenter: a warm segmenter (its embedding cache is shared with batch requests of the same worker).
+        options: RegisterOptions; promptreg.marginal_samples > 0 makes clicks refine in the background.
+    """
+
+    def __init__(self, fixed: Volume, moving: Volume, segmenter, options: Optional[RegisterOptions] = None):
+        check_volumes(fixed, moving)
+        self.options = options or RegisterOptions()
+        self.segmenter = segmenter
+        self.fixed = SlicedVolume(fixed, segmenter, name="fixed")
+        self.moving = SlicedVolume(moving, segmenter, name="moving")
+        self.book = PairBook()
+        self.last_fit: Optional[RegistrationResult] = None
+        self.last_fit_ids: List[str] = []
+
+    # -- embeddings --------------------------------------------------------------------------------------
+    def slices_to_embed(self) -> List[Tuple[SlicedVolume, int]]:
+        """Slices not embedded yet: the moving volume's first (clicks land there), then the fixed one's."""
+        return [(volume, index) for volume in (self.moving, self.fixed) for index in range(volume.num_slices)
+                if index not in volume._embeddings]
+
+    def embed_step(self, progress: Optional[ProgressCallback] = None) -> bool:
+        """Embed the next few slices; True when every slice of both volumes is embedded."""
+        todo = self.slices_to_embed()
+        if not todo:
+            return True
+        volume = todo[0][0]
+        batch = [index for owner, index in todo if owner is volume][:EMBED_BATCH]
+        volume.embed(batch)
+        if progress is not None:
+            total = self.moving.num_slices + self.fixed.num_slices
+            progress("embed", 1.0 - (len(todo) - len(batch)) / total)
+        return len(todo) == len(batch)
+
+    # -- pairs -----------------------------------------------------------------------------------------------
+    def _roi(self, slice_pair: SlicePair):
+        pairs = to_roi_pairs([slice_pair], self.fixed, self.moving, self.options.growth)
+        if len(pairs) == 0:
+            raise PromptRegisterError("the region vanished on the voxel grid; click nearer the structure's middle")
+        return pairs[0]
+
+    def _promptreg(self, points: Sequence[PointPrompt], number: int, full: bool,
+                   progress: Optional[ProgressCallback]) -> SlicePair:
+        options = self.options.promptreg if full else replace(self.options.promptreg, marginal_samples=0)
+        found = promptreg(self.fixed, self.moving, points, options, progress, first_number=number - 1,
+                          one_region=True)
+        if not found:
+            raise PromptRegisterError("no region was found at this point on the moving volume (the segmenter "
+                                      "returned an empty mask); click inside a structure")
+        return found[0]
+
+    def prompt(self, points: Sequence[PointPrompt], pair_id: Optional[str] = None,
+               progress: Optional[ProgressCallback] = None) -> InteractivePair:
+        """A new pair from points on the moving volume (the fast path), or, with `pair_id`, that pair's region
+        prompted again with these points (a step the user can undo)."""
+        check_volumes(self.fixed.volume, self.moving.volume, points)
+        if pair_id is None:
+            new_id, number = self.book.new_id()
+        else:
+            old = self.book.get(pair_id)
+            new_id, number = old.id, old.number
+        slice_pair = self._promptreg(points, number, full=not self.refines, progress=progress)
+        pair = InteractivePair(new_id, number, slice_pair, self._roi(slice_pair), "promptreg", list(points),
+                               refined=not self.refines)
+        if pair_id is None:
+            self.book.add([pair], "prompt")
+            return pair
+        return self.book.change(pair, "prompt")
+
+    @property
+    def refines(self) -> bool:
+        """Whether clicks get a background refinement (marginalisation is on)."""
+        return self.options.promptreg.marginal_samples > 0
+
+    def refine(self, pair_id: str, version: int, progress: Optional[ProgressCallback] = None
+               ) -> Optional[InteractivePair]:
+        """The full method's pair for a fast one; None when the pair changed, was deleted or needs nothing."""
+        pair = self.book.pairs.get(pair_id)
+        if pair is None or pair.version != version or pair.refined or pair.method != "promptreg":
+            return None
+        slice_pair = self._promptreg(pair.points, pair.number, full=True, progress=progress)
+        refined = replace(pair, slice_pair=slice_pair, roi=self._roi(slice_pair))
+        return self.book.pairs[pair_id] if self.book.refine(refined, version) else None
+
+    def correct(self, pair_id: str, fixed_lps: Sequence[float]) -> InteractivePair:
+        """The pair's fixed ROI segmented again from the user's point on the fixed volume: a manual
+        correspondence that overrides the one PromptReg found. The new fixed ROI contains the point."""
+        pair = self.book.get(pair_id)
+        slice_index, xy = self.fixed.point_to_pixel(fixed_lps)  # a clear error outside the fixed volume
+        moving_embedding = self.moving.embedding(pair.slice_pair.moving_slice)
+        prototype = moving_embedding.prototype(pair.slice_pair.moving_mask)
+        embedding = self.fixed.embedding(slice_index)
+        mask, similarity = mask_at_point(self.segmenter, embedding, xy, prototype)
+        point = tuple(round(float(v), 3) for v in fixed_lps)
+        source = {key: value for key, value in pair.slice_pair.source.items()
+                  if key not in ("confidence", "agreement", "fixed_slice", "fixed_prompt_px", "similarity")}
+        source.update({"corrected": True, "corrected_lps": list(point), "fixed_slice": slice_index,
+                       "similarity": round(similarity, 4)})
+        slice_pair = replace(pair.slice_pair, fixed_slice=slice_index, fixed_mask=mask, score=similarity,
+                             source=source)
+        corrected = replace(pair, slice_pair=slice_pair, roi=self._roi(slice_pair), corrected_lps=point,
+                            refined=True)
+        return self.book.change(corrected, "correct")
+
+    def delete(self, pair_id: str) -> None:
+        self.book.delete(pair_id)
+
+    def undo(self) -> Tuple[str, List[str], List[InteractivePair]]:
+        return self.book.undo()
+
+    def _add_found(self, found: List[SlicePair], method: str) -> Tuple[List[InteractivePair], List[dict]]:
+        """Pairs from auto or text: de-duplicated, made 3D, those inconsistent with the rest left out (and
+        reported), then added as one step."""
+        by_roi = {}
+        for slice_pair in deduplicate(found, self.options.duplicate_iou):
+            for roi in to_roi_pairs([slice_pair], self.fixed, self.moving, self.options.growth):
+                by_roi[id(roi)] = (slice_pair, roi)
+        rois = RoiPairs(self.fixed.volume.geometry, self.moving.volume.geometry, [roi for _, roi in by_roi.values()])
+        kept, rejected = reject_inconsistent(rois, self.options.outlier_mm)
+        added = []
+        for roi in kept:
+            pair_id, number = self.book.new_id()
+            added.append(InteractivePair(pair_id, number, by_roi[id(roi)][0], roi, method, refined=True))
+        if not added:
+            raise PromptRegisterError(f"{method} found no corresponding regions; try points, or lower the "
+                                      "similarity threshold")
+        self.book.add(added, method)
+        return added, rejected
+
+    def auto(self, progress: Optional[ProgressCallback] = None) -> Tuple[List[InteractivePair], List[dict]]:
+        """SAMReg's pairs (segment everything, match), as pairs the user can then edit."""
+        return self._add_found(samreg(self.fixed, self.moving, self.options.samreg, progress), "samreg")
+
+    def text(self, phrases: Sequence[str], detector, progress: Optional[ProgressCallback] = None
+             ) -> Tuple[List[InteractivePair], List[dict]]:
+        """Tell2Reg's pairs for text phrases."""
+        return self._add_found(tell2reg(self.fixed, self.moving, detector, list(phrases), self.options.tell2reg,
+                                        progress), "tell2reg")
+
+    # -- fit ---------------------------------------------------------------------------------------------------------
+    def fit(self, pair_ids: Optional[List[str]] = None, progress: Optional[ProgressCallback] = None,
+            warm: bool = True) -> RegistrationResult:
+        """The transform from the live pairs (or those named), started from the previous fit when `warm`."""
+        chosen = self.book.live(pair_ids)
+        if not chosen:
+            raise PromptRegisterError("there are no pairs to fit: click on the moving volume, or run auto")
+        pairs = RoiPairs(self.fixed.volume.geometry, self.moving.volume.geometry, [pair.roi for pair in chosen])
+        initial = self.last_fit.fit.parameters if (warm and self.last_fit is not None) else None
+        options = self.options
+        if initial is not None:
+            options = replace(options, fit=replace(options.fit, min_iterations=min(WARM_MIN_ITERATIONS,
+                                                                                   options.fit.min_iterations)))
+        started = time.perf_counter()
+        result = fit_and_check(self.fixed.volume, self.moving.volume, pairs, options, methods=["interactive"],
+                               progress=progress, initial=initial)
+        result.timings["total"] = time.perf_counter() - started
+        id_of = {id(pair.roi): pair.id for pair in chosen}  # the fit may leave pairs out (drop_below)
+        self.last_fit, self.last_fit_ids = result, [id_of[id(roi)] for roi in result.pairs]
+        return result
+
+
+def mask_at_point(segmenter, embedding, xy: np.ndarray, prototype: np.ndarray) -> Tuple[np.ndarray, float]:
+    """(mask, cosine similarity to `prototype`) of the segmenter's answer to one positive point: among its masks
+    that contain the point, the one most like the moving ROI. A clear error when no mask contains it."""
+    prediction = segmenter.segment(embedding, points=np.asarray(xy, float)[None], labels=np.array([1]),
+                                   multimask=True)
+    col, row = (int(np.floor(v)) for v in xy)
+    candidates = [i for i, mask in enumerate(prediction.masks)
+                  if 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and mask[row, col]]
+    if not candidates:
+        raise PromptRegisterError("the segmenter found no region at this point on the fixed volume; click inside "
+                                  "the structure that matches the pair's moving region")
+    prototypes = np.stack([embedding.prototype(prediction.masks[i]) for i in candidates])
+    similarity = cosine_matrix(prototype[None], prototypes)[0]
+    best = int(np.argmax(similarity))
+    return prediction.masks[candidates[best]], float(similarity[best])

@@ -1,0 +1,111 @@
+"""Files through the protocol, for a worker on another machine (reached by SSH's stdin/stdout, no port and no
+shared folder): "upload" puts a file into the worker's private folder in chunks, "download" reads one of the
+worker's own result files back in chunks.
+
+Each chunk travels zlib-compressed and base64-encoded in one request or result line, with the SHA-256 of its
+raw bytes; the last upload chunk carries the SHA-256 of the whole file, which the worker checks before the file
+takes its name (until then it is a ".part" file that no request can use). A download answer carries the whole
+file's SHA-256 too, which the client checks once it has every chunk. A download can only read files inside the
+worker's own folder, so a client cannot read anything else on the remote machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Dict
+
+from .protocol import ProtocolError
+
+CHUNK_BYTES = 512 * 1024
+"""Raw bytes per chunk: compressed and base64-encoded, a chunk stays well under the worker's 1 Mi-character
+request line (base64 grows data by a third; zlib never grows it by more than a few bytes)."""
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+def pack(raw: bytes) -> Dict[str, str]:
+    """One chunk as request or result fields."""
+    return {"data": base64.b64encode(zlib.compress(raw, 6)).decode("ascii"),
+            "chunk_sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def unpack(fields: Dict[str, Any]) -> bytes:
+    """The raw bytes of a packed chunk; ProtocolError when it is damaged."""
+    try:
+        raw = zlib.decompress(base64.b64decode(str(fields["data"]), validate=True))
+    except (KeyError, ValueError, zlib.error) as error:
+        raise ProtocolError("bad_request", f"a transfer chunk could not be decoded ({error})") from None
+    if hashlib.sha256(raw).hexdigest() != fields.get("chunk_sha256"):
+        raise ProtocolError("bad_request", "a transfer chunk's checksum does not match its data; send it again")
+    return raw
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Transfers:
+    """The worker's side: uploads into <folder>/uploads, downloads from <folder>."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.uploads = self.folder / "uploads"
+        self.checksums: Dict[str, str] = {}  # "path:mtime:size" -> SHA-256
+
+    def upload(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        name, offset = request.get("name"), request.get("offset")
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            raise ProtocolError("bad_request", f'"upload" needs a plain file "name" (letters, digits, ".", "_", "-"); '
+                                               f"got {name!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise ProtocolError("bad_request", '"upload" needs "offset": where this chunk starts in the file (bytes)')
+        raw = unpack(request)
+        self.uploads.mkdir(exist_ok=True)
+        part = self.uploads / f"{name}.part"
+        size = part.stat().st_size if part.exists() else 0
+        if offset == 0:
+            size = 0
+        elif offset != size:
+            raise ProtocolError("bad_request", f"upload of {name}: a chunk at byte {offset} but {size} bytes have "
+                                               "arrived; send the chunks in order (from 0 to restart)")
+        with open(part, "wb" if offset == 0 else "ab") as stream:
+            stream.write(raw)
+        size += len(raw)
+        if not request.get("last"):
+            return {"name": name, "received": size}
+        expected = request.get("sha256")
+        actual = file_sha256(part)
+        if actual != expected:
+            part.unlink()
+            raise ProtocolError("bad_request", f"upload of {name}: the file's SHA-256 is {actual}, not the "
+                                               f"{expected} sent; it was discarded, send it again")
+        final = self.uploads / name
+        part.replace(final)
+        return {"name": name, "received": size, "path": str(final), "sha256": actual}
+
+    def download(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        path, offset = request.get("path"), request.get("offset", 0)
+        if not isinstance(path, str) or not isinstance(offset, int) or offset < 0:
+            raise ProtocolError("bad_request", '"download" needs "path" (a file the worker wrote) and "offset"')
+        resolved = Path(path).resolve()
+        if self.folder.resolve() not in resolved.parents or not resolved.is_file():
+            raise ProtocolError("bad_request", f"{path} is not a file of this worker's results; only files in "
+                                               f"{self.folder} can be downloaded")
+        stat = resolved.stat()
+        key = f"{resolved}:{stat.st_mtime_ns}:{stat.st_size}"  # a file written again gets a new checksum
+        if key not in self.checksums:
+            self.checksums[key] = file_sha256(resolved)
+        size = resolved.stat().st_size
+        with open(resolved, "rb") as stream:
+            stream.seek(offset)
+            raw = stream.read(CHUNK_BYTES)
+        return {"path": path, "offset": offset, "size": size, "sha256": self.checksums[key],
+                "last": offset + len(raw) >= size, **pack(raw)}
