@@ -32,10 +32,14 @@ class RegistrationLogic:
 
     Arguments:
         python: interpreter for the worker (default: the current one, i.e. Slicer's Python).
+        command: a whole command line that starts the worker instead (for example over SSH on a GPU machine:
+            ["ssh", "gpu-box", "/opt/venv/bin/python", "-m", "promptregister.worker"]); volumes and results then
+            travel through the protocol (WorkerClient.remote).
     """
 
-    def __init__(self, python: Optional[str] = None):
+    def __init__(self, python: Optional[str] = None, command: Optional[List[str]] = None):
         self.python = python
+        self.command = list(command) if command else None
         self.client: Optional[WorkerClient] = None
         self.running_id: Optional[str] = None
         self._written: Dict[str, Path] = {}
@@ -52,10 +56,11 @@ class RegistrationLogic:
     def worker(self, wait: bool = False) -> WorkerClient:
         """The worker, started (or restarted after it died) as needed. Without wait this returns at once: requests
         sent before the worker is ready wait in its input."""
-        if self.client is None or self.client.python != (self.python or self.client.python):
+        if (self.client is None or self.client.python != (self.python or self.client.python)
+                or self.client.command != self.command):
             if self.client is not None:
                 self.client.close(wait=False)
-            self.client = WorkerClient(python=self.python)
+            self.client = WorkerClient(python=self.python, command=self.command)
             self.client.start(wait=wait)
         elif not self.client.alive:
             self.client.close(wait=False)
@@ -113,8 +118,13 @@ class RegistrationLogic:
             raise RuntimeError("a registration is already running; cancel it first")
         check_registration_inputs(fixed_node, moving_node)
         points = point_prompts(markups_node) if markups_node is not None else []
-        request = dict(fixed=str(self.volume_file(fixed_node)),
-                       moving=str(self.volume_file(moving_node, placement_matrix(moving_node))),
+        client = self.worker()
+        fixed_file = self.volume_file(fixed_node)
+        moving_file = self.volume_file(moving_node, placement_matrix(moving_node))
+        if client.remote:  # the worker cannot read this machine's files: they travel through the protocol
+            fixed_file, moving_file = client.upload(fixed_file), client.upload(moving_file)
+            out_dir = out_dir or f"result-{Path(tempfile.mkdtemp(prefix='result-', dir=self.folder)).name}"
+        request = dict(fixed=str(fixed_file), moving=str(moving_file),
                        points=points, auto=auto, sample_points=sample_points, model=model, device=device,
                        options=options or {}, overwrite=True,
                        out_dir=out_dir or tempfile.mkdtemp(prefix="result-", dir=self.folder))
@@ -122,7 +132,7 @@ class RegistrationLogic:
             request["text"] = text
         if checkpoint:
             request["checkpoint"] = checkpoint
-        self.running_id = self.worker().send("register", **request)
+        self.running_id = client.send("register", **request)
         return self.running_id
 
     def poll(self) -> List[Dict[str, Any]]:
@@ -152,6 +162,10 @@ class RegistrationLogic:
     def finish(self, scene, moving_node, result: dict) -> dict:
         """Result nodes for a result event: ROI segmentations and the transform (placed above the moving volume
         and its pre-alignment)."""
+        if self.client is not None and self.client.remote:  # bring the worker's files here first
+            local = Path(tempfile.mkdtemp(prefix="result-", dir=self.folder))
+            result = dict(result, files={name: str(self.client.download(path, local / Path(path).name))
+                                         for name, path in result["files"].items()})
         nodes = results_to_scene(scene, result["files"], moving_node, moving_node.GetName())
         nodes["summary"] = result["summary"]
         nodes["files"] = result["files"]

@@ -44,6 +44,12 @@ WARM_MIN_ITERATIONS = 10
 after FitOptions.min_iterations, 30): it starts near its optimum. On the sample pair the finest level costs
 about 75 ms an iteration on 2 CPU cores, and a warm update still ran 50 (session 14)."""
 
+WARM_LEARNING_RATE_MM = 0.5
+"""The warm-started fit's Adam step (a cold fit's is FitOptions.learning_rate_mm, 1 mm): smaller steps from a
+start that is already close. On four sweep pairs (bench/sweep_interactive.py, docs/benchmarks.md) 1, 0.5 and
+0.25 mm took 4.3, 3.4 and 2.9 s an update and ended 0.069, 0.091 and 0.100 mm (mean) from the cold fit: 0.5 is
+the fastest under a tenth of the 1 mm voxel."""
+
 EMBED_BATCH = 4
 """Slices embedded per background step: between steps a waiting request runs first."""
 
@@ -214,8 +220,9 @@ class InteractiveSession:
         initial = self.last_fit.fit.parameters if (warm and self.last_fit is not None) else None
         options = self.options
         if initial is not None:
-            options = replace(options, fit=replace(options.fit, min_iterations=min(WARM_MIN_ITERATIONS,
-                                                                                   options.fit.min_iterations)))
+            options = replace(options, fit=replace(
+                options.fit, min_iterations=min(WARM_MIN_ITERATIONS, options.fit.min_iterations),
+                learning_rate_mm=min(WARM_LEARNING_RATE_MM, options.fit.learning_rate_mm)))
         started = time.perf_counter()
         result = fit_and_check(self.fixed.volume, self.moving.volume, pairs, options, methods=["interactive"],
                                progress=progress, initial=initial)

@@ -86,6 +86,7 @@ class WorkerClient:
         self._lock = threading.Lock()
         self._hello: Optional[Dict[str, Any]] = None
         self._hello_id: Optional[str] = None
+        self._uploaded: Dict[tuple, str] = {}  # (local path, mtime, size, name) -> the path on the worker
 
     # -- process ---------------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout: float = 120) -> Optional[Dict[str, Any]]:
@@ -103,6 +104,7 @@ class WorkerClient:
         if library and library not in environment.get("LD_PRELOAD", ""):
             environment["LD_PRELOAD"] = ":".join(filter(None, [library, environment.get("LD_PRELOAD")]))
         self.stderr_lines.clear()
+        self._uploaded.clear()  # a new worker has a new folder
         with self._queues_lock:
             self._queues.clear()
         self._hello = None
@@ -251,6 +253,10 @@ class WorkerClient:
         from .transfer import CHUNK_BYTES, file_sha256, pack
 
         path = Path(path)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, name)
+        if key in self._uploaded:  # this worker has it already
+            return self._uploaded[key]
         name = name or path.name
         whole = file_sha256(path)
         size = path.stat().st_size
@@ -263,6 +269,7 @@ class WorkerClient:
                                    **({"sha256": whole} if last else {}), **pack(raw))
                 offset += len(raw)
                 if last:
+                    self._uploaded[key] = answer["path"]
                     return answer["path"]
 
     def download(self, remote_path: str, local_path: os.PathLike, timeout: float = 120) -> Path:

@@ -2,7 +2,8 @@
 
 Requests (each answered by one "result" or "error" event with its id):
 
-    open     {fixed, moving, model, device, checkpoint, decoder, options}  -> session, slices, refines
+    open     {fixed, moving, model, device, checkpoint, decoder, options, session?}
+                                                                           -> session, slices, refines
     prompt   {session, points: [{lps, positive}], pair?}                  -> pair (fast path; "pair" re-prompts it)
     correct  {session, pair, lps}                                          -> pair (fixed ROI from the user's point)
     delete   {session, pair}                                               -> deleted, pairs
@@ -178,8 +179,11 @@ class InteractiveRequests:
         options = register_options(request.get("options") or {}, device)
         segmenter = store.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
                                     request.get("decoder"))
+        session_id = request.get("session")  # a client may name it, to send clicks before this answer arrives
+        if session_id is not None and (not isinstance(session_id, str) or not session_id or session_id in self.sessions):
+            raise ProtocolError("bad_request", f'"session" must be a new, non-empty name; {session_id!r} is not')
         session = InteractiveSession(fixed, moving, segmenter, options)
-        session_id = f"s{next(self.numbers)}"
+        session_id = session_id or f"s{next(self.numbers)}"
         self.sessions[session_id] = session
         self.folders[session_id] = store.folder / session_id
         self.folders[session_id].mkdir(exist_ok=True)

