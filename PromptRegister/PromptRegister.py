@@ -28,6 +28,7 @@ MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit beside this file
     sys.path.insert(0, MODULE_DIR)
 
+from PromptRegisterLib.interactive_panel import InteractivePanel  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
 from PromptRegisterLib.sample_data import register_sample_data  # noqa: E402
@@ -85,6 +86,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onPoll)
+        self.interactiveTimer = qt.QTimer()  # polls the interactive session while one is open
+        self.interactiveTimer.setInterval(100)
+        self.interactive = None
         self._updating = False
 
     def setup(self):
@@ -101,6 +105,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = self.logic.machineSettings()
         self.ui.workerPythonLineEdit.currentPath = settings.worker_python
         self.ui.checkpointLineEdit.currentPath = settings.checkpoint
+        self.ui.workerCommandLineEdit.text = settings.worker_command
 
         for name in self.SELECTORS:
             getattr(self.ui, name).connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
@@ -112,6 +117,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             comboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for pathEdit in (self.ui.workerPythonLineEdit, self.ui.checkpointLineEdit):
             pathEdit.connect("currentPathChanged(QString)", self.onMachineSettingsChanged)
+        self.ui.workerCommandLineEdit.connect("editingFinished()", self.onMachineSettingsChanged)
         for name in self.SPIN_BOXES:
             spinBox = getattr(self.ui, name)
             spinBox.connect("valueChanged(double)" if "Double" in spinBox.className() else "valueChanged(int)",
@@ -124,6 +130,10 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resampleButton.connect("clicked(bool)", self.onResample)
         self.ui.hardenTransformButton.connect("clicked(bool)", self.onHardenTransform)
         self.ui.layoutButton.connect("clicked(bool)", self.onSideBySide)
+        self.interactive = InteractivePanel(self.ui, self.logic, lambda: self.parameterNode, slicer.util.errorDisplay)
+        self.interactive.setup()
+        self.ui.interactiveStartButton.connect("clicked(bool)", self.interactiveTimer.start)
+        self.interactiveTimer.connect("timeout()", self.interactive.poll)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -133,6 +143,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.removeObservers()
         self.timer.stop()
+        self.interactiveTimer.stop()
+        if self.interactive is not None:
+            self.interactive.close()
         if self.logic is not None:
             self.logic.close(wait=False)  # never hold Slicer's exit: a thread reaps the worker
 
@@ -142,6 +155,10 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.warmUp(self.ui.workerPythonLineEdit.currentPath)
 
     def onSceneStartClose(self, caller, event):
+        if self.interactive is not None and self.interactive.active:  # its nodes belong to the closing scene
+            self.interactive.close()
+            self.interactiveTimer.stop()
+            self.interactive.refresh()
         if self.logic is not None and self.logic.running:  # its result belongs to the scene that is closing
             self.logic.abandon()
             self.timer.stop()
@@ -226,7 +243,8 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onMachineSettingsChanged(self, *args):
         self.logic.saveMachineSettings(MachineSettings(worker_python=self.ui.workerPythonLineEdit.currentPath,
-                                                       checkpoint=self.ui.checkpointLineEdit.currentPath))
+                                                       checkpoint=self.ui.checkpointLineEdit.currentPath,
+                                                       worker_command=self.ui.workerCommandLineEdit.text))
 
     # -- actions ----------------------------------------------------------------------------------------
     def onRegister(self):

@@ -93,6 +93,14 @@ class FakeWidget:
     def setItem(self, row: int, column: int, item) -> None:
         self.cells[(row, column)] = item
 
+    # QComboBox.clear, qMRMLTableView.setMRMLTableNode
+    def clear(self) -> None:
+        self.items.clear()
+        self._state["currentText"] = ""
+
+    def setMRMLTableNode(self, node) -> None:
+        object.__setattr__(self, "node", node)
+
 
 def _accepted_arguments(slot, offered: int) -> int:
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 import slicer
@@ -124,3 +125,60 @@ def test_the_self_test_skips_with_its_reason_when_packages_are_missing(widget, d
     monkeypatch.setattr(dependencies, "REQUIREMENTS", dependencies.REQUIREMENTS + ("no-such-package>=1",))
     PromptRegister.PromptRegisterTest().runTest()
     assert "skipped" in dialogs.confirmations[-1] and "no-such-package>=1" in dialogs.confirmations[-1]
+
+
+def _poll_until_answered(widget, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while widget.interactive.loop.pending and time.monotonic() < deadline:
+        widget.interactive.poll()
+        time.sleep(0.1)
+    widget.interactive.poll()
+    assert not widget.interactive.loop.pending, "the worker did not answer in time"
+
+
+def test_the_interactive_section_turns_placed_points_into_pairs_and_a_transform(widget, dialogs, hippocampus):
+    from PromptRegisterLib.mrml import lps_to_ras, node_from_volume
+
+    scene = slicer.mrmlScene
+    fixed, fixed_labels = hippocampus("001")
+    moving, moving_labels = hippocampus("004")
+    node_from_volume(scene, fixed, "case001")
+    moving_node = node_from_volume(scene, moving, "case004")
+    widget.initializeParameterNode()
+    ui = widget.ui
+    ui.modelComboBox.user_sets("currentText", "classical", "currentIndexChanged(int)")
+    ui.marginalSpinBox.user_sets("value", 0, "valueChanged(int)")
+    assert not ui.updateTransformButton.enabled  # nothing to act on before Start
+    ui.interactiveStartButton.emit("clicked(bool)", False)
+    assert dialogs.errors == [] and widget.interactiveTimer.isActive() and ui.updateTransformButton.enabled
+    clicks = ui.clicksPlaceWidget.currentNode()
+    rng_points = clicks_on_labels(scene, moving_labels, 1, 4)  # two points a user would click (one per label)
+    for index in range(rng_points.GetNumberOfControlPoints()):
+        ras = [0.0, 0.0, 0.0]
+        rng_points.GetNthControlPointPositionWorld(index, ras)
+        clicks.AddControlPointWorld(*ras)  # placing a point: the panel sends it at once
+    _poll_until_answered(widget)
+    assert ui.pairComboBox.items == ["p1", "p2"] and ui.interactiveStatusLabel.text.startswith("2 pairs")
+    assert ui.pairsTableView.node.GetNumberOfRows() == 2
+
+    ui.autoUpdateCheckBox.user_sets("checked", True, "toggled(bool)")
+    ui.pairComboBox.currentText = "p2"
+    ui.deletePairButton.emit("clicked(bool)", False)
+    _poll_until_answered(widget)  # the deletion, then the fit it triggers
+    _poll_until_answered(widget)
+    transform = widget.interactive.loop.nodes["transform"]
+    assert moving_node.GetParentTransformNode() is transform and ui.pairComboBox.items == ["p1"]
+    assert "last fit" in ui.interactiveStatusLabel.text
+
+    ui.pairComboBox.currentText = "p1"
+    corrections = ui.correctionPlaceWidget.currentNode()
+    voxel = np.argwhere(fixed_labels.array == 1)[0]
+    corrections.AddControlPointWorld(*lps_to_ras(fixed_labels.geometry.index_to_physical(voxel[::-1].astype(float))))
+    _poll_until_answered(widget)
+    _poll_until_answered(widget)
+    assert widget.interactive.loop.pairs["p1"]["corrected"]
+    assert widget.interactive.loop.nodes["transform"] is transform  # updated in place after the correction
+    assert dialogs.errors == []
+
+    scene.Clear(0)  # closing the scene ends the session
+    assert not widget.interactive.active and not widget.interactiveTimer.isActive()

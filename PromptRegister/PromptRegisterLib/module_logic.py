@@ -83,18 +83,29 @@ class ModuleLogic:
         return self.install is not None
 
     # -- the worker ---------------------------------------------------------------------------------------
-    def registration(self, workerPython=""):
-        if self._registration is None or (self._registration.python or "") != (workerPython or ""):
-            if self._registration is not None:
-                self._registration.close(wait=False)
-            self._registration = RegistrationLogic(python=workerPython or None)
+    def registration(self, workerPython="", workerCommand=None):
+        """The RegistrationLogic (and its worker) for these machine settings: a new one when they changed."""
+        command = list(workerCommand) if workerCommand else None
+        current = self._registration
+        if current is None or (current.python or "") != (workerPython or "") or current.command != command:
+            if current is not None:
+                current.close(wait=False)
+            self._registration = RegistrationLogic(python=workerPython or None, command=command)
         return self._registration
+
+    def interactiveLoop(self, settings: Optional[MachineSettings] = None, onMessage=None):
+        """A new InteractiveLoop on the worker these settings name (PromptRegisterLib.interactive)."""
+        from .interactive import InteractiveLoop
+
+        settings = settings or self.machineSettings()
+        return InteractiveLoop(self.registration(settings.worker_python, settings.command()), slicer.mrmlScene,
+                               on_message=onMessage)
 
     def warmUp(self, workerPython: str = "") -> bool:
         """Start the worker in the background when its Python has everything (so the first Register does not wait
         for it); True when started. Asking another Python for its packages takes a moment, so only Slicer's own is
         checked here."""
-        if workerPython or self.unmetRequirements(""):
+        if workerPython or self.machineSettings().worker_command or self.unmetRequirements(""):
             return False
         self.registration("").warm_up()
         return True
@@ -132,7 +143,7 @@ class ModuleLogic:
         if values.use_text and not values.text.strip(" ,."):
             raise ValueError("type a text prompt, or untick Text")
         self._movingNode = moving
-        return self.registration(settings.worker_python).start(
+        return self.registration(settings.worker_python, settings.command()).start(
             fixed, moving, markups_node=markups, text=values.text if values.use_text else None,
             auto=values.use_auto, model=values.model, device=values.device, checkpoint=settings.checkpoint or None,
             options=values.request_options())

@@ -1,4 +1,4 @@
-"""Settings that belong to one machine, not to a scene: the worker's Python and a weights file.
+"""Settings that belong to one machine, not to a scene: the worker's Python or command line, and a weights file.
 
 A saved scene is sent to colleagues, and a path such as /home/me/venv/bin/python means nothing on their
 computer, so these are kept in the application settings (QSettings, as SlicerElastix keeps its executable
@@ -8,7 +8,7 @@ folder) rather than in the parameter node.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any, List, Optional, Protocol
 
 
 class SettingsStore(Protocol):
@@ -27,10 +27,22 @@ class MachineSettings:
     """Attributes:
         worker_python: the interpreter the worker runs with ("" = Slicer's own Python).
         checkpoint: a model weights file to use instead of the registry's ("" = none).
+        worker_command: a whole command line that starts the worker instead, e.g.
+            "ssh gpu-box /opt/venv/bin/python -m promptregister.worker" ("" = start it here); its requests then
+            travel over the command's stdin and stdout (no port), and files through the protocol.
     """
 
     worker_python: str = ""
     checkpoint: str = ""
+    worker_command: str = ""
+
+    def command(self) -> Optional[List[str]]:
+        """worker_command split as a shell would (None when empty)."""
+        import os
+        import shlex
+
+        text = self.worker_command.strip()
+        return shlex.split(text, posix=os.name != "nt") if text else None
 
     @staticmethod
     def key(name: str) -> str:

@@ -1,0 +1,176 @@
+"""The panel's Interactive section: its widgets bound to an InteractiveLoop.
+
+Kept out of PromptRegister.py so the Widget stays thin. No Qt import: the widgets are the .ui's (given), the
+Widget's timer calls poll(), and dialogs go through `error_display`. The user:
+1. presses Start (the fixed and moving volumes, model and preset of the panel above);
+2. places points on the moving volume: each becomes a pair, drawn in both views in one colour, with a row in
+   the pairs table;
+3. picks a pair in the list to delete it, or places a point on the fixed volume to correct it;
+4. presses Update transform (or ticks "after every change"): the same transform node moves the volume again;
+5. Undo reverts the last change.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+import slicer
+
+from .parameters import get_node, read_parameters
+
+CHANGES = ("prompt", "correct", "delete", "undo", "auto", "text")
+"""Answers that change the pairs: with "after every change" ticked, each is followed by a fit."""
+
+
+class InteractivePanel:
+    def __init__(self, ui, logic, parameter_node: Callable[[], object], error_display: Callable[[str], None]):
+        self.ui = ui
+        self.logic = logic  # ModuleLogic
+        self.parameter_node = parameter_node
+        self.error_display = error_display
+        self.loop = None
+        self.messages: List[str] = []
+        self.clicks = self.corrections = None  # markups nodes
+        self._observations: List[tuple] = []
+        self._sent = {"clicks": 0, "corrections": 0}
+
+    def setup(self) -> None:
+        ui = self.ui
+        ui.interactiveStartButton.connect("clicked(bool)", self.start)
+        ui.deletePairButton.connect("clicked(bool)", self.delete)
+        ui.undoButton.connect("clicked(bool)", self.undo)
+        ui.updateTransformButton.connect("clicked(bool)", self.update_transform)
+        ui.autoPairsButton.connect("clicked(bool)", self.auto)
+        self.refresh()
+
+    # -- actions ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        node = self.parameter_node()
+        fixed, moving = get_node(node, "fixedVolume"), get_node(node, "movingVolume")
+        if fixed is None or moving is None:
+            self.error_display("Choose a fixed and a moving volume first.")
+            return
+        values = read_parameters(node)
+        self.close()
+        try:
+            self.loop = self.logic.interactiveLoop(onMessage=self.messages.append)
+            self.loop.open(fixed, moving, model=values.model, device=values.device,
+                           options=values.request_options(), checkpoint=self.logic.machineSettings().checkpoint or None)
+        except (ValueError, RuntimeError) as error:
+            self.loop = None
+            self.error_display(f"The interactive session could not start: {error}")
+            return
+        self.clicks = self._markups(f"{moving.GetName()} clicks", (0.9, 0.9, 0.2))
+        self.corrections = self._markups(f"{fixed.GetName()} corrections", (0.2, 0.9, 0.9))
+        self.ui.clicksPlaceWidget.setCurrentNode(self.clicks)
+        self.ui.correctionPlaceWidget.setCurrentNode(self.corrections)
+        self.ui.pairsTableView.setMRMLTableNode(self.loop.nodes["table"])
+        self.refresh()
+
+    def _markups(self, name: str, colour) -> object:
+        scene = slicer.mrmlScene
+        node = slicer.vtkMRMLMarkupsFiducialNode()
+        node.SetName(scene.GenerateUniqueName(name))
+        scene.AddNode(node)
+        node.CreateDefaultDisplayNodes()
+        if node.GetDisplayNode() is not None:
+            node.GetDisplayNode().SetSelectedColor(*colour)
+        tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.on_point_placed)
+        self._observations.append((node, tag))
+        self._sent["clicks" if "clicks" in name else "corrections"] = 0
+        return node
+
+    def on_point_placed(self, caller, event=None) -> None:
+        """A point placed on the moving volume becomes a new pair; one on the fixed volume corrects the pair
+        chosen in the list. Each point is sent once."""
+        if self.loop is None:
+            return
+        kind = "clicks" if caller is self.clicks else "corrections"
+        for index in range(self._sent[kind], caller.GetNumberOfControlPoints()):
+            ras = [0.0, 0.0, 0.0]
+            caller.GetNthControlPointPositionWorld(index, ras)
+            if kind == "clicks":
+                self.loop.click(ras)
+            else:
+                pair = self.ui.pairComboBox.currentText
+                if not pair:
+                    self.messages.append("choose the pair to correct in the list first")
+                    continue
+                self.loop.correct(pair, ras)
+                caller.SetNthControlPointLabel(index, f"{pair} fix")
+        self._sent[kind] = caller.GetNumberOfControlPoints()
+        self.refresh()
+
+    def delete(self) -> None:
+        if self.loop is not None and self.ui.pairComboBox.currentText:
+            self.loop.delete(self.ui.pairComboBox.currentText)
+
+    def undo(self) -> None:
+        if self.loop is not None:
+            self.loop.undo()
+
+    def update_transform(self) -> None:
+        if self.loop is not None:
+            self.loop.update_transform()
+            self.refresh()
+
+    def auto(self) -> None:
+        if self.loop is not None:
+            self.loop.auto()
+
+    def close(self) -> None:
+        for node, tag in self._observations:
+            node.RemoveObserver(tag)
+        self._observations.clear()
+        if self.loop is not None:
+            self.loop.close_session()
+            self.loop = None
+
+    # -- answers ---------------------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.loop is not None
+
+    def poll(self) -> None:
+        """Apply what the worker answered; after a change, fit again when "after every change" is ticked."""
+        if self.loop is None:
+            return
+        events = self.loop.poll()
+        changed = any(e.get("type") == "result" and e.get("kind") in CHANGES for e in events)
+        fitting = any(kind == "fit" for kind, _ in self.loop.pending.values())
+        if changed and self.ui.autoUpdateCheckBox.checked and not fitting and self.loop.pairs:
+            self.loop.update_transform()
+        if self.messages:
+            self.ui.interactiveStatusLabel.text = self.messages[-1]
+            self.messages.clear()
+        elif events:
+            self.refresh()
+
+    def refresh(self) -> None:
+        ui, loop = self.ui, self.loop
+        active = loop is not None
+        for name in ("deletePairButton", "undoButton", "updateTransformButton", "autoPairsButton"):
+            setattr(getattr(ui, name), "enabled", active)
+        if not active:
+            ui.interactiveStatusLabel.text = "Press Start, then place points on the moving volume."
+            return
+        chosen = ui.pairComboBox.currentText
+        ui.pairComboBox.clear()
+        ui.pairComboBox.addItems(list(loop.pairs))
+        if chosen in loop.pairs:
+            ui.pairComboBox.currentText = chosen
+        parts = [f"{len(loop.pairs)} pairs"]
+        flagged = [pair_id for pair_id, pair in loop.pairs.items() if pair.get("low_confidence")]
+        if flagged:
+            parts.append(f"low confidence: {', '.join(flagged)}")
+        parts.append("slices embedded" if loop.embedded else f"embedding slices {loop.embed_fraction:.0%}")
+        if loop.last_fit is not None:
+            summary = loop.last_fit["summary"]
+            parts.append(f"last fit {loop.last_fit.get('seconds', 0):.1f} s, folding "
+                         f"{summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
+            if summary.get("kept_prealignment") or summary.get("warnings"):
+                parts.append("; ".join(summary.get("warnings", [])))
+        pending = [kind for kind, _ in loop.pending.values()]
+        if pending:
+            parts.append("working: " + ", ".join(dict.fromkeys(pending)))
+        ui.interactiveStatusLabel.text = "; ".join(parts)
