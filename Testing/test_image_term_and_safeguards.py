@@ -298,3 +298,20 @@ def test_pair_weights_follow_the_weighting():
     np.testing.assert_allclose(pair_weights(pairs((1, {}), (3, {})), "equal"), [0.5, 0.5])
     with pytest.raises(PromptRegisterError, match="weighting must be one of"):
         FitOptions(weighting="size").validate()
+
+
+def test_the_folding_penalty_samples_at_most_max_samples_and_keeps_small_images_as_they_were():
+    from promptregister.dense.bspline import BSplineGrid
+    from promptregister.dense.folding import MAX_SAMPLES, STEP_DIVISOR, folding_samples
+    from promptregister.geometry import Geometry
+
+    small = Geometry.create((64, 64, 64), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    positions, _ = folding_samples(small, BSplineGrid(small.size, small.spacing, 6.0))
+    assert [len(p) for p in positions] == [32, 32, 32]  # a third of the 6 mm spacing, as before the cap
+    assert positions[0][1] == pytest.approx(6.0 / STEP_DIVISOR)
+    large = Geometry.create((200, 200, 96), (0.985, 1.165, 1.97), (0.0, 0.0, 0.0), np.eye(3))
+    positions, matrix = folding_samples(large, BSplineGrid(large.size, large.spacing, 6.0))
+    counts = [len(p) for p in positions]
+    assert MAX_SAMPLES / 2 < np.prod(counts) <= MAX_SAMPLES
+    for size, samples in zip(large.size, positions):  # still the whole image, evenly
+        assert samples[0] == 0 and samples[-1] <= size - 1 and samples[-1] > size - 1 - 2 * (samples[1] - samples[0])

@@ -210,3 +210,16 @@ def test_a_worker_with_a_private_folder_registers_through_transfers(hippocampus_
             remote.call("download", path=str(hippocampus_paths("001")[0]), offset=0)
         with pytest.raises(WorkerError, match="checksum"):
             remote.call("upload", name="x.nii", offset=0, last=False, data="eJwDAAAAAAE=", chunk_sha256="0" * 64)
+
+
+def test_automatic_pairs_join_the_list_and_undo_as_one_step(worker, hippocampus_paths):
+    session, moving_labels = open_session(worker, hippocampus_paths)
+    worker.call("prompt", session=session, points=[{"lps": label_points(moving_labels, 1)[0]}], timeout=120)
+    found = worker.call("auto", session=session, timeout=600)
+    ids = [pair["id"] for pair in found["pairs"]]
+    assert len(ids) >= 2 and ids[0] == "p2" and all(p["method"] == "samreg" for p in found["pairs"])
+    worker.call("delete", session=session, pair=ids[0])
+    assert worker.call("undo", session=session)["action"] == "delete"
+    undone = worker.call("undo", session=session)
+    assert undone["action"] == "samreg" and sorted(undone["removed"]) == sorted(ids)
+    assert undone["pairs"] == ["p1"]  # the click before them stays

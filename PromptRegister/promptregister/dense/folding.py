@@ -4,7 +4,8 @@ A B-spline field fitted to wrong or contradicting ROI pairs can fold (the Jacobi
 below zero: the transform is no longer invertible, and a resampled image tears). The penalty
 mean(relu(margin - det J)^2) is zero wherever the determinant is above `margin`, so it does not bias a
 well-behaved fit; it is evaluated on the whole fixed image at a third of the control spacing (one voxel at
-the finest level of a 3 mm grid on 1 mm voxels). It is a soft term: it lowers folding, it cannot forbid it.
+the finest level of a 3 mm grid on 1 mm voxels), at most MAX_SAMPLES points (evenly coarser beyond). It is a
+soft term: it lowers folding, it cannot forbid it; the repair after the fit (unfold.py) works on every voxel.
 """
 
 from __future__ import annotations
@@ -19,17 +20,28 @@ from .bspline import BSplineGrid
 
 STEP_DIVISOR = 3.0
 
+MAX_SAMPLES = 262_144
+"""The most points the penalty is evaluated at (64^3). A 64^3 image with a 6 mm grid on 1 mm voxels has 32^3, so
+results there are unchanged; on a 200 x 200 x 96 image the third-of-the-spacing rule gave 1.1 million points, and
+the penalty and its gradient took half of each fit iteration's time (session 14, bench/interactive.py --mni)."""
+
 
 def folding_samples(geometry: Geometry, grid: BSplineGrid) -> Tuple[list, np.ndarray]:
     """Voxel positions (i, j, k lists) at a third of the control spacing over the whole image, and the matrix
     from sample-index steps to LPS mm."""
-    positions, steps = [], []
-    for size, control in zip(geometry.size, grid.spacing_voxels):
-        step = max(1.0, control / STEP_DIVISOR)
-        count = max(2, int(np.floor((size - 1) / step)) + 1) if size > 1 else 1
-        positions.append(np.arange(count) * step)
-        steps.append(step)
+    steps = [max(1.0, control / STEP_DIVISOR) for control in grid.spacing_voxels]
+    counts = [sample_count(size, step) for size, step in zip(geometry.size, steps)]
+    factor = (float(np.prod(counts)) / MAX_SAMPLES) ** (1.0 / 3.0)
+    while np.prod(counts) > MAX_SAMPLES:  # evenly coarser along every axis (a little more if rounding asks)
+        steps = [step * factor for step in steps]
+        counts = [sample_count(size, step) for size, step in zip(geometry.size, steps)]
+        factor = 1.01
+    positions = [np.arange(count) * step for count, step in zip(counts, steps)]
     return positions, geometry.index_to_physical_matrix @ np.diag(steps)
+
+
+def sample_count(size: int, step: float) -> int:
+    return max(2, int(np.floor((size - 1) / step)) + 1) if size > 1 else 1
 
 
 def determinants(displacement: torch.Tensor, linear_matrix: torch.Tensor, step_inverse: torch.Tensor) -> torch.Tensor:
