@@ -21,8 +21,10 @@ from promptregister.worker import WorkerClient, WorkerError
 FAST = {"marginal_samples": 0}  # every click answers with its final pair (no background refinement)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def worker():
+    """One worker for the module's tests (each opens sessions of its own): it starts once, and its models stay
+    warm, as they do for a user's session after session."""
     client = WorkerClient()
     client.start()
     yield client
@@ -47,11 +49,20 @@ def field_of(path: str) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.DisplacementFieldTransform(transform).GetDisplacementField())
 
 
-def open_session(worker, hippocampus_paths, options=FAST, fixed="001", moving="004"):
+def open_session(worker, hippocampus_paths, options=FAST, fixed="001", moving="004", embedded=True):
+    """A session on a hippocampus pair; with `embedded`, after the worker has embedded every slice (clicks are
+    then answered by the full search at once, as in batch register)."""
     fixed_path, _ = hippocampus_paths(fixed)
     moving_path, moving_labels = hippocampus_paths(moving)
     answer = worker.call("open", fixed=str(fixed_path), moving=str(moving_path), model="classical", device="cpu",
                          options=options, timeout=120)
+    deadline = time.time() + 120
+    while embedded and time.time() < deadline:
+        if any(e.get("what") == "embedded" for e in worker.poll(answer["session"])):
+            break
+        time.sleep(0.1)
+    else:
+        assert not embedded, "the worker did not embed the slices in time"
     return answer["session"], moving_labels
 
 
@@ -165,6 +176,24 @@ def test_cancel_stops_a_fit_and_the_next_fit_runs(worker, hippocampus_paths):
     assert worker.call("fit", session=session, timeout=300)["warm"] is False  # the cancelled fit left nothing
 
 
+def test_a_click_before_the_slices_are_embedded_is_answered_coarse_to_fine_then_refined(worker, hippocampus_paths):
+    fixed_path, _ = hippocampus_paths("001")
+    moving_path, moving_labels = hippocampus_paths("004")
+    session = "early"  # named by the client, so the click follows "open" in the worker's queue at once
+    opened = worker.send("open", session=session, fixed=str(fixed_path), moving=str(moving_path), model="classical",
+                         device="cpu", options=FAST)
+    clicked = worker.send("prompt", session=session, points=[{"lps": label_points(moving_labels, 1)[0]}])
+    assert worker.wait(opened, timeout=120)["session"] == session
+    pair = worker.wait(clicked, timeout=120)["pair"]
+    assert pair["refined"] is False and pair["source"]["marginal_samples"] == 0  # coarse to fine: not final
+    deadline, refined = time.time() + 120, None
+    while refined is None and time.time() < deadline:
+        updates = [e for e in worker.poll(session) if e.get("type") == "update" and e.get("what") == "pair"]
+        refined = updates[0]["pair"] if updates else None
+        time.sleep(0.1)
+    assert refined is not None and refined["id"] == pair["id"] and refined["refined"]
+
+
 def test_a_fast_pair_is_refined_in_the_background(worker, hippocampus_paths):
     session, moving_labels = open_session(worker, hippocampus_paths, options={"marginal_samples": 2})
     pair = worker.call("prompt", session=session, points=[{"lps": label_points(moving_labels, 1)[0]}],
@@ -223,3 +252,21 @@ def test_automatic_pairs_join_the_list_and_undo_as_one_step(worker, hippocampus_
     undone = worker.call("undo", session=session)
     assert undone["action"] == "samreg" and sorted(undone["removed"]) == sorted(ids)
     assert undone["pairs"] == ["p1"]  # the click before them stays
+
+
+def test_text_pairs_come_from_a_grounding_dino_checkpoint_and_join_the_list(hippocampus_paths, tmp_path):
+    """Tell2Reg through the worker with a tiny transformers GroundingDINO saved as a checkpoint folder (random
+    weights, so every threshold is relaxed); the classical segmenter finds the regions in its boxes."""
+    from tiny_models import save_tiny_hf_grounding_dino
+
+    detector = save_tiny_hf_grounding_dino(tmp_path / "gdino")
+    with WorkerClient(env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as client:
+        loose = {"box_threshold": 0.0, "text_threshold": 0.0, "threshold": -1.0, "slice_step": 16,
+                 "pairs_per_slice": 2, "marginal_samples": 0}
+        session, _ = open_session(client, hippocampus_paths, options=loose)
+        found = client.call("text", session=session, text="brain, head", detector="grounding-dino-tiny",
+                            detector_checkpoint=str(detector), timeout=600)
+        assert found["pairs"] and all(pair["method"] == "tell2reg" for pair in found["pairs"])
+        assert [pair["id"] for pair in found["pairs"]] == [f"p{n + 1}" for n in range(len(found["pairs"]))]
+        fitted = client.call("fit", session=session, timeout=300)
+        assert {entry["id"] for entry in fitted["summary"]["pairs"]} == {pair["id"] for pair in found["pairs"]}

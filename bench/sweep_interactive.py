@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import DATA, SWEEP_PAIRS  # noqa: E402
-from promptregister.interactive import InteractiveSession  # noqa: E402
+from promptregister.interactive.session import InteractiveSession  # noqa: E402
 from promptregister.io import read_label_map, read_volume  # noqa: E402
 from promptregister.methods.promptreg import PointPrompt  # noqa: E402
 from promptregister.models import build_segmenter  # noqa: E402

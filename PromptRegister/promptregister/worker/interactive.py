@@ -170,7 +170,7 @@ class InteractiveRequests:
         return pair_id
 
     def do_open(self, request: Dict[str, Any], progress) -> Dict[str, Any]:
-        from ..interactive import InteractiveSession
+        from ..interactive.session import InteractiveSession
         from .session import register_options
 
         store = self.server.session
