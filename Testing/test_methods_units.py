@@ -214,3 +214,22 @@ def test_a_pair_whose_displacement_disagrees_is_rejected():
     assert rejected[0]["residual_mm"] == pytest.approx(23.0, abs=0.5)  # 25 mm vs the others' ~2.2 mm shift
     assert len(kept) == 5
     assert reject_inconsistent(pairs, tolerance_mm=0.0)[1] == []  # 0 keeps every pair
+
+
+def test_promptreg_progress_never_goes_back_within_its_stage_with_marginalisation(hippocampus):
+    """Marginalisation reports between encoder batches (so a request can be cancelled or preempted there); it
+    does so as a share of the prompts stage, which a progress bar must see rise only."""
+    from promptregister.methods.promptreg import PointPrompt, PromptRegOptions, promptreg
+    from promptregister.methods.slices import SlicedVolume
+    from promptregister.models import build_segmenter
+
+    fixed, _ = hippocampus("001")
+    moving, labels = hippocampus("004")
+    segmenter = build_segmenter("classical")
+    points = [PointPrompt(tuple(labels.geometry.index_to_physical(np.argwhere(labels.array == label)[0][::-1]
+                                                                    .astype(float)))) for label in (1, 2)]
+    reports = []
+    promptreg(SlicedVolume(fixed, segmenter, name="fixed"), SlicedVolume(moving, segmenter, name="moving"), points,
+              PromptRegOptions(marginal_samples=2), lambda stage, fraction: reports.append((stage, fraction)))
+    stage = [fraction for name, fraction in reports if name == "promptreg: corresponding prompts"]
+    assert len(stage) > 4 and stage == sorted(stage) and stage[-1] == 1.0

@@ -249,7 +249,9 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
         if options.marginal_samples > 0:
             marginalised = _marginalise(moving, s, points, labels, moving_probability, fixed_embedding,
                                         fixed_probability, options, seed=options.seed + number,
-                                        target_area=target_area, progress=report)
+                                        target_area=target_area,
+                                        progress=_within(report, (number - first_number + 0.5) / len(groups),
+                                                         0.5 / len(groups)))
             # an empty average means the copies disagree entirely: keep the unmarginalised ROIs, agreement 0
             moving_mask, fixed_mask, pair_agreement = marginalised or (moving_mask, fixed_mask, 0.0)
         if not fixed_mask.any() or not moving_mask.any():
@@ -264,6 +266,11 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
                     **({} if pair_agreement is None else {"agreement": round(pair_agreement, 4)})}))
     report("promptreg: corresponding prompts", 1.0)
     return pairs
+
+
+def _within(report: ProgressCallback, start: float, width: float) -> ProgressCallback:
+    """Progress of one part of the prompts stage, as a share of the whole stage (so it never goes back)."""
+    return lambda stage, fraction: report("promptreg: corresponding prompts", start + width * fraction)
 
 
 def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
@@ -283,9 +290,9 @@ def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.nd
     moving_maps, fixed_maps = [moving_probability], [fixed_probability]
     used = 1  # maps that count toward the agreement: the untransformed prompt's and each usable copy's
     transformed_images = [t.image(image) for t in transforms]
-    def embedded(done: int, total: int) -> None:  # a chance to stop between encoder batches
+    def embedded(done: int, total: int) -> None:  # a chance to stop (cancel) between encoder batches
         if progress is not None:
-            progress("promptreg: marginalise", done / max(total, 1))
+            progress("marginalise", done / max(total, 1))
     embeddings = segmenter.embed(transformed_images, progress=embedded)
     for transform, embedding in zip(transforms, embeddings):
         moved = transform.points(points)
