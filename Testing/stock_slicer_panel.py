@@ -85,6 +85,10 @@ def main() -> None:
     ui.registerButton.emit("clicked(bool)", False)
     report["install_offer"] = dialogs.confirmations[-1] if dialogs.confirmations else None
     report["installing_after_decline"] = widget.logic.installing
+    # Interactive > Start without the packages: told to install them through Register; no worker, no nodes
+    ui.interactiveStartButton.emit("clicked(bool)", False)
+    report["interactive_start_error"] = dialogs.errors[-1] if dialogs.errors else None
+    report["interactive_active"] = widget.interactive.active
     report["running"] = widget.logic.running
     report["heavy_modules_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in REFUSED)
     widget.cleanup()

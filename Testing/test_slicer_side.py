@@ -37,6 +37,7 @@ def test_panel_opens_and_offers_installation_without_torch_or_scikit_image():
     assert "light-the-torch" in offer and "torch>=2.1" in offer and ("CUDA build" in offer or "CPU-only" in offer
                                                                      or "macOS" in offer)
     assert not report["installing_after_decline"] and not report["running"]
+    assert "Press Register once" in report["interactive_start_error"] and not report["interactive_active"]
 
 
 def test_panel_choices_equal_the_engine_option_classes():

@@ -50,12 +50,17 @@ class InteractivePanel:
         if fixed is None or moving is None:
             self.error_display("Choose a fixed and a moving volume first.")
             return
+        settings = self.logic.machineSettings()
+        if not settings.worker_command and self.logic.unmetRequirements(settings.worker_python):
+            self.error_display("The worker's Python lacks packages PromptRegister needs. Press Register once: it "
+                               "offers to install them. Then press Start again.")
+            return
         values = read_parameters(node)
         self.close()
         try:
             self.loop = self.logic.interactiveLoop(onMessage=self.messages.append)
             self.loop.open(fixed, moving, model=values.model, device=values.device,
-                           options=values.request_options(), checkpoint=self.logic.machineSettings().checkpoint or None)
+                           options=values.request_options(), checkpoint=settings.checkpoint or None)
         except (ValueError, RuntimeError) as error:
             self.loop = None
             self.error_display(f"The interactive session could not start: {error}")
