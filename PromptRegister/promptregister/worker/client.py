@@ -100,7 +100,10 @@ class WorkerClient:
         # Slicer's sys.path but not on PYTHONPATH)
         engine_root = str(Path(__file__).resolve().parents[2])
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [engine_root, environment.get("PYTHONPATH")]))
-        library = tcmalloc_library() if environment.get("PROMPTREGISTER_TCMALLOC", "1") != "0" else None
+        # tcmalloc for our own Python only: a whole command line (ssh ...) starts a program that is not ours, and
+        # the remote side chooses its own allocator
+        wanted = environment.get("PROMPTREGISTER_TCMALLOC", "1") != "0" and self.command is None
+        library = tcmalloc_library() if wanted else None
         if library and library not in environment.get("LD_PRELOAD", ""):
             environment["LD_PRELOAD"] = ":".join(filter(None, [library, environment.get("LD_PRELOAD")]))
         self.stderr_lines.clear()
