@@ -1,0 +1,195 @@
+"""The batch manifest: one row per pair, checked completely before anything runs.
+
+A CSV (or TSV, by its extension or its header) with a header row. Columns: `id`, `fixed`, `moving`, and
+optionally `points` ("x,y,z;x,y,z" in LPS mm) or `points_ras` (the same in Slicer's RAS), `text`, `auto`
+(true/false), `fixed_labels`, `moving_labels`, `fixed_landmarks`, `moving_landmarks`. Relative paths resolve
+against the manifest's folder. Every problem of every row is collected and reported at once, so a cohort of
+300 pairs is not started to fail at pair 250 on a typo.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import PromptRegisterError
+
+REQUIRED = ("id", "fixed", "moving")
+OPTIONAL = ("points", "points_ras", "text", "auto", "fixed_labels", "moving_labels", "fixed_landmarks",
+            "moving_landmarks")
+PATH_COLUMNS = ("fixed", "moving", "fixed_labels", "moving_labels", "fixed_landmarks", "moving_landmarks")
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""A pair id names its output folder, so it is a plain name."""
+TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+
+
+class ManifestError(PromptRegisterError):
+    """Every problem found in a manifest, one per line."""
+
+    def __init__(self, path: Path, problems: Sequence[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        super().__init__(f"{path}: {len(self.problems)} problem(s); nothing was run:\n{lines}")
+
+
+@dataclass
+class PairRow:
+    """One pair of the manifest, paths resolved, points in LPS mm."""
+
+    line: int
+    id: str
+    fixed: Path
+    moving: Path
+    points: List[Tuple[float, float, float]] = field(default_factory=list)
+    text: Optional[str] = None
+    auto: bool = False
+    fixed_labels: Optional[Path] = None
+    moving_labels: Optional[Path] = None
+    fixed_landmarks: Optional[Path] = None
+    moving_landmarks: Optional[Path] = None
+
+    @property
+    def has_prompt(self) -> bool:
+        return bool(self.points or self.text or self.auto)
+
+
+@dataclass
+class Manifest:
+    path: Path
+    rows: List[PairRow]
+
+
+def load_manifest(path, require_prompt: bool = True) -> Manifest:
+    """Read and check a manifest; ManifestError lists every problem. `require_prompt`: a row without points,
+    text or auto is a problem (False when the command gives a default method)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PromptRegisterError(f"the manifest {path} does not exist; give a CSV file with a header row "
+                                  f"({', '.join(REQUIRED)}, ...)")
+    text = path.read_text(encoding="utf-8-sig")
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in first else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    problems = [f"the header lacks the column {name!r}" for name in REQUIRED if name not in header]
+    problems += [f"the header has an unknown column {name!r} (known: {', '.join(REQUIRED + OPTIONAL)})"
+                 for name in header if name not in REQUIRED + OPTIONAL]
+    if problems:
+        raise ManifestError(path, problems)
+    rows, seen = [], {}
+    for line, raw in enumerate(reader, start=2):
+        values = {key.strip(): (value or "").strip() for key, value in raw.items() if key is not None}
+        if not any(values.values()):
+            continue  # a blank line
+        row, row_problems = _row(path.parent, line, values, require_prompt)
+        if row is not None and row.id in seen:
+            row_problems.append(f"the id {row.id!r} is also on line {seen[row.id]}; ids name output folders")
+        if row is not None:
+            seen.setdefault(row.id, line)
+            rows.append(row)
+        problems += [f"line {line} ({values.get('id') or 'no id'}): {problem}" for problem in row_problems]
+    if not rows and not problems:
+        problems.append("no pairs: the manifest has a header and no rows")
+    if problems:
+        raise ManifestError(path, problems)
+    return Manifest(path, rows)
+
+
+def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) -> Tuple[Optional[PairRow], List[str]]:
+    problems: List[str] = []
+    pair_id = values.get("id", "")
+    if not SAFE_ID.match(pair_id):
+        problems.append(f"the id {pair_id!r} is not a plain name (letters, digits, '.', '_', '-')")
+    paths: Dict[str, Optional[Path]] = {}
+    for column in PATH_COLUMNS:
+        given = values.get(column, "")
+        if not given:
+            if column in REQUIRED:
+                problems.append(f"no {column} image")
+            paths[column] = None
+            continue
+        resolved = Path(given) if Path(given).is_absolute() else folder / given
+        if not resolved.is_file():
+            problems.append(f"{column} {given!r} does not exist (looked for {resolved})")
+        paths[column] = resolved
+    geometries = {}
+    for column in ("fixed", "moving", "fixed_labels", "moving_labels"):
+        if paths.get(column) is not None and paths[column].is_file():
+            try:
+                geometries[column] = image_geometry(paths[column])
+            except PromptRegisterError as error:
+                problems.append(f"{column} cannot be read: {error}")
+    for column in ("fixed_landmarks", "moving_landmarks"):
+        if paths.get(column) is not None and paths[column].is_file():
+            from ..landmarks import read_landmarks
+
+            try:
+                read_landmarks(paths[column])
+            except PromptRegisterError as error:
+                problems.append(f"{column}: {error}")
+    points, point_problems = _points(values)
+    problems += point_problems
+    if points and "moving" in geometries:
+        for point in points:
+            if not inside(geometries["moving"], point):
+                problems.append(f"the point {[round(float(v), 2) for v in point]} (LPS) lies outside the moving image, which "
+                                f"spans {geometries['moving'].describe_bounds()}")
+    for side in ("fixed", "moving"):
+        labels = geometries.get(f"{side}_labels")
+        if labels is not None and side in geometries and not labels.is_close(geometries[side]):
+            problems.append(f"{side}_labels is not on the {side} image's grid")
+    auto_text = values.get("auto", "").lower()
+    if auto_text not in TRUE + FALSE:
+        problems.append(f"auto must be true or false; got {values.get('auto')!r}")
+    row = PairRow(line, pair_id, paths["fixed"] or Path(), paths["moving"] or Path(), points,
+                  values.get("text") or None, auto_text in TRUE, paths["fixed_labels"], paths["moving_labels"],
+                  paths["fixed_landmarks"], paths["moving_landmarks"])
+    if require_prompt and not row.has_prompt:
+        problems.append("no prompt: give points, text or auto=true (or a method on the command line)")
+    return (row if SAFE_ID.match(pair_id) else None), problems
+
+
+def _points(values: Dict[str, str]) -> Tuple[List[Tuple[float, float, float]], List[str]]:
+    lps, ras = values.get("points", ""), values.get("points_ras", "")
+    if lps and ras:
+        return [], ["give points or points_ras, not both"]
+    text, flip = (ras, np.array([-1.0, -1.0, 1.0])) if ras else (lps, np.ones(3))
+    points, problems = [], []
+    for entry in filter(None, (part.strip() for part in text.split(";"))):
+        try:
+            numbers = [float(v) for v in entry.split(",")]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 3 or not np.isfinite(numbers).all():
+            problems.append(f"the point {entry!r} is not three numbers x,y,z")
+            continue
+        points.append(tuple(float(v) for v in np.asarray(numbers) * flip))
+    return points, problems
+
+
+def image_geometry(path: Path):
+    """The image's grid from its header only (SimpleITK reads no voxels), as the engine's LPS Geometry."""
+    import SimpleITK as sitk
+
+    from ..geometry import Geometry
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise PromptRegisterError(str(error).strip().splitlines()[-1][:200]) from None
+    if reader.GetDimension() != 3:
+        raise PromptRegisterError(f"it is {reader.GetDimension()}D; registration takes 3D volumes")
+    return Geometry.create(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(),
+                           np.asarray(reader.GetDirection()).reshape(3, 3))
+
+
+def inside(geometry, point) -> bool:
+    index = geometry.physical_to_index(np.asarray(point, float))
+    return bool(np.all(index >= -0.5) and np.all(index <= np.asarray(geometry.size) - 0.5))

@@ -1,0 +1,87 @@
+"""The batch manifest (issue #16): paths relative to it, points in LPS or RAS, and every mistake reported at
+once before anything runs. Real image headers (the sample pair), read without their voxels."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from promptregister.batch import ManifestError, load_manifest
+from promptregister.io import read_label_map
+
+
+@pytest.fixture()
+def cohort(tmp_path, hippocampus_paths):
+    """A folder with two subjects' images and labels, as a user lays out a cohort."""
+    for case in ("001", "004"):
+        image, labels = hippocampus_paths(case)
+        shutil.copy(image, tmp_path / f"sub{case}.nii.gz")
+        shutil.copy(labels, tmp_path / f"sub{case}_labels.nii.gz")
+    return tmp_path
+
+
+def inside_point(path) -> list:
+    labels = read_label_map(path)
+    kji = np.argwhere(labels.array == 1)[0]
+    return labels.geometry.index_to_physical(kji[::-1].astype(float)).tolist()
+
+
+def test_a_good_manifest_resolves_paths_and_reads_points_in_both_spaces(cohort):
+    lps = inside_point(cohort / "sub004_labels.nii.gz")
+    ras = [-lps[0], -lps[1], lps[2]]
+    (cohort / "pairs.tsv").write_text(
+        "id\tfixed\tmoving\tpoints\tpoints_ras\tauto\tfixed_labels\tmoving_labels\n"
+        f"a\tsub001.nii.gz\tsub004.nii.gz\t{','.join(map(str, lps))}\t\t\tsub001_labels.nii.gz\tsub004_labels.nii.gz\n"
+        f"b\tsub001.nii.gz\tsub004.nii.gz\t\t{','.join(map(str, ras))}\tfalse\t\t\n"
+        "c\tsub004.nii.gz\tsub001.nii.gz\t\t\ttrue\t\t\n")
+    manifest = load_manifest(cohort / "pairs.tsv")
+    a, b, c = manifest.rows
+    assert a.fixed == cohort / "sub001.nii.gz" and a.moving_labels == cohort / "sub004_labels.nii.gz"
+    assert np.allclose(a.points[0], lps) and np.allclose(b.points[0], lps)  # RAS became LPS
+    assert c.auto and not c.points and not a.auto
+
+
+def test_every_mistake_is_reported_at_once_before_anything_runs(cohort):
+    (cohort / "pairs.csv").write_text(
+        "id,fixed,moving,points,auto\n"
+        "ok,sub001.nii.gz,sub004.nii.gz,,true\n"
+        "missing,sub001.nii.gz,nowhere.nii.gz,,true\n"
+        "outside,sub001.nii.gz,sub004.nii.gz,900,0,0,\n"
+        "ok,sub001.nii.gz,sub004.nii.gz,,maybe\n")
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(cohort / "pairs.csv")
+    problems = raised.value.problems
+    assert any("line 3 (missing)" in p and "nowhere.nii.gz" in p and "does not exist" in p for p in problems)
+    assert any("line 4 (outside)" in p and "not three numbers" in p for p in problems)  # "900,0,0," split by CSV
+    assert any("line 5 (ok)" in p and "auto must be true or false" in p for p in problems)
+    assert any("line 5 (ok)" in p and "also on line 2" in p for p in problems)
+    assert "nothing was run" in str(raised.value)
+
+
+def test_a_point_outside_the_moving_image_and_a_label_map_on_another_grid_are_named(cohort):
+    import SimpleITK as sitk
+
+    shifted = sitk.ReadImage(str(cohort / "sub001_labels.nii.gz"))
+    shifted.SetOrigin([value + 5.0 for value in shifted.GetOrigin()])  # the same voxels, placed 5 mm away
+    sitk.WriteImage(shifted, str(cohort / "sub001_labels.nii.gz"))
+    (cohort / "pairs.csv").write_text(
+        "id,fixed,moving,points,moving_labels\n"
+        '"far",sub001.nii.gz,sub004.nii.gz,"900,0,0",sub004_labels.nii.gz\n'
+        '"grid",sub001.nii.gz,sub004.nii.gz,"' + ",".join(map(str, inside_point(cohort / "sub004_labels.nii.gz")))
+        + '",sub001_labels.nii.gz\n')
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(cohort / "pairs.csv")
+    problems = raised.value.problems
+    assert len(problems) == 2
+    assert "line 2 (far)" in problems[0] and "outside the moving image" in problems[0]
+    assert "line 3 (grid)" in problems[1] and "not on the moving image's grid" in problems[1]
+
+
+def test_a_header_without_the_required_columns_is_refused_with_their_names(cohort):
+    (cohort / "pairs.csv").write_text("name,fixed_image,moving\nx,a,b\n")
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(cohort / "pairs.csv")
+    text = str(raised.value)
+    assert "lacks the column 'id'" in text and "lacks the column 'fixed'" in text and "'name'" in text
