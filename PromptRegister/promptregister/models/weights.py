@@ -99,13 +99,7 @@ KNOWN_CHECKPOINTS: Dict[str, Checkpoint] = {c.name: c for c in (
 )}
 
 
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from ..checksums import sha256_of  # noqa: E402,F401  (here too: the weights manager's users import it from here)
 
 
 def _offline() -> bool:

@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict
 
+from ..checksums import sha256_of
 from .protocol import ProtocolError
 
 CHUNK_BYTES = 512 * 1024
@@ -44,12 +45,7 @@ def unpack(fields: Dict[str, Any]) -> bytes:
     return raw
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_of  # the name the client and the worker use here
 
 
 class Transfers:
