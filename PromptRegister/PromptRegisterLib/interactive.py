@@ -33,8 +33,8 @@ from promptregister.interactive import decode_mask
 from promptregister.io.segmentation import pair_colour
 from promptregister.worker import WorkerDied
 
-from .mrml import (INTERPOLATION_ATTRIBUTE, lps_to_ras, map_points_ras, oriented_mask, ras_to_lps,
-                   register_segmentation_converters, transform_node_from_file, volume_from_node)
+from .mrml import (map_points_ras, oriented_mask, ras_to_lps, read_transform_into, register_segmentation_converters,
+                   transform_node_from_file, volume_from_node)
 from .transforms import attach, check_registration_inputs, placement_matrix
 
 _SESSION_NUMBERS = itertools.count(1)
@@ -314,12 +314,7 @@ class InteractiveLoop:
             attach(self.moving_node, transform)
             self.nodes["moving_segmentation"].SetAndObserveTransformNodeID(transform.GetID())
         else:
-            storage = transform.GetStorageNode()
-            storage.SetFileName(str(path))
-            if not storage.ReadData(transform):
-                raise ValueError(f"could not read the transform {path}")
-            transform.SetAttribute(INTERPOLATION_ATTRIBUTE, "linear")
-            transform.GetTransformFromParent().SetInterpolationModeToLinear()
+            read_transform_into(transform, path)
         if previous is not None:  # read; the node holds the field now
             previous.unlink(missing_ok=True)
         self.last_fit = event

@@ -12,7 +12,7 @@ Widget's timer calls poll(), and dialogs go through `error_display`. The user:
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import slicer
 

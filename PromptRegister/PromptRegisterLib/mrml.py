@@ -159,14 +159,21 @@ def transform_node_from_file(scene, path: Path, name: str):
     scene.AddNode(node)
     storage = slicer.vtkMRMLTransformStorageNode()
     scene.AddNode(storage)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    mark_module_transform(node)
+    read_transform_into(node, path)
+    return node
+
+
+def read_transform_into(node, path: Path) -> None:
+    """Read the engine's transform.h5 into an existing grid transform node (through its storage node), so
+    everything under the node follows; interpolation linear, as the engine's."""
+    storage = node.GetStorageNode()
     storage.SetFileName(str(path))
     if not storage.ReadData(node):
         raise ValueError(f"could not read the transform {path}")
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    mark_module_transform(node)
     node.SetAttribute(INTERPOLATION_ATTRIBUTE, "linear")  # saved with the scene, see restore_interpolation
     node.GetTransformFromParent().SetInterpolationModeToLinear()
-    return node
 
 
 INTERPOLATION_ATTRIBUTE = "PromptRegister.interpolation"

@@ -209,6 +209,7 @@ class RegistrationResult:
         kept_prealignment: the fit was worse than the pre-alignment and on_worse='keep' replaced it by the identity.
         dropped: pairs the first fit could not honour (drop_below), left out of the final fit (name, source, Dice).
         identical: fixed and moving were the same image, and the result is the identity (not fitted).
+        warm_started: the fit started from an earlier fit's parameters (the interactive loop's updates).
     """
 
     pairs: RoiPairs
@@ -222,6 +223,7 @@ class RegistrationResult:
     kept_prealignment: bool = False
     dropped: List[dict] = field(default_factory=list)
     identical: bool = False
+    warm_started: bool = False
 
     @property
     def warnings(self) -> List[str]:
@@ -390,7 +392,7 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
         jacobian = jacobian_stats(fit.field, fixed.geometry)
     timings["evaluate"] = time.perf_counter() - started
     return RegistrationResult(pairs, fit, dice_after, jacobian, timings, list(methods), list(rejected), agreement,
-                              kept, dropped, identical)
+                              kept, dropped, identical, warm_started=initial is not None and not identical)
 
 
 def same_image(fixed: Volume, moving: Volume) -> bool:

@@ -98,7 +98,7 @@ class InteractiveSession:
     def slices_to_embed(self) -> List[Tuple[SlicedVolume, int]]:
         """Slices not embedded yet: the moving volume's first (clicks land there), then the fixed one's."""
         return [(volume, index) for volume in (self.moving, self.fixed) for index in range(volume.num_slices)
-                if index not in volume._embeddings]
+                if not volume.is_embedded(index)]
 
     def embed_step(self, progress: Optional[ProgressCallback] = None) -> bool:
         """Embed the next few slices; True when every slice of both volumes is embedded."""
@@ -126,7 +126,7 @@ class InteractiveSession:
         options = replace(self.options.promptreg, marginal_samples=0)
         moving_slice = self.moving.point_to_pixel(points[0].point)[0] if points else 0
         near = self.fixed.slices_near(self.moving.relative_position(moving_slice), options.search_mm)
-        if any(index not in self.fixed._embeddings for index in near):
+        if not all(self.fixed.is_embedded(index) for index in near):
             options = replace(options, search_stride=max(options.search_stride, FAST_SEARCH_STRIDE))
         return options
 

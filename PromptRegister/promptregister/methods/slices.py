@@ -137,6 +137,10 @@ class SlicedVolume:
         self.embed_seconds += time.perf_counter() - started
         self._embeddings.update(zip(missing, embeddings))
 
+    def is_embedded(self, index: int) -> bool:
+        """Whether slice `index` has its embedding already (asking for it costs no encoder run)."""
+        return index in self._embeddings
+
     @property
     def num_embedded(self) -> int:
         """How many of this volume's slices have been embedded so far (each one encoder run)."""

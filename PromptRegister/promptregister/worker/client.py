@@ -253,7 +253,8 @@ class WorkerClient:
     # -- files through the protocol (remote workers) -------------------------------------------------------------
     def upload(self, path: os.PathLike, name: Optional[str] = None, timeout: float = 120) -> str:
         """Send a local file to the worker in checksummed, compressed chunks; returns its path there."""
-        from .transfer import CHUNK_BYTES, file_sha256, pack
+        from ..checksums import sha256_of
+        from .transfer import CHUNK_BYTES, pack
 
         path = Path(path)
         stat = path.stat()
@@ -261,7 +262,7 @@ class WorkerClient:
         if key in self._uploaded:  # this worker has it already
             return self._uploaded[key]
         name = name or path.name
-        whole = file_sha256(path)
+        whole = sha256_of(path)
         size = path.stat().st_size
         offset = 0
         with open(path, "rb") as stream:
@@ -279,7 +280,8 @@ class WorkerClient:
         """Fetch one of the worker's result files; the whole file's SHA-256 is checked before it takes its name
         (written to a temporary file and renamed, so a failed transfer leaves nothing)."""
         from .protocol import ProtocolError
-        from .transfer import file_sha256, unpack
+        from ..checksums import sha256_of
+        from .transfer import unpack
 
         local_path = Path(local_path)
         partial = local_path.with_name(local_path.name + ".part")
@@ -297,7 +299,7 @@ class WorkerClient:
                     expected = answer["sha256"]
                     if answer["last"] or not raw:
                         break
-            if file_sha256(partial) != expected:
+            if sha256_of(partial) != expected:
                 raise WorkerError("transfer", f"{remote_path} arrived damaged (SHA-256 differs); try again")
             partial.replace(local_path)
         finally:

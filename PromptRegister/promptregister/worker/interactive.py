@@ -27,25 +27,18 @@ from __future__ import annotations
 import collections
 import itertools
 import queue
-import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Any, Deque, Dict
 
-from ..errors import PromptRegisterError
-from .protocol import ProtocolError
+from .protocol import Cancelled, ProtocolError, error_fields
 
 
 class Preempted(Exception):
     """Background work stops because a request is waiting."""
 
 
-class Cancelled(Exception):
-    """The running interactive request was cancelled."""
-
-
-def pair_event(pair, fixed_geometry=None) -> Dict[str, Any]:
+def pair_event(pair) -> Dict[str, Any]:
     """A pair as the protocol sends it: id, name, figures, and both masks as run lengths."""
     from ..interactive import encode_mask
     from ..interactive.session import low_confidence_reasons
@@ -112,15 +105,8 @@ class InteractiveRequests:
         try:
             result = getattr(self, f"do_{request['type']}")(request, progress)
             self.server.send(request_id, "result", **result)
-        except Cancelled:
-            self.server.send(request_id, "error", code="cancelled", message="cancelled; the session is as before")
-        except ProtocolError as error:
-            self.server.send(request_id, "error", code=error.code, message=error.message)
-        except PromptRegisterError as error:
-            self.server.send(request_id, "error", code="engine", message=str(error))
         except Exception as error:  # the session keeps working after any one request
-            traceback.print_exc(file=sys.stderr)
-            self.server.send(request_id, "error", code="internal", message=f"{type(error).__name__}: {error}")
+            self.server.send(request_id, "error", **error_fields(error, "cancelled; the session is as before"))
         finally:
             self.current_id = None
 
@@ -152,8 +138,8 @@ class InteractiveRequests:
             return  # stays first in line; runs again once the waiting request is answered
         except Exception as error:  # background work must never stop the session
             self.background.popleft()
-            traceback.print_exc(file=sys.stderr)
-            self.server.send(session_id, "log", message=f"background {kind} failed: {type(error).__name__}: {error}")
+            fields = error_fields(error, "cancelled")  # prints what it does not expect to stderr
+            self.server.send(session_id, "log", message=f"background {kind} failed: {fields['message']}")
 
     # -- requests ------------------------------------------------------------------------------------------------
     def session(self, request: Dict[str, Any]):
@@ -197,14 +183,14 @@ class InteractiveRequests:
         points = request.get("points")
         if not isinstance(points, list) or not points:
             raise ProtocolError("bad_request", '"prompt" needs "points": [{"lps": [x, y, z], "positive": true}]')
-        pair = session.prompt([self.server.session._point(p) for p in points], request.get("pair"), progress)
+        pair = session.prompt([self.server.session.point_prompt(p) for p in points], request.get("pair"), progress)
         if not pair.refined:
             self.background.appendleft((session_id, "refine", (pair.id, pair.version)))  # before the embedding
         return {"pair": pair_event(pair)}
 
     def do_correct(self, request: Dict[str, Any], progress) -> Dict[str, Any]:
         _, session = self.session(request)
-        point = self.server.session._point({"lps": request.get("lps")}).point
+        point = self.server.session.point_prompt({"lps": request.get("lps")}).point
         return {"pair": pair_event(session.correct(self.pair_id(request), point))}
 
     def do_delete(self, request: Dict[str, Any], progress) -> Dict[str, Any]:
@@ -243,14 +229,13 @@ class InteractiveRequests:
         ids = request.get("pairs")
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
             raise ProtocolError("bad_request", '"pairs" must be a list of pair ids, or left out for all of them')
-        warm = bool(request.get("warm", True)) and session.last_fit is not None
         result = session.fit(ids, progress, warm=bool(request.get("warm", True)))
         progress("write", 1.0)  # the last point where a cancel takes effect
         path = self.folders[session_id] / "transform.h5"
         write_transform(result.transform(), path)  # atomic (io.atomic): a reader never sees half a file
         summary = result.summary()
         summary["pairs"] = [{"id": pair_id, **entry} for pair_id, entry in zip(session.last_fit_ids, summary["pairs"])]
-        return {"transform": str(path), "summary": summary, "warm": warm,
+        return {"transform": str(path), "summary": summary, "warm": result.warm_started,
                 "seconds": round(result.timings.get("total", 0.0), 3)}
 
     def do_pairs(self, request: Dict[str, Any], progress) -> Dict[str, Any]:

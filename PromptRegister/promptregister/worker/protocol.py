@@ -76,6 +76,28 @@ def parse_request(line: str) -> Dict[str, Any]:
 RequestId = Union[str, int, None]
 
 
+class Cancelled(Exception):
+    """Raised inside the engine (from a progress callback) when the running request was cancelled."""
+
+
+def error_fields(error: BaseException, cancelled_message: str) -> Dict[str, str]:
+    """The error event's code and message for what ended a request (the same for batch and interactive
+    requests); an unexpected exception is printed to stderr first, since its message alone may not say enough."""
+    from ..errors import PromptRegisterError
+
+    if isinstance(error, Cancelled):
+        return {"code": "cancelled", "message": cancelled_message}
+    if isinstance(error, ProtocolError):
+        return {"code": error.code, "message": error.message}
+    if isinstance(error, PromptRegisterError):
+        return {"code": "engine", "message": str(error)}
+    import sys
+    import traceback
+
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    return {"code": "internal", "message": f"{type(error).__name__}: {error}"}
+
+
 def encode_event(request_id: RequestId, kind: str, **fields: Any) -> str:
     """One event as a JSON line (no newline inside; numpy scalars become numbers)."""
     return json.dumps({"id": request_id, "type": kind, **fields}, default=_plain, separators=(",", ":"))

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import sys
 import threading
-import traceback
 from typing import Any, Dict, Optional, TextIO
 
 from .. import __version__
 from ..errors import PromptRegisterError
 from .interactive import InteractiveRequests
-from .protocol import (INTERACTIVE_REQUESTS, LONG_REQUESTS, PROTOCOL_VERSION, REQUEST_TYPES, ProtocolError,
-                       encode_event, parse_request)
+from .protocol import (INTERACTIVE_REQUESTS, LONG_REQUESTS, PROTOCOL_VERSION, REQUEST_TYPES, Cancelled,
+                       ProtocolError, encode_event, error_fields, parse_request)
 from .session import Session
 from .transfer import Transfers
 
@@ -30,10 +29,6 @@ MAX_REQUEST_CHARS = 1 << 20
 
 SHUTDOWN_GRACE_S = 10.0
 """How long a shutdown (or the end of stdin) waits for the running request to unwind."""
-
-
-class Cancelled(Exception):
-    """Raised inside the engine (from a progress callback) when the running request was cancelled."""
 
 
 class Server:
@@ -173,15 +168,8 @@ class Server:
             handler = self.session.embed if request["type"] == "embed" else self.session.register
             result = handler(request, progress)
             finish("result", **result)
-        except Cancelled:
-            finish("error", code="cancelled", message="cancelled; nothing was written")
-        except ProtocolError as error:
-            finish("error", code=error.code, message=error.message)
-        except PromptRegisterError as error:
-            finish("error", code="engine", message=str(error))
         except Exception as error:  # never let the worker die on one request
-            traceback.print_exc(file=sys.stderr)
-            finish("error", code="internal", message=f"{type(error).__name__}: {error}")
+            finish("error", **error_fields(error, "cancelled; nothing was written"))
 
     def stop_running(self, timeout: float = SHUTDOWN_GRACE_S) -> None:
         """Cancel the running request and give it `timeout` seconds to unwind (it stops at its next progress

@@ -131,7 +131,7 @@ class Session:
         check_output_folder(out_dir, resampled, bool(request.get("overwrite", False)))
         fixed = self.volume(request.get("fixed"), "fixed")
         moving = self.volume(request.get("moving"), "moving")
-        points = [self._point(p) for p in request.get("points") or []]
+        points = [self.point_prompt(p) for p in request.get("points") or []]
         device = request.get("device", "auto")
         segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
                                    request.get("decoder"))
@@ -156,7 +156,7 @@ class Session:
                 "slices_encoded": segmenter.encoded_slices - before}
 
     @staticmethod
-    def _point(entry: Any):
+    def point_prompt(entry: Any):
         from ..methods import PointPrompt
 
         if not isinstance(entry, dict) or "lps" not in entry:

@@ -45,7 +45,6 @@ def unpack(fields: Dict[str, Any]) -> bytes:
     return raw
 
 
-file_sha256 = sha256_of  # the name the client and the worker use here
 
 
 class Transfers:
@@ -78,7 +77,7 @@ class Transfers:
         if not request.get("last"):
             return {"name": name, "received": size}
         expected = request.get("sha256")
-        actual = file_sha256(part)
+        actual = sha256_of(part)
         if actual != expected:
             part.unlink()
             raise ProtocolError("bad_request", f"upload of {name}: the file's SHA-256 is {actual}, not the "
@@ -98,7 +97,7 @@ class Transfers:
         stat = resolved.stat()
         key = f"{resolved}:{stat.st_mtime_ns}:{stat.st_size}"  # a file written again gets a new checksum
         if key not in self.checksums:
-            self.checksums[key] = file_sha256(resolved)
+            self.checksums[key] = sha256_of(resolved)
         size = resolved.stat().st_size
         with open(resolved, "rb") as stream:
             stream.seek(offset)
