@@ -8,13 +8,13 @@ import shutil
 
 import numpy as np
 
+from promptregister.batch import BatchSettings
 from promptregister.batch.manifest import PairRow
 from promptregister.batch.pair_task import DONE_FILE, pair_state, run_pair
 from promptregister.evaluate import evaluate_registration
 from promptregister.io import read_label_map, read_transform
-from promptregister.models import build_segmenter
 
-FAST = {"marginal_samples": 0}
+FAST = BatchSettings(model="classical", options={"marginal_samples": 0}, report=False)
 
 
 def test_a_pair_writes_its_outputs_and_marker_and_a_change_makes_it_due_again(tmp_path, hippocampus_paths):
@@ -30,7 +30,7 @@ def test_a_pair_writes_its_outputs_and_marker_and_a_change_makes_it_due_again(tm
                   moving_labels=files["004"][1])
     out = tmp_path / "out"
     assert pair_state(row, out, FAST) == "new"
-    record = run_pair(row, out, FAST, lambda: build_segmenter("classical"))
+    record = run_pair(row, out, FAST)
     assert record["status"] == "ok" and record["pairs"] >= 1 and record["folding_percent"] == 0.0
     # the record's figures are those of the transform written beside it, scored by `promptregister evaluate`
     figures = evaluate_registration(read_label_map(files["001"][1]), labels, read_transform(out / "p1" / "transform.h5"))
@@ -39,13 +39,16 @@ def test_a_pair_writes_its_outputs_and_marker_and_a_change_makes_it_due_again(tm
     assert {"transform.h5", "pairs.json", DONE_FILE} <= {p.name for p in (out / "p1").iterdir()}
     assert json.loads((out / "p1" / DONE_FILE).read_text())["record"] == record
     assert pair_state(row, out, FAST) == "done"
-    assert pair_state(row, out, {**FAST, "grid_spacing_mm": 4.0}) == "changed"  # other options
+    assert pair_state(row, out, BatchSettings(model="classical", options={"marginal_samples": 0, "grid_spacing_mm": 6.0},
+                                              report=False, device="cpu")) == "done"  # a default named; the device
+    assert pair_state(row, out, BatchSettings(model="classical", options={"marginal_samples": 0, "grid_spacing_mm": 4.0},
+                                              report=False)) == "changed"  # other options
     shutil.copy(files["001"][0], files["004"][0])  # the moving image's file changed
     assert pair_state(row, out, FAST) == "changed"
 
 
 def test_a_pair_that_fails_for_its_input_is_a_record_with_the_message(tmp_path, hippocampus_paths):
     row = PairRow(3, "bad", hippocampus_paths("001")[0], hippocampus_paths("004")[0], [(900.0, 0.0, 0.0)])
-    record = run_pair(row, tmp_path, FAST, lambda: build_segmenter("classical"))
+    record = run_pair(row, tmp_path, FAST)
     assert record["status"] == "failed" and "outside the moving image" in record["message"]
     assert not (tmp_path / "bad" / DONE_FILE).exists()

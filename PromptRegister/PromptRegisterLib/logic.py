@@ -182,6 +182,26 @@ class RegistrationLogic:
             self.running_id = None
         return self.finish(scene, moving_node, result)
 
+    def batch(self, manifest: str, out_dir: str, *, workers: Optional[int] = None, scheduler: Optional[str] = None,
+              on_progress: Optional[ProgressCallback] = None, **settings) -> dict:
+        """Register a cohort (`promptregister batch`) in the worker and wait; returns the worker's result: "records"
+        (one dict per manifest row: id, status, seconds, pairs, Dice and HD95 before and after, ...), "counts",
+        and the paths of summary.csv and summary.html. Paths are the worker's; settings are BatchSettings' fields
+        (model, device, preset, options, text, auto, report, ...). The worker's Python needs Dask for workers > 0."""
+        if self.running_id is not None:
+            raise RuntimeError("a registration is already running; cancel it first")
+        request = {"manifest": str(manifest), "out_dir": str(out_dir), "settings": settings}
+        if workers is not None:
+            request["workers"] = int(workers)
+        if scheduler:
+            request["scheduler"] = scheduler
+        client = self.worker()
+        self.running_id = client.send("batch", **request)
+        try:
+            return client.wait(self.running_id, on_progress=on_progress)
+        finally:
+            self.running_id = None
+
     def cancel(self) -> bool:
         """Ask the worker to stop the running registration and return at once; its "cancelled" error event
         arrives through poll(). False when none runs or the worker is gone."""

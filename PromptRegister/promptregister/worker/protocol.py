@@ -11,6 +11,9 @@ either; events echo it unchanged) and "type":
                checkpoint, decoder, options, out_dir, resampled, overwrite, report}
                                            -> progress..., log..., result: files, summary,
                                               model and model_reason (which model "auto" took, and why)
+    batch     {manifest, out_dir, workers | scheduler, settings}
+                                           -> progress "batch"..., result: records, counts, csv, html
+                                              (a cohort: batch/runner.py; settings as BatchSettings' fields)
     cancel    {target}                     -> result: whether a running request was stopped
     shutdown                               -> result, then the worker exits
 
@@ -31,8 +34,8 @@ from typing import Any, Dict, Union
 PROTOCOL_VERSION = 2
 INTERACTIVE_REQUESTS = ("open", "prompt", "correct", "delete", "undo", "auto", "text", "fit", "pairs", "close")
 TRANSFER_REQUESTS = ("upload", "download")
-REQUEST_TYPES = ("hello", "load", "embed", "register", "cancel", "shutdown") + INTERACTIVE_REQUESTS + TRANSFER_REQUESTS
-LONG_REQUESTS = ("embed", "register")  # run in the background, one at a time, cancellable
+REQUEST_TYPES = ("hello", "load", "embed", "register", "batch", "cancel", "shutdown") + INTERACTIVE_REQUESTS + TRANSFER_REQUESTS
+LONG_REQUESTS = ("embed", "register", "batch")  # run in the background, one at a time, cancellable
 ERROR_CODES = {
     "bad_json": "the line is not a JSON object",
     "bad_request": "a required field is missing or has the wrong type",

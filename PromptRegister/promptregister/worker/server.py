@@ -11,12 +11,14 @@ stdout: anything else the engine prints goes to stderr.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Dict, Optional, TextIO
 
 from .. import __version__
 from ..errors import PromptRegisterError
+from .batch_request import run_batch_request
 from .interactive import InteractiveRequests
 from .protocol import (INTERACTIVE_REQUESTS, LONG_REQUESTS, PROTOCOL_VERSION, REQUEST_TYPES, Cancelled,
                        ProtocolError, encode_event, error_fields, parse_request)
@@ -165,7 +167,8 @@ class Server:
                 self.send(request_id, "progress", stage=stage, fraction=percent / 100.0)
 
         try:
-            handler = self.session.embed if request["type"] == "embed" else self.session.register
+            handler = {"embed": self.session.embed, "register": self.session.register,
+                       "batch": run_batch_request}[request["type"]]
             result = handler(request, progress)
             finish("result", **result)
         except Exception as error:  # never let the worker die on one request
@@ -181,8 +184,12 @@ class Server:
 
 
 def main() -> int:
-    protocol_out = sys.stdout
-    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the protocol stream
+    # Stray output must not corrupt the protocol stream: Python's prints, C libraries writing to file descriptor 1,
+    # and child processes (a batch request's Dask workers) all go to stderr; the protocol keeps a private copy.
+    sys.stdout.flush()
+    protocol_out = open(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     server = Server(sys.stdin, protocol_out)
     print(f"promptregister worker {__version__} ready (protocol {PROTOCOL_VERSION}, folder {server.session.folder})",
           file=sys.stderr, flush=True)
