@@ -189,17 +189,17 @@ def test_the_command_reports_three_mistakes_before_anything_runs(manifest, tmp_p
 
 
 def test_the_command_runs_a_cohort_and_says_what_it_wrote(manifest, tmp_path, capsys):
-    lines = manifest.read_text().splitlines()[:3]
-    (tmp_path / "two.csv").write_text("\n".join(lines) + "\n")
-    arguments = ["batch", str(tmp_path / "two.csv"), "--out-dir", str(tmp_path / "out"), "--model", "classical",
+    lines = manifest.read_text().splitlines()[:2]
+    (tmp_path / "one.csv").write_text("\n".join(lines) + "\n")
+    arguments = ["batch", str(tmp_path / "one.csv"), "--out-dir", str(tmp_path / "out"), "--model", "classical",
                  "--marginal-samples", "0", "--workers", "0", "--quiet"]
     assert cli_main(arguments) == 0
     printed = capsys.readouterr().out
-    assert "2 pairs: 2 registered, 0 skipped" in printed and "summary.csv" in printed
+    assert "1 pair: 1 registered, 0 skipped" in printed and "summary.csv" in printed
     assert (tmp_path / "out" / lines[1].split(",")[0] / "report.html").is_file()  # reports by default
     assert "report.html" in (tmp_path / "out" / "summary.html").read_text()
     assert cli_main(arguments + ["--no-report"]) == 0  # the outputs asked for changed: redone, the stale report gone
-    assert "2 registered" in capsys.readouterr().out
+    assert "1 registered" in capsys.readouterr().out
     assert not (tmp_path / "out" / lines[1].split(",")[0] / "report.html").exists()
 
 

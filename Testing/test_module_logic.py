@@ -124,3 +124,25 @@ def test_register_button_flow_fills_the_parameter_node_and_the_views(module, sce
     # extent (here one voxel larger per axis), as it does for any non-linear transform
     assert after.shape != before.shape or not np.array_equal(after, before)
     assert np.isfinite(after).all() and after.std() > 0.5 * before.std()
+
+
+def test_run_batch_registers_a_manifest_in_the_worker_from_the_console(module, tmp_path, hippocampus_paths):
+    """The console call of the user guide: logic.runBatch(manifest, outDir, ...) -> the summary records; the pairs
+    run in the worker's Python (here in the worker itself, workers=0), nothing is added to the scene."""
+    logic = module.PromptRegisterLogic()
+    lines = ["id,fixed,moving,auto,fixed_labels,moving_labels"]
+    (fixed_image, fixed_labels), (moving_image, moving_labels) = hippocampus_paths("001"), hippocampus_paths("004")
+    lines.append(f"001-004,{fixed_image},{moving_image},true,{fixed_labels},{moving_labels}")
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    nodes_before = slicer.mrmlScene.GetNumberOfNodes()
+    shown = []
+    try:
+        records = logic.runBatch(str(tmp_path / "pairs.csv"), str(tmp_path / "cohort"), workers=0, model="classical",
+                                 report=False, onProgress=lambda stage, fraction: shown.append((stage, fraction)))
+    finally:
+        logic.close()
+    assert [record["id"] for record in records] == ["001-004"]
+    assert records[0]["status"] == "ok" and 0 < records[0]["dice_after"] <= 1
+    assert shown[0] == ("batch", 0.0) and shown[-1] == ("batch", 1.0)
+    assert (tmp_path / "cohort" / "summary.csv").is_file() and (tmp_path / "cohort" / "001-004" / "transform.h5").is_file()
+    assert slicer.mrmlScene.GetNumberOfNodes() == nodes_before

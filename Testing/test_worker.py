@@ -304,3 +304,38 @@ def test_a_request_whose_last_event_is_written_no_longer_makes_the_next_one_busy
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(e["id"], e["type"]) for e in events] == [(1, "result"), (2, "result")], events
     server.session.close()
+
+
+def test_a_batch_request_runs_a_cohort_on_dask_and_a_cancel_keeps_the_finished_pairs(worker, hippocampus_paths,
+                                                                                      tmp_path):
+    """The worker's batch request starts its own local Dask cluster (its processes must not write into the
+    protocol stream); a cancel after the first pair stops the rest, and the next request skips what was done."""
+    pytest.importorskip("distributed")
+    lines = ["id,fixed,moving,points"]
+    for fixed, moving in (("001", "004"), ("007", "008"), ("014", "015")):
+        points = ";".join(",".join(f"{v:.3f}" for v in click["lps"]) for click in label_clicks(hippocampus_paths(moving)[1]))
+        lines.append(f'{fixed}-{moving},{hippocampus_paths(fixed)[0]},{hippocampus_paths(moving)[0]},"{points}"')
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    request = dict(manifest=str(tmp_path / "pairs.csv"), out_dir=str(tmp_path / "cohort"),
+                   settings={"model": "classical", "report": False, "options": {"marginal_samples": 0}})
+    request_id = worker.send("batch", workers=1, **request)
+    fractions = []
+    for event in worker.events(request_id, timeout=300):
+        assert event["type"] in ("progress", "log"), event
+        fractions.append(event["fraction"])
+        if event["fraction"] > 0:
+            assert worker.cancel(request_id)
+            break
+    with pytest.raises(WorkerError) as caught:
+        worker.wait(request_id, timeout=120)
+    assert caught.value.code == "cancelled" and fractions[0] == 0.0 and fractions[-1] == pytest.approx(0.33, abs=0.01)
+    done = sorted(path.parent.name for path in (tmp_path / "cohort").glob("*/done.json"))
+    assert 1 <= len(done) < 3  # the first pair, perhaps one more that ended meanwhile; never all
+    result = worker.call("batch", workers=0, timeout=300, **request)
+    statuses = {record["id"]: record["status"] for record in result["records"]}
+    assert {statuses[name] for name in done} == {"skipped"}
+    assert result["counts"] == {"ok": 3 - len(done), "skipped": len(done), "failed": 0}
+    assert Path(result["csv"]).is_file() and Path(result["html"]).is_file()
+    with pytest.raises(WorkerError) as caught:
+        worker.call("batch", timeout=30, **{**request, "settings": {"modle": "classical"}})
+    assert caught.value.code == "bad_request" and "modle" in caught.value.message

@@ -304,6 +304,6 @@ def print_summary(summary: BatchSummary) -> None:
     """The printed table and where the files are (the command line's ending)."""
     print(table(summary))
     done = summary.counts
-    print(f"{len(summary)} pairs: {done['ok']} registered, {done['skipped']} skipped (done before), "
+    print(f"{len(summary)} pair{'' if len(summary) == 1 else 's'}: {done['ok']} registered, {done['skipped']} skipped (done before), "
           f"{done['failed']} failed")
     print(f"wrote {summary.csv} and {summary.html}")
