@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
 
 from .cli_register import add_method_arguments, add_model_arguments, flat_options
@@ -77,8 +78,13 @@ def run_batch(args: argparse.Namespace) -> int:
     from .batch import run
     from .batch.runner import print_summary
 
-    summary = run(args.manifest, args.out_dir, settings=settings_from_args(args), workers=args.workers,
-                  scheduler=args.scheduler, progress=not args.quiet)
+    try:
+        summary = run(args.manifest, args.out_dir, settings=settings_from_args(args), workers=args.workers,
+                      scheduler=args.scheduler, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted: the pairs that finished keep their outputs; run the same command again to do the rest",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(list(summary), indent=1))
     else:

@@ -139,6 +139,7 @@ def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.Path
                 dashboard = _dashboard(client, log)
                 _run_on_cluster(client, due, out_dir, settings, resources, finished)
     ordered = [records[row.id] for row in rows]
+    out_dir.mkdir(parents=True, exist_ok=True)  # when no pair ran, nothing has made it yet
     write_csv(ordered, out_dir / CSV_FILE)
     write_html(ordered, out_dir)
     return BatchSummary(ordered, out_dir, dashboard)
