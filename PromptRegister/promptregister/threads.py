@@ -41,10 +41,16 @@ def policy_on() -> bool:
 
 
 def onnx_session_options(ort):
-    """onnxruntime SessionOptions whose intra-op threads sleep instead of spinning (when the policy is on)."""
+    """onnxruntime SessionOptions whose intra-op threads sleep instead of spinning (when the policy is on), and
+    no more of them than OMP_NUM_THREADS asks for: onnxruntime ignores that variable and starts one thread per
+    core, so N batch workers (each given its share of the cores through it) would otherwise run N times too
+    many."""
     options = ort.SessionOptions()
     if policy_on():
         options.add_session_config_entry(ONNX_SPINNING_ENTRY, "0")
+        asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+        if asked.isdigit() and int(asked) > 0:
+            options.intra_op_num_threads = int(asked)
     return options
 
 
