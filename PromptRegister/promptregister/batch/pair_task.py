@@ -66,6 +66,7 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
     from ..outputs import ReportInputs, write_outputs
     from ..register import register
 
+    warm_models.tune_allocator()
     started = time.perf_counter()
     paid: Dict[str, float] = {}
     record: Dict[str, Any] = {"id": row.id, "status": "ok", "worker": warm_models.worker_name()}

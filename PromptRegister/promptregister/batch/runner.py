@@ -167,8 +167,8 @@ def _guarded(row: PairRow, out_dir: Path, settings: BatchSettings) -> Dict[str, 
 def internal_failure(row: PairRow, error: BaseException, seconds: float = 0.0) -> Dict[str, Any]:
     name = type(error).__name__
     if name == "KilledWorker":
-        message = (f"the worker process running it died {MAX_ATTEMPTS} times (out of memory, or killed); the pair "
-                   "was not registered")
+        message = (f"its worker process died each time it was tried ({MAX_ATTEMPTS} times on a local cluster; a "
+                   "given scheduler allows its own number): out of memory, or killed; the pair was not registered")
     else:
         message = f"internal error {name}: {error} (please report it with the worker's log)"
     return {"id": row.id, "status": "failed", "message": message, "seconds": round(seconds, 3)}
