@@ -129,16 +129,23 @@ def test_register_button_flow_fills_the_parameter_node_and_the_views(module, sce
 def test_run_batch_registers_a_manifest_in_the_worker_from_the_console(module, tmp_path, hippocampus_paths):
     """The console call of the user guide: logic.runBatch(manifest, outDir, ...) -> the summary records; the pairs
     run in the worker's Python (here in the worker itself, workers=0), nothing is added to the scene."""
+    from promptregister.io import read_label_map
+
     logic = module.PromptRegisterLogic()
-    lines = ["id,fixed,moving,auto,fixed_labels,moving_labels"]
     (fixed_image, fixed_labels), (moving_image, moving_labels) = hippocampus_paths("001"), hippocampus_paths("004")
-    lines.append(f"001-004,{fixed_image},{moving_image},true,{fixed_labels},{moving_labels}")
+    labels = read_label_map(moving_labels)
+    middles = [np.argwhere(labels.array == label) for label in (1, 2)]
+    middle_points = [labels.geometry.index_to_physical(voxels[len(voxels) // 2][::-1].astype(float)) for voxels in middles]
+    points = ";".join(",".join(f"{v:.3f}" for v in point) for point in middle_points)
+    lines = ["id,fixed,moving,points,fixed_labels,moving_labels",
+             f'001-004,{fixed_image},{moving_image},"{points}",{fixed_labels},{moving_labels}']
     (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
     nodes_before = slicer.mrmlScene.GetNumberOfNodes()
     shown = []
     try:
         records = logic.runBatch(str(tmp_path / "pairs.csv"), str(tmp_path / "cohort"), workers=0, model="classical",
-                                 report=False, onProgress=lambda stage, fraction: shown.append((stage, fraction)))
+                                 report=False, options={"marginal_samples": 0},
+                                 onProgress=lambda stage, fraction: shown.append((stage, fraction)))
     finally:
         logic.close()
     assert [record["id"] for record in records] == ["001-004"]

@@ -88,8 +88,8 @@ def add_model_arguments(p: argparse.ArgumentParser):
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    """How region pairs are found, the displacement field and the safeguards (register and batch); `method_options`
-    turns them into RegisterOptions."""
+    """How region pairs are found, the displacement field and the safeguards (register and batch); `flat_options`
+    gives them by the names RegisterOptions takes."""
     from .methods import Tell2RegOptions
     from .register import RegisterOptions
 

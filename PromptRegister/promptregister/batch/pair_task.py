@@ -79,7 +79,7 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
         device = warm_models.task_device(settings)
         segmenter = warm_models.segmenter(settings, paid)
         detector = warm_models.detector(settings, paid) if row.text else None
-        result = register(fixed, moving, segmenter=segmenter, text=row.text,
+        result = register(fixed, moving, segmenter=segmenter, text=phrases(row.text),
                           points=[PointPrompt(p) for p in row.points], auto=row.auto, detector=detector,
                           options=settings.register_options(device))
         written = write_outputs(result, folder, moving if settings.resampled else None, fixed.geometry,
@@ -102,6 +102,15 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
         if paid:
             record["model_load_s"] = round(paid["model_load_s"], 3)
     return record
+
+
+def phrases(text):
+    """The row's text prompt; "paper" is the Tell2Reg paper's set, as for `register --text paper`."""
+    if text and text.strip().lower() == "paper":
+        from ..methods import PAPER_PHRASES
+
+        return ", ".join(PAPER_PHRASES)
+    return text
 
 
 def remove_stale(folder: Path, written) -> None:
