@@ -81,6 +81,8 @@ def test_two_workers_register_every_pair_and_write_the_summary(on_cluster):
     assert float(rows[0]["dice_after"]) == pytest.approx(summary[0]["dice_after"], abs=1e-4)
     page = (out / "summary.html").read_text()
     assert "<svg" in page and page.count("<rect") == 4  # two labels, before and after
+    mean_after = sum(record["dice_after"] for record in summary) / len(summary)
+    assert f"{mean_after:.3f} after" in page
     # the pairs ran on two processes, and each process loaded the model once: its first pair paid for it
     workers = {record["worker"] for record in summary}
     assert len(workers) == 2

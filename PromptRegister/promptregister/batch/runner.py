@@ -225,7 +225,10 @@ def dask_client(workers: int, scheduler: Optional[str], settings: BatchSettings,
     pre_spawn = thread_env
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS - 1,
-                              "distributed.nanny.pre-spawn-environ": pre_spawn}):
+                              "distributed.nanny.pre-spawn-environ": pre_spawn,
+                              # the statistical profiler samples the running pair's stack 100 times a second,
+                              # taking the GIL from it each time
+                              "distributed.worker.profile.enabled": False}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address="127.0.0.1:0" if _has_bokeh() else None,
                                    resources={"GPU": 1} if gpus else None, silence_logs=40)

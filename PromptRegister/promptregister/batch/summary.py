@@ -85,6 +85,13 @@ def write_html(records: Sequence[Dict[str, Any]], out_dir: Path, title: str = "P
              f"<h1>{html.escape(title)}</h1>",
              f"<p>{len(records)} pairs: {done['ok']} registered, {done['skipped']} already done (kept), "
              f"{done['failed']} failed.</p>"]
+    scored = [r for r in records if _number(r.get("dice_before")) and _number(r.get("dice_after"))]
+    if scored:
+        before = sum(r["dice_before"] for r in scored) / len(scored)
+        after = sum(r["dice_after"] for r in scored) / len(scored)
+        worse = sum(r["dice_after"] < r["dice_before"] for r in scored)
+        parts.append(f"<p>Mean label Dice over the {len(scored)} pairs with label maps: {before:.3f} before, "
+                     f"{after:.3f} after; {worse} pair(s) ended below where they started.</p>")
     groups = dice_groups(records)
     if groups:
         parts.append("<h2>Label Dice before and after registration</h2>")
