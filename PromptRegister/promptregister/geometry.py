@@ -112,6 +112,11 @@ class Geometry:
         )
         return bool(np.abs(self.index_to_physical(corners) - other.index_to_physical(corners)).max() <= tolerance_mm)
 
+    def contains(self, point) -> bool:
+        """Whether an LPS point (mm) lies within the image's extent, voxel edges included."""
+        index = self.physical_to_index(np.asarray(point, float))
+        return bool(np.all(index >= -0.5) and np.all(index <= np.asarray(self.size) - 0.5))
+
     def bounds(self) -> np.ndarray:
         """(2, 3) array: the lowest and highest LPS coordinate of the image's extent (voxel edges, not centres)."""
         corners = np.array([[a, b, c] for a in (-0.5, self.size[0] - 0.5) for b in (-0.5, self.size[1] - 0.5)

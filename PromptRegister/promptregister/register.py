@@ -280,8 +280,7 @@ def check_volumes(fixed: Volume, moving: Volume, points: Sequence[PointPrompt] =
         if float(array.max()) == float(array.min()):
             raise PromptRegisterError(f"the {name} image is constant; there is nothing to match")
     for point in points:
-        index = moving.geometry.physical_to_index(np.asarray(point.point, float))
-        if not (np.all(index >= -0.5) and np.all(index <= np.asarray(moving.geometry.size) - 0.5)):
+        if not moving.geometry.contains(point.point):
             raise PromptRegisterError(outside_message(point.point, "moving", moving.geometry))
 
 

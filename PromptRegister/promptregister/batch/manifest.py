@@ -142,7 +142,7 @@ def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) 
                 problems.append(f"{column}: {error}")
     points, point_problems = _points(values)
     problems += point_problems
-    outside = [point for point in points if "moving" in geometries and not inside(geometries["moving"], point)]
+    outside = [point for point in points if "moving" in geometries and not geometries["moving"].contains(point)]
     pair_problem = None
     if outside:
         pair_problem = "; ".join(f"the point {[round(float(v), 2) for v in point]} (LPS) lies outside the moving "
@@ -197,7 +197,3 @@ def image_geometry(path: Path):
     return Geometry.create(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(),
                            np.asarray(reader.GetDirection()).reshape(3, 3))
 
-
-def inside(geometry, point) -> bool:
-    index = geometry.physical_to_index(np.asarray(point, float))
-    return bool(np.all(index >= -0.5) and np.all(index <= np.asarray(geometry.size) - 0.5))
