@@ -50,9 +50,6 @@ class BatchSettings:
             raise PromptRegisterError("give the device as BatchSettings(device=...), not among the options")
         options_from_flat(dict(self.options), preset=self.preset)  # an unknown name or preset fails here, at once
 
-    def __hash__(self) -> int:  # options is a dict: hash what identifies the settings
-        return hash(json.dumps(asdict(self), sort_keys=True, default=str))
-
     def resolved(self) -> "BatchSettings":
         """The same settings with `auto` replaced by the model it takes here (models.choose_model)."""
         from ..models import choose_model
