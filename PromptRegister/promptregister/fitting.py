@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 import numpy as np
 
 from .dense.fit import FitOptions, FitResult, fit_transform
+from .dense.linear import LinearFit
 from .methods.consistency import drop_contradicted
 from .metrics import dice
 from .roipairs import RoiPairs
@@ -51,17 +52,20 @@ def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
 
 
 def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],
-              progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None
-              ) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
+              progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None,
+              linear: Optional[LinearFit] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
     """(pairs used, fit, their Dice after it, the dropped ones): the dense fit, and with the image term and
     `options.drop_below`, a second fit without the pairs the first one could not honour. `initial`: a warm
-    start (fit_transform)."""
-    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=images, initial=initial)
+    start, `linear`: a given pre-alignment (fit_transform)."""
+    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=images, initial=initial,
+                        linear=linear)
     dice_after = pair_dice(pairs, fit)
     if options.fit.image_weight <= 0 or options.drop_below <= 0:
         return pairs, fit, dice_after, []
     kept, dropped = drop_contradicted(pairs, dice_after, options.drop_below)
     if not dropped:
         return pairs, fit, dice_after, []
-    fit = fit_transform(kept, fit_options_for(kept, options.fit), progress, images=images)
+    # a refit after an image registration starts from it again; otherwise from scratch
+    fit = fit_transform(kept, fit_options_for(kept, options.fit), progress, images=images,
+                        initial=initial if linear is not None else None, linear=linear)
     return kept, fit, pair_dice(kept, fit), dropped

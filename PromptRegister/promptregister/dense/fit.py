@@ -62,6 +62,7 @@ def fit_transform(
     progress: Optional[ProgressCallback] = None,
     images: Optional[Tuple[Volume, Volume]] = None,
     initial: Optional[np.ndarray] = None,
+    linear: Optional[LinearFit] = None,
 ) -> FitResult:
     """Fit the fixed -> moving transform that aligns every ROI pair.
 
@@ -73,12 +74,14 @@ def fit_transform(
         initial: B-spline parameters of an earlier fit on the same grid (FitResult.parameters): a warm start
             for an interactive update after a pair was added, removed or corrected. The optimisation then runs
             the finest level only, from those parameters; parameters of another grid are ignored (cold start).
+        linear: the pre-alignment to use instead of one fitted on the pairs (the image registration's, when
+            prompts refine it). With no pairs and no `linear`, the identity.
     Returns:
         FitResult whose field maps fixed point p to moving point p + field(p).
     """
     options = options or FitOptions()
     options.validate()
-    if len(pairs) == 0:
+    if len(pairs) == 0 and (options.image_weight <= 0 or images is None):
         raise PromptRegisterError("No ROI pairs to register: nothing corresponds between the images.")
     if options.image_weight > 0:
         if images is None:
@@ -93,7 +96,8 @@ def fit_transform(
     device = resolve_device(options.device)
 
     report("linear", 0.0)
-    linear = fit_linear(pairs, options.linear)
+    if linear is None:
+        linear = fit_linear(pairs, options.linear) if len(pairs) else LinearFit.identity()
     fixed = pairs.fixed_geometry
     levels: List[LevelReport] = []
     if options.nonrigid and options.max_iterations > 0:
@@ -134,6 +138,17 @@ def _linear_field(geometry: Geometry, linear: LinearFit) -> np.ndarray:
     return linear.apply(points) - points
 
 
+class _RoiLoss:
+    """One level's ROI term (a callable of the B-spline parameters) and what its report says of it."""
+
+    def __init__(self, loss: Callable[[torch.Tensor], torch.Tensor], level_mm: Tuple[float, ...],
+                 shape: Tuple[int, ...], points: int) -> None:
+        self.loss, self.level_mm, self.shape, self.points = loss, level_mm, shape, points
+
+    def __call__(self, parameters: torch.Tensor) -> torch.Tensor:
+        return self.loss(parameters)
+
+
 class _Problem:
     """Tensors and geometry shared by all optimisation levels."""
 
@@ -144,12 +159,20 @@ class _Problem:
         self.dtype = torch.float32
         self.fixed, self.moving = pairs.fixed_geometry, pairs.moving_geometry
         self.grid = BSplineGrid(self.fixed.size, self.fixed.spacing, options.grid_spacing_mm)
-        weights = pair_weights(pairs, options.weighting)
-        self.pair_weights = torch.as_tensor(weights, device=device, dtype=self.dtype)
-        self.crop = bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
-        # Room for the coarsest level's smoothing to spread the moving masks outwards.
-        self.moving_crop = bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving, self.level_voxel_mm()[0], pad_voxels=2)
-        self.roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
+        self.has_pairs = len(pairs) > 0
+        if self.has_pairs:
+            weights = pair_weights(pairs, options.weighting)
+            self.pair_weights = torch.as_tensor(weights, device=device, dtype=self.dtype)
+            self.crop = bounding_box(np.any([p.fixed_mask for p in pairs], axis=0), self.fixed, options.margin_mm)
+            # Room for the coarsest level's smoothing to spread the moving masks outwards.
+            self.moving_crop = bounding_box(np.any([p.moving_mask for p in pairs], axis=0), self.moving,
+                                            self.level_voxel_mm()[0], pad_voxels=2)
+            self.roi_volume = float(np.any([p.fixed_mask for p in pairs], axis=0).sum()) * self.fixed.voxel_volume
+        else:  # the image registration: the image term alone, over the whole fixed image
+            self.crop = tuple((0, n) for n in self.fixed.size)
+            self.roi_volume = self.fixed.num_voxels * self.fixed.voxel_volume
+        if options.regulariser_volume_mm3 > 0:  # a balance that does not change when pairs come and go
+            self.roi_volume = float(options.regulariser_volume_mm3)
         self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / self.roi_volume
         self.planar_normal = (
             self.fixed.direction_matrix[:, int(np.argmin(self.fixed.size))] if min(self.fixed.size) == 1 else None
@@ -258,38 +281,17 @@ class _Problem:
             grid = grids[level]
             if level > first and grid is not grids[level - 1]:  # the same spline on the finer control grid
                 parameters = grids[level - 1].refine(parameters.detach(), grid).requires_grad_(True)
-            fixed_masks, positions, level_mm = self._fixed_level(voxel_mm)
-            moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
-            weights = grid.weights(positions, self.device, self.dtype)
             smooth_positions, smooth_mm = self._smoothness_grid(grid)
             smooth_weights = grid.weights(smooth_positions, self.device, self.dtype) if self.options.regulariser == "bending" else None
-            band = Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (len(level_sizes) - 1 - level))
-            # Linear part of T in grid_sample coordinates, at the band's points only.
-            index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
-            base = self.linear.apply(self.fixed.index_to_physical(index)) @ to_normalised.T + normalised_offset
-            band = band.to(self.device)
-            base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[band.indices]  # (N, 3)
-            to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
+            roi_loss = self._roi_loss(grid, level, voxel_mm, len(level_sizes)) if self.has_pairs else None
             optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
             image_level = self._image_level(grid, voxel_mm) if self.images is not None else None
             folding = (FoldingPenalty(self.fixed, grid, self.linear.matrix, FOLDING_MARGIN, self.device, self.dtype)
                        if self.options.folding_weight > 0 else None)
 
-            plane_size = len(positions[0]) * len(positions[1])
-            base_k, taps_k = grid.taps(positions[2], 2)
-            k_base = torch.as_tensor(base_k, device=self.device)[band.indices // plane_size]
-            k_taps = torch.as_tensor(taps_k, device=self.device, dtype=self.dtype)[band.indices // plane_size]
-            ji_index = band.indices % plane_size
-
             def loss_fn() -> torch.Tensor:
-                displacement = BSplineGrid.evaluate_at(parameters, weights, ji_index, k_base, k_taps)  # (N, 3) mm
-                sample_at = base_t + self._project(displacement.T).T @ to_normalised_t
-                warped = [  # pair k samples only its own moving mask, at its own band points
-                    F.grid_sample(moving_masks[k][None, None], points[None, None, None], mode="bilinear", padding_mode="zeros", align_corners=True).reshape(-1)
-                    for k, points in enumerate(sample_at.split(band.sizes))
-                ]
-                penalty = self._smoothness(grid, parameters, smooth_weights, smooth_mm)
-                loss = self.options.roi_weight * self._similarity(warped, band) + self.options.smoothness * penalty
+                penalty = self.options.smoothness * self._smoothness(grid, parameters, smooth_weights, smooth_mm)
+                loss = penalty if roi_loss is None else self.options.roi_weight * roi_loss(parameters) + penalty
                 if image_level is not None:
                     loss = loss + self.options.image_weight * image_level.loss(
                         image_level.displacement(parameters, self._project))
@@ -314,10 +316,42 @@ class _Problem:
                     break
             with torch.no_grad():
                 final = float(loss_fn())
-            reports.append(
-                LevelReport(level + 1, level_mm, tuple(fixed_masks.shape[1:]), len(band.indices), len(history), history[0] if history else final, final, stopped, time.perf_counter() - started)
-            )
+            shape = tuple(roi_loss.shape) if roi_loss is not None else tuple(self.images[0].array.shape)
+            points = roi_loss.points if roi_loss is not None else 0
+            reports.append(LevelReport(level + 1, roi_loss.level_mm if roi_loss is not None else (voxel_mm,) * 3,
+                                       shape, points, len(history), history[0] if history else final, final,
+                                       stopped, time.perf_counter() - started))
         return parameters.detach()
+
+    def _roi_loss(self, grid: BSplineGrid, level: int, voxel_mm: float, levels: int) -> "_RoiLoss":
+        """The ROI pairs' term at this level: each warped moving ROI against its fixed ROI, on the band."""
+        fixed_masks, positions, level_mm = self._fixed_level(voxel_mm)
+        moving_masks, to_normalised, normalised_offset = self._moving_level(voxel_mm)
+        weights = grid.weights(positions, self.device, self.dtype)
+        band = Band.build(fixed_masks, level_mm, self.options.band_mm * 2 ** (levels - 1 - level))
+        # Linear part of T in grid_sample coordinates, at the band's points only.
+        index = np.stack(np.meshgrid(*positions[::-1], indexing="ij")[::-1], axis=-1).reshape(-1, 3)
+        base = self.linear.apply(self.fixed.index_to_physical(index)) @ to_normalised.T + normalised_offset
+        band = band.to(self.device)
+        base_t = torch.as_tensor(base, device=self.device, dtype=self.dtype)[band.indices]  # (N, 3)
+        to_normalised_t = torch.as_tensor(to_normalised.T, device=self.device, dtype=self.dtype)
+        plane_size = len(positions[0]) * len(positions[1])
+        base_k, taps_k = grid.taps(positions[2], 2)
+        k_base = torch.as_tensor(base_k, device=self.device)[band.indices // plane_size]
+        k_taps = torch.as_tensor(taps_k, device=self.device, dtype=self.dtype)[band.indices // plane_size]
+        ji_index = band.indices % plane_size
+
+        def loss(parameters: torch.Tensor) -> torch.Tensor:
+            displacement = BSplineGrid.evaluate_at(parameters, weights, ji_index, k_base, k_taps)  # (N, 3) mm
+            sample_at = base_t + self._project(displacement.T).T @ to_normalised_t
+            warped = [  # pair k samples only its own moving mask, at its own band points
+                F.grid_sample(moving_masks[k][None, None], points[None, None, None], mode="bilinear",
+                              padding_mode="zeros", align_corners=True).reshape(-1)
+                for k, points in enumerate(sample_at.split(band.sizes))
+            ]
+            return self._similarity(warped, band)
+
+        return _RoiLoss(loss, level_mm, tuple(fixed_masks.shape[1:]), len(band.indices))
 
     def _image_level(self, grid: BSplineGrid, voxel_mm: float) -> ImageLevel:
         """The image term at this level: on the whole fixed image or the ROI crop, pooled to the level's

@@ -56,6 +56,9 @@ class FitOptions:
         unfold: after the fit, repair the voxels whose Jacobian determinant is still at or below
             unfold.MIN_DETERMINANT (0.05), so the transform never folds. Off here (the papers' fit); register
             turns it on.
+        regulariser_volume_mm3: the volume the regulariser is divided by; 0 (the default) takes the fixed ROIs'
+            volume (the image's with no pairs). The image registration and the prompts that refine it set one
+            value, so that adding or removing a pair does not change the field's stiffness everywhere else.
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         seed: seeds torch, for bit-identical runs on CPU (at one thread count:
             PROMPTREGISTER_THREAD_POLICY=off, threads.py).
@@ -84,6 +87,7 @@ class FitOptions:
     max_image_voxels: int = 60_000
     folding_weight: float = 0.0
     unfold: bool = False
+    regulariser_volume_mm3: float = 0.0
     device: str = "auto"
     seed: int = 0
 
@@ -107,5 +111,6 @@ class FitOptions:
                      "image_window_mm", "max_image_voxels"):
             if not getattr(self, name) > 0:
                 raise PromptRegisterError(f"{name} must be positive; got {getattr(self, name)}.")
-        if self.smoothness < 0 or self.margin_mm < 0 or self.max_iterations < 0:
-            raise PromptRegisterError("smoothness, margin_mm and max_iterations must not be negative.")
+        if self.smoothness < 0 or self.margin_mm < 0 or self.max_iterations < 0 or self.regulariser_volume_mm3 < 0:
+            raise PromptRegisterError("smoothness, margin_mm, max_iterations and regulariser_volume_mm3 must not be "
+                                      "negative.")

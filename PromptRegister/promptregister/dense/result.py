@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ..geometry import Geometry
 from ..io.transforms import displacement_field_transform
@@ -55,6 +56,29 @@ class FitResult:
     def transform(self) -> sitk.DisplacementFieldTransform:
         """The ITK displacement-field transform (fixed -> moving, resampling convention)."""
         return displacement_field_transform(self.field, self.fixed_geometry)
+
+    def to_moving(self, points: np.ndarray) -> np.ndarray:
+        """Fixed LPS points (n, 3) -> moving LPS points: p + u(p), u interpolated linearly (held at the edge)."""
+        points = np.atleast_2d(np.asarray(points, dtype=float))
+        index = self.fixed_geometry.physical_to_index(points)  # (n, 3) continuous (i, j, k)
+        coordinates = index[:, ::-1].T  # (k, j, i) rows for map_coordinates
+        displacement = np.stack([ndimage.map_coordinates(self.field[..., a], coordinates, order=1, mode="nearest")
+                                 for a in range(3)], axis=-1)
+        return points + displacement
+
+    def to_fixed(self, points: np.ndarray, iterations: int = 30, tolerance_mm: float = 1e-3) -> np.ndarray:
+        """Moving LPS points (n, 3) -> the fixed points this transform maps onto them (its inverse, found by
+        fixed-point iteration q <- q + (p - T(q)), from the linear part's inverse). Where a click on the moving
+        image lands in the fixed one, so the matching fixed prompt is searched there."""
+        targets = np.atleast_2d(np.asarray(points, dtype=float))
+        inverse = np.linalg.inv(self.linear.matrix)
+        estimate = (targets - self.linear.translation) @ inverse.T
+        for _ in range(iterations):
+            error = targets - self.to_moving(estimate)
+            estimate = estimate + error @ inverse.T
+            if np.abs(error).max() < tolerance_mm:
+                break
+        return estimate
 
     def summary(self) -> Dict[str, object]:
         return {
