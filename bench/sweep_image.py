@@ -7,7 +7,7 @@ setting: mean label Dice, its 30th percentile, how many pairs ended below their 
 no pair more than 0.02 below its "before").
 
 Run: python bench/sweep_image.py [--cases hippocampus|mrus] [--set NAME=V1,V2 ...] [--pairs N]
-     NAME is a flat option of register (register_options.FLAT_OPTIONS), e.g. --set image_linear=none,rigid
+     NAME is a flat option of register (register_options.FLAT_OPTIONS) or any FitOptions field, e.g. --set image_linear=none,rigid
      --set regulariser_volume_mm3=0,2000 --set image_weight=32,64; every combination is run.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import MRUS_SWEEP_CASES, SWEEP_PAIRS, hippocampus_case, mrus_case  # noqa: E402
 from register import mean_dice  # noqa: E402
 
-from promptregister.register import options_from_flat, register_images  # noqa: E402
+from promptregister.register import FLAT_OPTIONS, options_from_flat, register_images  # noqa: E402
 
 
 def parse_value(text: str):
@@ -63,7 +64,11 @@ def main() -> None:
     rows = []
     for combination in itertools.product(*values) if values else [()]:
         setting = dict(zip(names, combination))
-        options = options_from_flat(setting, preset=preset)
+        flat = {k: v for k, v in setting.items() if k in FLAT_OPTIONS}
+        options = options_from_flat(flat, preset=preset)
+        fit_fields = {k: v for k, v in setting.items() if k not in FLAT_OPTIONS}
+        if fit_fields:  # any other FitOptions field, e.g. levels=4
+            options = replace(options, fit=replace(options.fit, **fit_fields))
         dice, folding, seconds = [], [], []
         for case in cases:
             started = time.perf_counter()

@@ -21,13 +21,16 @@ from .errors import PromptRegisterError
 def add_register_command(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "register",
-        help="register a moving image to a fixed image from points, text or automatically (the main job)",
-        description=textwrap.fill("Find corresponding regions in the two images with SAM-family models (points -> PromptReg, "
-        "text -> Tell2Reg, --auto -> SAMReg), then fit a smooth displacement field that aligns them. "
+        help="register a moving image to a fixed image: the images alone, or refined by points, point pairs, text "
+             "or automatic region pairs (the main job)",
+        description=textwrap.fill("With no prompt, register the images alone (a smooth displacement field that makes "
+        "them agree). With prompts, that image registration is refined: find corresponding regions in the two images "
+        "with SAM-family models (points -> PromptReg, point pairs -> your own correspondences, text -> Tell2Reg, "
+        "--auto -> SAMReg) and fit the field to them and the images. "
         "Writes transform.h5 (fixed -> moving, ITK convention), fixed_rois.nii.gz and moving_rois.nii.gz "
         "(pair k has label k in both) and pairs.json (sources, similarity, overlap after registration).", 100),
-        usage="promptregister register --fixed F --moving M --out-dir D (--point X,Y,Z ... | --text T | --auto) "
-              "[options]",
+        usage="promptregister register --fixed F --moving M --out-dir D [--point X,Y,Z ... | --point-pair "
+              "MX,MY,MZ:FX,FY,FZ ... | --text T | --auto] [options]",
         epilog=REGISTER_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     files = p.add_argument_group("images and outputs")
@@ -42,14 +45,18 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
     files.add_argument("--json", action="store_true", help="print the summary as JSON")
     files.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    prompts = p.add_argument_group("prompts (one kind or several)")
+    prompts = p.add_argument_group("prompts (none: the images alone; one kind or several refine that)")
     prompts.add_argument("--point", action="append", default=[], metavar="X,Y,Z",
                          help="PromptReg point inside a structure of the moving image, in mm (repeat for more); "
                               "negative numbers are fine: --point -12,3,4")
     prompts.add_argument("--negative-point", action="append", default=[], metavar="X,Y,Z",
                          help="point outside the structure, on the same moving slice as a --point")
+    prompts.add_argument("--point-pair", action="append", default=[], metavar="MX,MY,MZ:FX,FY,FZ",
+                         help="your own correspondence: a point on the moving image and the same anatomy on the fixed "
+                              "image, in mm (repeat for more); the two points are always kept as a landmark pair, and "
+                              "the segmenter's regions at them as a region pair when they look like the same structure")
     prompts.add_argument("--point-space", choices=["lps", "ras"], default="lps",
-                         help="coordinates of --point: ITK LPS (default) or Slicer RAS (mm)")
+                         help="coordinates of --point and --point-pair: ITK LPS (default) or Slicer RAS (mm)")
     prompts.add_argument("--sample-points", type=int, default=0, metavar="N",
                          help="PromptReg with N points sampled in the moving foreground (the paper uses 6)")
     prompts.add_argument("--text", help='Tell2Reg phrases, comma-separated, e.g. "prostate, bladder"; "paper" = the '
@@ -172,9 +179,13 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
 
 
 REGISTER_EXAMPLES = """examples:
+  the images alone (no prompt, no model):
+    promptregister register --fixed F.nii.gz --moving M.nii.gz --out-dir out
   three clicks on the moving image's structure (LPS mm; --point-space ras for Slicer's coordinates):
     promptregister register --fixed F.nii.gz --moving M.nii.gz --point -20,-35,24 --point -22,-38,27 --out-dir out
-  no prompt at all (segment everything and match):
+  your own correspondence, a point on the moving image and its counterpart on the fixed one:
+    promptregister register --fixed F.nii.gz --moving M.nii.gz --point-pair -20,-35,24:-21,-33,25 --out-dir out
+  automatic region pairs (segment everything and match):
     promptregister register --fixed F.nii.gz --moving M.nii.gz --auto --out-dir out
   MR to ultrasound:
     promptregister register --fixed US.nii.gz --moving MR.nii.gz --point 1,2,3 --preset multimodal --out-dir out
@@ -217,7 +228,7 @@ def join_negative_points(arguments: Sequence[str]) -> List[str]:
     return joined
 
 
-POINT_OPTIONS = ("--point", "--negative-point")
+POINT_OPTIONS = ("--point", "--negative-point", "--point-pair")
 NEGATIVE_POINT = re.compile(r"^-\.?\d")
 """A value that starts like a negative number (parse_point then checks that it is three of them)."""
 
@@ -243,6 +254,7 @@ def run_register(args: argparse.Namespace) -> int:
     from .cli import _ProgressBar, _table
     from .io import read_volume
     from .methods import PointPrompt
+    from .methods.point_pairs import parse_point_pair
     from .outputs import ReportInputs, check_output_folder, write_outputs
     from .register import check_volumes, register
 
@@ -256,25 +268,34 @@ def run_register(args: argparse.Namespace) -> int:
         text = ", ".join(PAPER_PHRASES)
     points = [PointPrompt(parse_point(p, args.point_space), True) for p in args.point]
     points += [PointPrompt(parse_point(p, args.point_space), False) for p in args.negative_point]
-    if text is None and not points and not args.auto and args.sample_points <= 0:
-        raise PromptRegisterError("nothing to register with: give --text, --point, --sample-points N or --auto")
+    point_pairs = [parse_point_pair(p, args.point_space) for p in args.point_pair]
+    prompted = text is not None or points or point_pairs or args.auto or args.sample_points > 0
 
     options = _options(args)  # option errors before any heavy work
+    if not prompted and options.fit.image_weight <= 0:
+        raise PromptRegisterError("with --preset paper the field is fitted to region pairs alone, so it needs a "
+                                  "prompt: give --point, --point-pair, --text or --auto (or another preset)")
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
-    check_volumes(fixed, moving, points)  # input errors before the model is chosen, loaded or named
+    check_volumes(fixed, moving, points, point_pairs)  # input errors before the model is chosen, loaded or named
     if same_file(args.fixed, args.moving):
         print("note: the fixed and moving images are the same file; the result should be (close to) the identity",
               file=sys.stderr)
-    segmenter, model = choose_segmenter(args)
+    segmenter, model = None, "none"
+    if prompted:
+        segmenter, model = choose_segmenter(args)
+    else:
+        print("no prompt: registering the images alone (the image registration every prompt refines); no model "
+              "is needed", file=sys.stderr)
     detector = None
     if text is not None:
         from .models import build_detector
 
         detector = build_detector(args.detector, checkpoint_path=args.detector_checkpoint, device=args.device)
     with _ProgressBar(args.quiet) as progress:
-        result = register(fixed, moving, segmenter=segmenter, text=text, points=points, auto=args.auto,
-                          sample_points=args.sample_points, detector=detector, options=options, progress=progress)
+        result = register(fixed, moving, segmenter=segmenter, text=text, points=points, point_pairs=point_pairs,
+                          auto=args.auto, sample_points=args.sample_points, detector=detector, options=options,
+                          progress=progress)
 
     written = write_outputs(result, out_dir, moving if args.resampled else None, fixed.geometry,
                             ReportInputs(fixed, moving, model) if args.report else None)
@@ -287,11 +308,20 @@ def run_register(args: argparse.Namespace) -> int:
         return 0
     rows: List[List[str]] = [[pair.name, pair.source.get("method", ""), f"{pair.score:.3f}", f"{value:.3f}"]
                              for pair, value in zip(result.pairs, result.dice_after)]
-    print(_table(["pair", "method", "similarity", "pair overlap after (Dice)"], rows))
-    print(f"{len(result.pairs)} region pairs ({', '.join(result.methods)}; model {model}); mean pair overlap after "
-          f"{summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")
-    print("(pair overlap: how well each pair's two regions, found by the segmenter, coincide after registration; "
-          "it is not a score of your structures: for that run `promptregister evaluate` with label maps)")
+    if rows:
+        print(_table(["pair", "method", "similarity", "pair overlap after (Dice)"], rows))
+    if len(result.pairs):
+        print(f"{len(result.pairs)} region pairs ({', '.join(result.methods)}; model {model}); mean pair overlap "
+              f"after {summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")
+        print("(pair overlap: how well each pair's two regions, found by the segmenter, coincide after "
+              "registration; it is not a score of your structures: for that run `promptregister evaluate` with "
+              "label maps)")
+    else:
+        print(f"image registration (no region pair); folding {result.jacobian['folding_percent']:.3f}% of voxels")
+    for entry in result.rejected:
+        if "why" in entry:
+            print(f"left out {entry['name']}: {entry['why']}"
+                  + (f" ({'; '.join(entry['reasons'])})" if entry.get("reasons") else ""))
     if result.dropped:
         print(f"dropped {len(result.dropped)} pairs the image and the other pairs contradicted (Dice after the first "
               "fit: " + ", ".join(f"{d['name']} {d['dice_after_first_fit']:.2f}" for d in result.dropped) + ")")

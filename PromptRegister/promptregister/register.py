@@ -10,7 +10,7 @@ post-registration Dice, Jacobian folding and stage timings.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -20,7 +20,9 @@ from .dense.image_linear import linear_from_images
 from .dense.linear import LinearFit
 from .errors import PromptRegisterError
 from .methods.consistency import reject_inconsistent
+from .methods.guided import Guide
 from .methods.pairs import SlicePair, deduplicate, to_roi_pairs
+from .methods.point_pairs import PointPair, landmark_pair, point_pair_regions
 from .methods.promptreg import PointPrompt, promptreg, sample_prompts
 from .methods.samreg import samreg
 from .methods.slices import SlicedVolume, outside_message
@@ -50,7 +52,8 @@ class RegistrationResult:
         timings: seconds per stage: 'embed' (slice embeddings, all methods), each method's own segmenting
             and matching, 'fit' (dense stage) and 'evaluate' (Dice, Jacobian).
         methods: the methods that ran, in order.
-        rejected: pairs left out because their displacement disagreed with the others (name, source, residual).
+        rejected: pairs left out: doubtful ones ("why" says why) and those whose displacement disagreed with
+            the others (name, source, residual).
         agreement: image similarity before and after (agreement.py); `worse` says the result is not to be trusted.
         kept_prealignment: the fit was worse than the pre-alignment and on_worse='keep' replaced it by the identity.
         dropped: pairs the first fit could not honour (drop_below), left out of the final fit (name, source, Dice).
@@ -75,6 +78,9 @@ class RegistrationResult:
     def warnings(self) -> List[str]:
         """Sentences the user must see beside the result."""
         found = [self.agreement.warning()] if self.agreement is not None else []
+        if self.methods[:1] == ["images"] and len(self.methods) > 1 and len(self.pairs) == 0:
+            found.append("every region pair was doubtful and left out, so the result is the image registration "
+                         "alone; see the left-out pairs")
         if self.identical:
             found.append("the fixed and moving images are the same image, so the result is the identity transform "
                          "(the region pairs were found but not fitted)")
@@ -108,9 +114,11 @@ class RegistrationResult:
         }
 
 
-def check_volumes(fixed: Volume, moving: Volume, points: Sequence[PointPrompt] = ()) -> None:
+def check_volumes(fixed: Volume, moving: Volume, points: Sequence[PointPrompt] = (),
+                  point_pairs: Sequence[PointPair] = ()) -> None:
     """Clear errors for inputs no method can use, found before any model is loaded: images that are not 3D
-    volumes, hold NaN or are constant, and point prompts outside the moving image."""
+    volumes, hold NaN or are constant, point prompts outside the moving image, and point pairs whose points lie
+    outside their images."""
     for volume, name in ((fixed, "fixed"), (moving, "moving")):
         array = volume.array
         if array.ndim != 3:
@@ -128,18 +136,25 @@ def check_volumes(fixed: Volume, moving: Volume, points: Sequence[PointPrompt] =
     for point in points:
         if not moving.geometry.contains(point.point):
             raise PromptRegisterError(outside_message(point.point, "moving", moving.geometry))
+    for pair in point_pairs:
+        if not moving.geometry.contains(pair.moving):
+            raise PromptRegisterError(outside_message(pair.moving, "moving", moving.geometry))
+        if not fixed.geometry.contains(pair.fixed):
+            raise PromptRegisterError(outside_message(pair.fixed, "fixed", fixed.geometry))
 
 
 def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequence[str]] = None,
-               points: Optional[Sequence[PointPrompt]] = None, auto: bool = False, sample_points: int = 0,
-               options: Optional[RegisterOptions] = None, detector: Optional[TextDetector] = None,
-               progress: Optional[ProgressCallback] = None, timings: Optional[Dict[str, float]] = None
-               ) -> tuple:
-    """Run the asked-for methods; returns (de-duplicated slice pairs, method names)."""
+               points: Optional[Sequence[PointPrompt]] = None, point_pairs: Sequence[PointPair] = (),
+               auto: bool = False, sample_points: int = 0, options: Optional[RegisterOptions] = None,
+               detector: Optional[TextDetector] = None, progress: Optional[ProgressCallback] = None,
+               timings: Optional[Dict[str, float]] = None, guide: Optional[Guide] = None) -> tuple:
+    """Run the asked-for methods; returns (de-duplicated slice pairs, method names, doubtful pairs). `guide`:
+    an image registration that PromptReg's clicks are matched near (methods/guided.py)."""
     options = options or RegisterOptions()
     timings = timings if timings is not None else {}
     found: List[SlicePair] = []
     methods: List[str] = []
+    doubtful: List[dict] = []
 
     def run(name: str, method: Callable[[], List[SlicePair]]) -> None:
         """Run one method; its time without slice embedding goes to timings[name], embedding to 'embed'."""
@@ -151,6 +166,11 @@ def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequ
         timings[name] = time.perf_counter() - started - embedding
         methods.append(name)
 
+    def user_pairs() -> List[SlicePair]:
+        sound, unsure = point_pair_regions(fixed, moving, point_pairs, options.promptreg)
+        doubtful.extend({**entry, "why": "doubtful region pair: its points are kept"} for entry in unsure)
+        return sound
+
     if text is not None:
         phrases = clean_phrases(text)
         run("tell2reg", lambda: tell2reg(fixed, moving, detector, phrases, options.tell2reg, progress))
@@ -158,55 +178,97 @@ def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequ
     if sample_points:
         prompts += sample_prompts(moving, sample_points, options.seed)
     if prompts:
-        run("promptreg", lambda: promptreg(fixed, moving, prompts, options.promptreg, progress))
+        run("promptreg", lambda: promptreg(fixed, moving, prompts, options.promptreg, progress, guide=guide))
+    if point_pairs:
+        run("point pairs", user_pairs)
     if auto:
         run("samreg", lambda: samreg(fixed, moving, options.samreg, progress))
     if not methods:
         raise PromptRegisterError("nothing to register with: give a text prompt, points, or ask for auto")
-    return deduplicate(found, options.duplicate_iou), methods
+    return deduplicate(found, options.duplicate_iou), methods, doubtful
 
 
 def roi_pairs(fixed: SlicedVolume, moving: SlicedVolume, options: RegisterOptions, **prompts) -> tuple:
-    """(RoiPairs, rejected pairs, method names): find_pairs with the given prompts (its keyword arguments),
-    the slice pairs made 3D (grown as options.growth says), less those inconsistent with the others. The
-    pairs may be empty; register() refuses that, the benchmarks report it."""
-    slice_pairs, methods = find_pairs(fixed, moving, options=options, **prompts)
+    """(RoiPairs, pairs left out, method names): find_pairs with the given prompts (its keyword arguments), the
+    slice pairs made 3D (grown as options.growth says), less those inconsistent with the others and, with a
+    guide, those that contradict it (options.doubtful_below); point pairs add their landmark pairs. The pairs
+    may be empty; register() refuses that, the benchmarks report it."""
+    slice_pairs, methods, left_out = find_pairs(fixed, moving, options=options, **prompts)
+    if prompts.get("guide") is not None and options.doubtful_below > 0:
+        agreeing = []
+        for pair in slice_pairs:
+            overlap = pair.source.get("guide_dice")
+            if overlap is not None and overlap < options.doubtful_below:
+                left_out.append({"name": pair.name, "source": pair.source, "why": (
+                    f"doubtful: its fixed region overlaps where the images put its moving region by only "
+                    f"{overlap:.2f} (Dice)")})
+            else:
+                agreeing.append(pair)
+        slice_pairs = agreeing
     pairs, rejected = reject_inconsistent(to_roi_pairs(slice_pairs, fixed, moving, options.growth), options.outlier_mm)
-    return pairs, rejected, methods
+    geometries = (fixed.volume.geometry, moving.volume.geometry)
+    for number, point_pair in enumerate(prompts.get("point_pairs") or (), start=1):
+        pairs.append(landmark_pair(point_pair, number, *geometries))
+    return pairs, left_out + rejected, methods
 
 
-def register(fixed: Volume, moving: Volume, *, segmenter: Segmenter, text: Optional[Sequence[str]] = None,
-             points: Optional[Sequence[PointPrompt]] = None, auto: bool = False, sample_points: int = 0,
+def register(fixed: Volume, moving: Volume, *, segmenter: Optional[Segmenter] = None,
+             text: Optional[Sequence[str]] = None, points: Optional[Sequence[PointPrompt]] = None,
+             point_pairs: Sequence[PointPair] = (), auto: bool = False, sample_points: int = 0,
              detector: Optional[TextDetector] = None, options: Optional[RegisterOptions] = None,
-             progress: Optional[ProgressCallback] = None) -> RegistrationResult:
-    """Register `moving` to `fixed` from prompts.
+             progress: Optional[ProgressCallback] = None,
+             image_registration: Optional[RegistrationResult] = None) -> RegistrationResult:
+    """Register `moving` to `fixed`: the images alone, or refined by prompts.
+
+    With no prompt this is the image registration (register_images). With prompts and the image term on
+    (options.image_first, the default), the image registration comes first and the prompts refine it: clicks are
+    matched near where it maps them, and the fit of their pairs starts from it. Otherwise (the paper preset) the
+    pairs alone set the pre-alignment and the fit starts from nothing.
 
     Arguments:
         fixed, moving: 3D volumes (any grids; LPS geometry).
-        segmenter: the SAM-family or classical segmenter.
+        segmenter: the SAM-family or classical segmenter (not needed without prompts).
         text: phrases for Tell2Reg (a comma-separated string works); needs `detector`.
         points: point prompts on the moving volume (LPS mm) for PromptReg.
+        point_pairs: the user's correspondences, a moving point and its fixed counterpart (LPS mm) each.
         auto: SAMReg (segment everything and match).
         sample_points: also sample this many PromptReg prompts in the moving foreground (seeded).
         options: see RegisterOptions.
         progress: called as progress(stage, fraction).
+        image_registration: register_images' result for these volumes and options, when it is at hand (the
+            interactive loop, a benchmark's rows): it is not computed again.
     Returns:
         RegistrationResult; its transform maps fixed points to moving points.
     """
     options = options or RegisterOptions()
-    check_volumes(fixed, moving, points or ())
-    timings: Dict[str, float] = {}
+    check_volumes(fixed, moving, points or (), point_pairs)
+    if not (text is not None or points or point_pairs or auto or sample_points):
+        return register_images(fixed, moving, options, progress)
+    if segmenter is None:
+        raise PromptRegisterError("prompts need a segmenter (a SAM-family or the classical model)")
+    base = None
+    if options.image_first and options.fit.image_weight > 0:
+        base = image_registration or register_images(fixed, moving, options, progress)
+        options = same_stiffness(options, fixed)
+    timings: Dict[str, float] = {"images": sum(base.timings.values())} if base is not None else {}
     fixed_slices = SlicedVolume(fixed, segmenter, name="fixed")
     moving_slices = SlicedVolume(moving, segmenter, name="moving")
-    pairs, rejected, methods = roi_pairs(fixed_slices, moving_slices, options, text=text, points=points, auto=auto,
-                                         sample_points=sample_points, detector=detector, progress=progress,
-                                         timings=timings)
+    guide = Guide(base.fit, options.guide_mm) if base is not None else None
+    pairs, rejected, methods = roi_pairs(fixed_slices, moving_slices, options, text=text, points=points,
+                                         point_pairs=point_pairs, auto=auto, sample_points=sample_points,
+                                         detector=detector, progress=progress, timings=timings, guide=guide)
     if len(pairs) == 0:
+        if base is not None:  # every pair was doubtful: the image registration stands, and the user is told
+            return replace(base, methods=["images"] + methods, rejected=list(rejected),
+                           timings={**base.timings, **timings})
         raise PromptRegisterError(
             "no corresponding regions were found between the images; try other prompts, a larger search "
             "range (--search-mm) or a lower similarity threshold (--threshold)")
-    return fit_and_check(fixed, moving, pairs, options, methods=methods, rejected=rejected, timings=timings,
-                         progress=progress)
+    if base is None:
+        return fit_and_check(fixed, moving, pairs, options, methods=methods, rejected=rejected, timings=timings,
+                             progress=progress)
+    return fit_and_check(fixed, moving, pairs, options, methods=["images"] + methods, rejected=rejected,
+                         timings=timings, progress=progress, initial=base.fit.parameters, linear=base.fit.linear)
 
 
 def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: RegisterOptions, *,
@@ -241,6 +303,16 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
     timings["evaluate"] = timings.get("evaluate", 0.0) + time.perf_counter() - started
     return RegistrationResult(pairs, fit, dice_after, jacobian, timings, list(methods), list(rejected), agreement,
                               kept, dropped, identical, warm_started=initial is not None and not identical)
+
+
+def same_stiffness(options: RegisterOptions, fixed: Volume) -> RegisterOptions:
+    """Options whose regulariser is divided by the volume the image registration's was (the whole fixed image,
+    unless set), so that the pairs refining it do not make the field stiffer everywhere: with the ROIs' own
+    volume, two 3 mm landmark balls made it about five times stiffer and undid the image registration."""
+    if options.fit.regulariser_volume_mm3 > 0:
+        return options
+    volume = fixed.geometry.num_voxels * fixed.geometry.voxel_volume
+    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume))
 
 
 def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOptions] = None,

@@ -14,12 +14,11 @@ import time
 from dataclasses import replace
 from typing import Callable, List, Optional, Sequence, Tuple
 
-import numpy as np
 
 from ..errors import PromptRegisterError
 from ..methods.consistency import reject_inconsistent
-from ..methods.matching import cosine_matrix
 from ..methods.pairs import SlicePair, deduplicate, to_roi_pairs
+from ..methods.point_pairs import mask_at_point
 from ..methods.promptreg import PointPrompt, promptreg
 from ..methods.samreg import samreg
 from ..methods.slices import SlicedVolume
@@ -253,19 +252,3 @@ class InteractiveSession:
         self.last_fit, self.last_fit_ids = result, [id_of[id(roi)] for roi in result.pairs]
         return result
 
-
-def mask_at_point(segmenter, embedding, xy: np.ndarray, prototype: np.ndarray) -> Tuple[np.ndarray, float]:
-    """(mask, cosine similarity to `prototype`) of the segmenter's answer to one positive point: among its masks
-    that contain the point, the one most like the moving ROI. A clear error when no mask contains it."""
-    prediction = segmenter.segment(embedding, points=np.asarray(xy, float)[None], labels=np.array([1]),
-                                   multimask=True)
-    col, row = (int(np.floor(v)) for v in xy)
-    candidates = [i for i, mask in enumerate(prediction.masks)
-                  if 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and mask[row, col]]
-    if not candidates:
-        raise PromptRegisterError("the segmenter found no region at this point on the fixed volume; click inside "
-                                  "the structure that matches the pair's moving region")
-    prototypes = np.stack([embedding.prototype(prediction.masks[i]) for i in candidates])
-    similarity = cosine_matrix(prototype[None], prototypes)[0]
-    best = int(np.argmax(similarity))
-    return prediction.masks[candidates[best]], float(similarity[best])

@@ -27,6 +27,7 @@ from scipy import ndimage
 from ..errors import PromptRegisterError
 from ..models.base import SliceEmbedding
 from .auxiliary import auxiliary_prompt
+from .guided import Guide, closest_candidate, overlap
 from .marginal import agreement, average_masks, random_transforms, sigmoid
 from .matching import cosine_matrix
 from .pairs import SlicePair
@@ -99,7 +100,12 @@ class Peak:
 def find_peak(prototype: np.ndarray, embeddings: Sequence[Tuple[int, SliceEmbedding]],
               exclusion_cells: int) -> Peak:
     """The most similar embedding cell over several slices, as a point on its slice."""
-    maps = [(index, embedding, embedding.similarity(prototype)) for index, embedding in embeddings]
+    return peak_of_maps([(index, embedding, embedding.similarity(prototype)) for index, embedding in embeddings],
+                        exclusion_cells)
+
+
+def peak_of_maps(maps: Sequence[Tuple[int, SliceEmbedding, np.ndarray]], exclusion_cells: int) -> Peak:
+    """find_peak over similarity maps already computed (NaN where a cell may not be chosen)."""
     best = max(maps, key=lambda item: np.nanmax(item[2]) if np.isfinite(item[2]).any() else -np.inf)
     index, embedding, similarity = best
     if not np.isfinite(similarity).any():
@@ -130,6 +136,29 @@ def search_peak(fixed: SlicedVolume, group: Sequence[int], prototype: np.ndarray
     return find_peak(prototype, [(f, fixed.embedding(f)) for f in searched], exclusion_cells)
 
 
+def guided_peak(fixed: SlicedVolume, guide: Guide, point_lps: Sequence[float], prototype: np.ndarray,
+                exclusion_cells: int) -> Peak:
+    """The peak among the fixed cells within guide.radius_mm of where the image registration maps the click."""
+    maps = []
+    for index in guide.fixed_slices(fixed, point_lps):
+        embedding = fixed.embedding(index)
+        similarity = embedding.similarity(prototype).astype(float)
+        near = guide.near_cells(fixed, index, embedding, point_lps)
+        if near.any():
+            similarity[~near] = np.nan
+            maps.append((index, embedding, similarity))
+    if not maps:  # the radius is below one cell: the cell nearest the mapped click
+        index, xy = fixed.point_to_pixel(np.clip(guide.fixed_point(point_lps), *_bounds(fixed)))
+        return Peak(index, xy, 0.0, float("inf"))
+    return peak_of_maps(maps, exclusion_cells)
+
+
+def _bounds(volume: SlicedVolume) -> Tuple[np.ndarray, np.ndarray]:
+    """The LPS box of a volume's voxel centres (low, high)."""
+    corners = volume.volume.geometry.bounds()
+    return corners.min(axis=0), corners.max(axis=0)
+
+
 def cell_centre(embedding: SliceEmbedding, row: int, col: int) -> np.ndarray:
     """(x, y) slice pixel position of an embedding cell's centre, kept inside the slice."""
     grid = embedding.grid
@@ -152,10 +181,13 @@ def best_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: 
 
 
 def matching_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray,
-                  prototype: np.ndarray, target_area: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+                  prototype: np.ndarray, target_area: Optional[float] = None,
+                  expected: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(mask, probability map) of the multimask output whose prototype is most similar to `prototype`:
     of SAM's part / object / whole answers on the fixed slice, the one that corresponds to the moving ROI.
-    With `target_area` (pixels), only the outputs within a factor of 2 of the one closest to it compete."""
+    With `target_area` (pixels), only the outputs within a factor of 2 of the one closest to it compete.
+    With `expected` (a mask on the slice: an image registration's image of the moving ROI), the output that
+    overlaps it most wins, when any does."""
     prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
     candidates = [i for i, mask in enumerate(prediction.masks) if mask.any()]
     if not candidates:
@@ -165,6 +197,11 @@ def matching_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labe
         ratio = {i: abs(np.log(prediction.masks[i].sum() / target_area)) for i in candidates}
         closest = min(ratio.values())
         candidates = [i for i in candidates if ratio[i] <= closest + np.log(2.0)]
+    if expected is not None and expected.any():
+        chosen = closest_candidate([prediction.masks[i] for i in candidates], expected)
+        if chosen is not None:
+            best = candidates[chosen]
+            return prediction.masks[best], sigmoid(prediction.logits[best])
     similarity = cosine_matrix(prototype[None], np.stack([embedding.prototype(prediction.masks[i])
                                                           for i in candidates]))[0]
     best = candidates[int(np.argmax(similarity))]
@@ -206,15 +243,21 @@ def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt],
 def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[PointPrompt],
               options: Optional[PromptRegOptions] = None,
               progress: Optional[ProgressCallback] = None, first_number: int = 0,
-              one_region: bool = False) -> List[SlicePair]:
+              one_region: bool = False, guide: Optional[Guide] = None) -> List[SlicePair]:
     """One region pair per positive point prompt. `first_number`: how many prompts came before these (the
     interactive session asks one prompt at a time): prompt n is named "prompt n" and seeded options.seed + n - 1,
-    as it would be in one call with every prompt. `one_region`: all the points prompt one region (group_prompts)."""
+    as it would be in one call with every prompt. `one_region`: all the points prompt one region (group_prompts).
+    `guide`: an image registration to search the fixed prompt near (methods/guided.py) instead of the
+    +/- search_mm slab; the pair's source then keeps its overlap with the registration's image ("guide_dice")."""
     options = options or PromptRegOptions()
     report = progress or (lambda stage, fraction: None)
     groups = group_prompts(moving, prompts, one_region)
     stride = int(options.search_stride)
-    near = search_ranges(fixed, moving, [s for s, *_ in groups], options.search_mm, report, stride)
+    if guide is None:
+        near = search_ranges(fixed, moving, [s for s, *_ in groups], options.search_mm, report, stride)
+    else:
+        moving.embed(sorted({s for s, *_ in groups}), report)
+        fixed.embed(sorted({f for *_, point in groups for f in guide.fixed_slices(fixed, point)}), report)
     segmenter = moving.segmenter
     pairs = []
     for number, (s, points, labels, point_lps) in enumerate(groups, start=first_number):
@@ -227,11 +270,16 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
         target_area = (float(moving_mask.sum()) * (moving.pixel_mm / fixed.pixel_mm) ** 2
                        if options.mask_choice == "part" else None)
         prototype = moving_embedding.prototype(moving_mask)
-        peak = search_peak(fixed, near[s], prototype, stride, options.peak_exclusion_cells)
+        expected = None
+        if guide is None:
+            peak = search_peak(fixed, near[s], prototype, stride, options.peak_exclusion_cells)
+        else:
+            peak = guided_peak(fixed, guide, point_lps, prototype, options.peak_exclusion_cells)
+            expected = guide.predicted_mask(fixed, peak.slice_index, moving, s, moving_mask)
         fixed_embedding = fixed.embedding(peak.slice_index)
         fixed_points, fixed_labels = peak.xy[None], np.array([1])
         fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
-                                                      prototype, target_area)
+                                                      prototype, target_area, expected)
         auxiliary = 0
         for _ in range(options.max_auxiliary):
             if not fixed_mask.any():
@@ -243,13 +291,15 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
             fixed_points = np.vstack([fixed_points, extra.xy[None]])
             fixed_labels = np.append(fixed_labels, extra.label)
             fixed_mask, fixed_probability = matching_mask(segmenter, fixed_embedding, fixed_points, fixed_labels,
-                                                          prototype, target_area)
+                                                          prototype, target_area, expected)
             auxiliary += 1
         pair_agreement = None
         if options.marginal_samples > 0:
+            allowed = (None if guide is None else
+                       guide.near_cells(fixed, peak.slice_index, fixed_embedding, point_lps))
             marginalised = _marginalise(moving, s, points, labels, moving_probability, fixed_embedding,
                                         fixed_probability, options, seed=options.seed + number,
-                                        target_area=target_area,
+                                        target_area=target_area, allowed=allowed, expected=expected,
                                         progress=_within(report, (number - first_number + 0.5) / len(groups),
                                                          0.5 / len(groups)))
             # an empty average means the copies disagree entirely: keep the unmarginalised ROIs, agreement 0
@@ -263,7 +313,8 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
                     "fixed_slice": peak.slice_index, "fixed_prompt_px": np.round(peak.xy, 2).tolist(),
                     "similarity": round(peak.similarity, 4), "confidence": round(min(peak.confidence, 1e6), 4),
                     "auxiliary_prompts": auxiliary, "marginal_samples": options.marginal_samples,
-                    **({} if pair_agreement is None else {"agreement": round(pair_agreement, 4)})}))
+                    **({} if pair_agreement is None else {"agreement": round(pair_agreement, 4)}),
+                    **({} if expected is None else {"guide_dice": round(overlap(fixed_mask, expected), 4)})}))
     report("promptreg: corresponding prompts", 1.0)
     return pairs
 
@@ -276,13 +327,15 @@ def _within(report: ProgressCallback, start: float, width: float) -> ProgressCal
 def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
                  moving_probability: np.ndarray, fixed_embedding: SliceEmbedding, fixed_probability: np.ndarray,
                  options: PromptRegOptions, seed: int, target_area: Optional[float] = None,
-                 progress: Optional[ProgressCallback] = None) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
+                 progress: Optional[ProgressCallback] = None, allowed: Optional[np.ndarray] = None,
+                 expected: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
     """Average the ROI probabilities over random transforms of the moving slice and its prompt; the fixed
     ROI of each copy is found on the fixed slice the untransformed prompt chose.
 
     Returns (moving mask, fixed mask, agreement), or None when an averaged mask is empty. The agreement
     (marginal.agreement) is how much the copies' fixed ROIs agree with the averaged one: a pair whose
-    correspondence changes when the slice is turned or scaled is one the fit should trust less."""
+    correspondence changes when the slice is turned or scaled is one the fit should trust less. `allowed` (cells
+    of the fixed embedding) and `expected` (a fixed-slice mask): a guide's limits (promptreg's `guide`)."""
     segmenter = moving.segmenter
     image = moving.image(s)
     transforms = random_transforms(options.marginal_samples, image.shape[:2], seed)
@@ -305,9 +358,12 @@ def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.nd
             continue
         moving_maps.append(transform.back(probability))
         prototype = embedding.prototype(mask)
-        peak = find_peak(prototype, [(0, fixed_embedding)], options.peak_exclusion_cells)
+        similarity = fixed_embedding.similarity(prototype).astype(float)
+        if allowed is not None and allowed.any():
+            similarity[~allowed] = np.nan
+        peak = peak_of_maps([(0, fixed_embedding, similarity)], options.peak_exclusion_cells)
         fixed_maps.append(matching_mask(segmenter, fixed_embedding, peak.xy[None], np.array([1]), prototype,
-                                        target_area)[1])
+                                        target_area, expected)[1])
     moving_mask, fixed_mask = average_masks(moving_maps), average_masks(fixed_maps)
     if not moving_mask.any() or not fixed_mask.any():
         return None
