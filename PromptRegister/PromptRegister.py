@@ -76,7 +76,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                   "smoothnessSpinBox": "smoothness", "seedSpinBox": "seed"}
     CHECK_BOXES = {"useTextCheckBox": "use_text", "usePointsCheckBox": "use_points", "useAutoCheckBox": "use_auto"}
     SELECTORS = {"fixedVolumeSelector": "fixedVolume", "movingVolumeSelector": "movingVolume",
-                 "pointsSelector": "pointPrompts"}
+                 "pointsSelector": "pointPrompts", "fixedPointsSelector": "fixedPointPrompts"}
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -110,6 +110,8 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name in self.SELECTORS:
             getattr(self.ui, name).connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.pointsSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.pointsPlaceWidget.setCurrentNode)
+        self.ui.fixedPointsSelector.connect("currentNodeChanged(vtkMRMLNode*)",
+                                            self.ui.fixedPointsPlaceWidget.setCurrentNode)
         for name in self.CHECK_BOXES:
             getattr(self.ui, name).connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.textLineEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
@@ -209,11 +211,13 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 _setIfDifferent(getattr(self.ui, name), "value", getattr(values, field))
             self.fillResults(values.last_summary)
             ready = (self.ui.fixedVolumeSelector.currentNode() is not None
-                     and self.ui.movingVolumeSelector.currentNode() is not None and values.has_method)
+                     and self.ui.movingVolumeSelector.currentNode() is not None)
             running = self.logic is not None and self.logic.busy
             self.ui.registerButton.enabled = ready and not running
-            self.ui.registerButton.toolTip = ("" if ready else
-                                              "Choose a fixed and a moving volume and tick Text, Points or Automatic")
+            self.ui.registerButton.toolTip = (
+                "Choose a fixed and a moving volume" if not ready else
+                "Register the images, refined by the prompts ticked" if values.has_method else
+                "Register the images alone (no prompt ticked); tick Points, Text or Automatic to refine")
             self.ui.cancelButton.enabled = running
         finally:
             self._updating = False

@@ -57,20 +57,28 @@ def test_start_refuses_incomplete_settings_with_a_message(module, scene_with_inp
     empty = find_or_create_parameter_node(slicer.vtkMRMLScene())
     with pytest.raises(ValueError, match="choose a fixed and a moving volume"):
         logic.start(empty, Parameters())
-    with pytest.raises(ValueError, match="choose at least one way to register"):
-        logic.start(parameter_node, Parameters(use_points=False))
+    with pytest.raises(ValueError, match="paper preset fits region pairs alone, so it needs a prompt"):
+        logic.start(parameter_node, Parameters(use_points=False, preset="paper"))
     with pytest.raises(ValueError, match="type a text prompt, or untick Text"):
         logic.start(parameter_node, Parameters(use_points=False, use_text=True, text=" , "))
     with pytest.raises(ValueError, match="model must be one of"):
         logic.start(parameter_node, Parameters(model="sam3"))
-    no_points = Parameters()
     markups = get_node(parameter_node, "pointPrompts")
     set_node(parameter_node, "pointPrompts", None)
     try:
-        with pytest.raises(ValueError, match="place at least one point on the moving volume"):
-            logic.start(parameter_node, no_points)
+        with pytest.raises(ValueError, match="place points on the moving volume"):
+            logic.start(parameter_node, Parameters(preset="paper"))
     finally:
         set_node(parameter_node, "pointPrompts", markups)
+    too_many = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "fixed points")
+    for _ in range(markups.GetNumberOfControlPoints() + 1):
+        too_many.AddControlPoint(0.0, 0.0, 0.0)
+    set_node(parameter_node, "fixedPointPrompts", too_many)
+    try:
+        with pytest.raises(ValueError, match="counterpart of the moving point of the same number"):
+            logic.start(parameter_node, Parameters())
+    finally:
+        set_node(parameter_node, "fixedPointPrompts", None)
     assert not logic.running
 
 
@@ -95,7 +103,9 @@ def test_register_button_flow_fills_the_parameter_node_and_the_views(module, sce
         result = events[-1]
         assert result["type"] == "result", result
         stages = [event["stage"] for event in events if event["type"] == "progress"]
-        assert stages[0] == "embed moving" and stages[-1] == "write" and any("dense" in s for s in stages)
+        # the images first (the image registration every prompt refines), then the clicks, then the fit
+        assert stages[0] == "images: linear start" and stages[-1] == "write" and "embed moving" in stages
+        assert any("dense" in s for s in stages)
         nodes = logic.finish(parameter_node, result)
     finally:
         logic.close()
@@ -105,7 +115,7 @@ def test_register_button_flow_fills_the_parameter_node_and_the_views(module, sce
     fixed_rois, moving_rois = (get_node(parameter_node, role) for role in ("fixedSegmentation", "movingSegmentation"))
     assert fixed_rois.GetSegmentation().GetNumberOfSegments() == moving_rois.GetSegmentation().GetNumberOfSegments()
     summary = read_parameters(parameter_node).last_summary
-    assert summary["methods"] == ["promptreg"] and len(summary["pairs"]) == fixed_rois.GetSegmentation(
+    assert summary["methods"] == ["images", "promptreg"] and len(summary["pairs"]) == fixed_rois.GetSegmentation(
     ).GetNumberOfSegments()
 
     logic.setRoisVisible(parameter_node, False)
@@ -124,6 +134,43 @@ def test_register_button_flow_fills_the_parameter_node_and_the_views(module, sce
     # extent (here one voxel larger per axis), as it does for any non-linear transform
     assert after.shape != before.shape or not np.array_equal(after, before)
     assert np.isfinite(after).all() and after.std() > 0.5 * before.std()
+
+
+def test_register_with_nothing_ticked_registers_the_images_and_counterparts_make_point_pairs(module,
+                                                                                              scene_with_inputs):
+    """Register with no prompt ticked: the image registration (a transform, empty ROI segmentations, no model).
+    Then points on the fixed volume as counterparts of the first moving points: those become point pairs (their
+    landmark pairs are in the result), the other moving points stay clicks."""
+    logic = module.PromptRegisterLogic()
+    parameter_node = scene_with_inputs
+    values = read_parameters(parameter_node)
+    values.model, values.device, values.marginal_samples, values.use_points = "classical", "cpu", 0, False
+    try:
+        logic.start(parameter_node, values)
+        result = wait_for_end(logic)[-1]
+        assert result["type"] == "result", result
+        assert result["model"] == "none" and result["summary"]["methods"] == ["images"]
+        nodes = logic.finish(parameter_node, result)
+        assert nodes["transform"] is not None
+        assert get_node(parameter_node, "fixedSegmentation").GetSegmentation().GetNumberOfSegments() == 0
+
+        moving_points = get_node(parameter_node, "pointPrompts")
+        counterparts = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "fixed points")
+        ras = [0.0, 0.0, 0.0]
+        moving_points.GetNthControlPointPositionWorld(0, ras)
+        counterparts.AddControlPoint(*ras)  # the same place: the sample crops are roughly aligned
+        set_node(parameter_node, "fixedPointPrompts", counterparts)
+        values.use_points = True
+        logic.start(parameter_node, values)
+        result = wait_for_end(logic)[-1]
+        assert result["type"] == "result", result
+        summary = result["summary"]
+        assert summary["methods"][0] == "images" and "point pairs" in summary["methods"]
+        assert "promptreg" in summary["methods"]  # the moving points without a counterpart
+        assert any(pair["name"] == "point pair 1 (points)" for pair in summary["pairs"])
+    finally:
+        set_node(parameter_node, "fixedPointPrompts", None)
+        logic.close()
 
 
 def test_run_batch_registers_a_manifest_in_the_worker_from_the_console(module, tmp_path, hippocampus_paths):

@@ -48,14 +48,23 @@ def test_typing_is_never_overwritten_by_the_parameter_node(widget):
     assert ui.textLineEdit.text == "bladder" and ui.textLineEdit.sets["text"] == 1
 
 
-def test_unticking_every_method_stays_unticked_and_disables_register(widget):
+def test_unticking_every_method_stays_unticked_and_register_then_registers_the_images(widget, dialogs, hippocampus):
+    from PromptRegisterLib.mrml import node_from_volume
+
     ui = widget.ui
     for name in ("useTextCheckBox", "useAutoCheckBox"):
         getattr(ui, name).user_sets("checked", False, "toggled(bool)")
     ui.usePointsCheckBox.user_sets("checked", False, "toggled(bool)")
     assert not ui.usePointsCheckBox.checked, "the last method was ticked again behind the user's back"
     assert widget.parameterNode.GetParameter("use_points") == "False"
-    assert not ui.registerButton.enabled and "tick" in ui.registerButton.toolTip
+    assert not ui.registerButton.enabled and "volume" in ui.registerButton.toolTip  # no volumes yet
+    node_from_volume(slicer.mrmlScene, hippocampus("001")[0], "case001")
+    node_from_volume(slicer.mrmlScene, hippocampus("004")[0], "case004")
+    widget.initializeParameterNode()  # preselects the two volumes
+    assert ui.registerButton.enabled and "images alone" in ui.registerButton.toolTip
+    ui.presetComboBox.user_sets("currentText", "paper", "currentIndexChanged(int)")
+    ui.registerButton.emit("clicked(bool)", False)  # the paper preset fits region pairs alone: it needs a prompt
+    assert dialogs.errors and "needs a prompt" in dialogs.errors[-1]
 
 
 def test_machine_paths_go_to_the_application_settings_not_the_scene(widget):

@@ -106,18 +106,27 @@ class RegistrationLogic:
             self._written[stamp] = path
         return self._written[stamp]
 
-    def start(self, fixed_node, moving_node, *, markups_node=None, text: Optional[str] = None,
+    def start(self, fixed_node, moving_node, *, markups_node=None, fixed_markups_node=None,
+              text: Optional[str] = None,
               auto: bool = False, sample_points: int = 0, model: str = "auto", device: str = "auto",
               checkpoint: Optional[str] = None, options: Optional[dict] = None,
               out_dir: Optional[str] = None) -> str:
         """Send a registration request and return at once (the GUI polls it); returns the request id.
 
         A linear transform the user put the moving volume under is kept as its pre-alignment: the worker gets
-        the moving voxels where that transform places them (see transforms.py)."""
+        the moving voxels where that transform places them (see transforms.py). With no markups, text or auto the
+        images are registered alone. `fixed_markups_node`: counterparts of the first moving points on the fixed
+        volume, in order; each such couple is a point pair (the user's own correspondence)."""
         if self.running_id is not None:
             raise RuntimeError("a registration is already running; cancel it first")
         check_registration_inputs(fixed_node, moving_node)
         points = point_prompts(markups_node) if markups_node is not None else []
+        point_pairs = []
+        if fixed_markups_node is not None and fixed_markups_node.GetNumberOfControlPoints():
+            counterparts = point_prompts(fixed_markups_node)
+            point_pairs = [{"moving": moving["lps"], "fixed": fixed["lps"]}
+                           for moving, fixed in zip(points, counterparts)]
+            points = points[len(point_pairs):]
         client = self.worker()
         fixed_file = self.volume_file(fixed_node)
         moving_file = self.volume_file(moving_node, placement_matrix(moving_node))
@@ -125,7 +134,8 @@ class RegistrationLogic:
             fixed_file, moving_file = client.upload(fixed_file), client.upload(moving_file)
             out_dir = out_dir or f"result-{Path(tempfile.mkdtemp(prefix='result-', dir=self.folder)).name}"
         request = dict(fixed=str(fixed_file), moving=str(moving_file),
-                       points=points, auto=auto, sample_points=sample_points, model=model, device=device,
+                       points=points, point_pairs=point_pairs, auto=auto, sample_points=sample_points,
+                       model=model, device=device,
                        options=options or {}, overwrite=True,
                        out_dir=out_dir or tempfile.mkdtemp(prefix="result-", dir=self.folder))
         if text:

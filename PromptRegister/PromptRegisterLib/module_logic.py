@@ -139,13 +139,22 @@ class ModuleLogic:
         if fixed is None or moving is None:
             raise ValueError("choose a fixed and a moving volume")
         markups = get_node(parameterNode, "pointPrompts") if values.use_points else None
-        if values.use_points and (markups is None or markups.GetNumberOfControlPoints() == 0):
-            raise ValueError("place at least one point on the moving volume, or untick Points")
+        if markups is not None and markups.GetNumberOfControlPoints() == 0:
+            markups = None  # Points ticked but none placed: nothing asked for, so the images alone
+        if values.preset == "paper" and markups is None and not (values.use_text or values.use_auto):
+            raise ValueError("the paper preset fits region pairs alone: place points on the moving volume, or tick "
+                             "Text or Automatic")
         if values.use_text and not values.text.strip(" ,."):
             raise ValueError("type a text prompt, or untick Text")
+        counterparts = get_node(parameterNode, "fixedPointPrompts") if markups is not None else None
+        if counterparts is not None and counterparts.GetNumberOfControlPoints() > markups.GetNumberOfControlPoints():
+            raise ValueError(f"{counterparts.GetNumberOfControlPoints()} points on the fixed volume but "
+                             f"{markups.GetNumberOfControlPoints()} on the moving one: each fixed point is the "
+                             "counterpart of the moving point of the same number")
         self._movingNode = moving
         return self.registration(settings.worker_python, settings.command()).start(
-            fixed, moving, markups_node=markups, text=values.text if values.use_text else None,
+            fixed, moving, markups_node=markups, fixed_markups_node=counterparts,
+            text=values.text if values.use_text else None,
             auto=values.use_auto, model=values.model, device=values.device, checkpoint=settings.checkpoint or None,
             options=values.request_options())
 

@@ -19,8 +19,8 @@ from typing import Any, Dict, Optional
 
 MODULE_NAME = "PromptRegister"
 
-NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "outputTransform", "fixedSegmentation",
-              "movingSegmentation")
+NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "fixedPointPrompts", "outputTransform",
+              "fixedSegmentation", "movingSegmentation")
 """Node references held by the parameter node."""
 
 # Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The engine's defaults come from
@@ -60,13 +60,15 @@ class Parameters:
 
     @property
     def has_method(self) -> bool:
+        """Whether a prompt kind is ticked; with none, Register registers the images alone."""
         return self.use_text or self.use_points or self.use_auto
 
     def validate(self) -> None:
         """Everything a registration needs from the settings (a ValueError saying what to change)."""
         self.check_choices()
-        if not (self.use_text or self.use_points or self.use_auto):
-            raise ValueError("choose at least one way to register: text, points or automatic")
+        if self.preset == "paper" and not self.has_method:
+            raise ValueError("the paper preset fits region pairs alone, so it needs a prompt: tick Text, Points or "
+                             "Automatic, or choose other images (preset)")
 
     def choose_preset(self, preset: str) -> None:
         """Switch to `preset`; the control-point spacing and SAMReg's slice step take the preset's (they were

@@ -59,7 +59,7 @@ about 7 s of everything mode per slice on 2 CPU cores, some 15 minutes a 64^3 pa
 GROW_MM = 0.0
 """register's default growth of slice pairs through neighbouring slices (methods/growth.py), mm each way."""
 
-IMAGE_LINEAR = "rigid"
+IMAGE_LINEAR = "none"
 """The image registration's linear start (dense/image_linear.py), chosen on the sweep pairs (bench/sweep_image.py)."""
 
 REGULARISER_VOLUME_MM3 = 0.0

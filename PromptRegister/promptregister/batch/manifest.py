@@ -1,8 +1,10 @@
 """The batch manifest: one row per pair, checked completely before anything runs.
 
 A CSV (or TSV, by its extension or its header) with a header row. Columns: `id`, `fixed`, `moving`, and
-optionally `points` ("x,y,z;x,y,z" in LPS mm) or `points_ras` (the same in Slicer's RAS), `text`, `auto`
-(true/false), `fixed_labels`, `moving_labels`, `fixed_landmarks`, `moving_landmarks`. Relative paths resolve
+optionally `points` ("x,y,z;x,y,z" in LPS mm) or `points_ras` (the same in Slicer's RAS), `point_pairs`
+("mx,my,mz:fx,fy,fz;..." in LPS mm: a moving point and its fixed counterpart) or `point_pairs_ras`, `text`,
+`auto` (true/false), `fixed_labels`, `moving_labels`, `fixed_landmarks`, `moving_landmarks`. A row with no
+prompt (and no default prompt on the command line) is registered on its images alone. Relative paths resolve
 against the manifest's folder. Every problem of every row is collected and reported at once, so a cohort of
 300 pairs is not started to fail at pair 250 on a typo.
 
@@ -25,7 +27,7 @@ import numpy as np
 from ..errors import PromptRegisterError
 
 REQUIRED = ("id", "fixed", "moving")
-OPTIONAL = ("points", "points_ras", "text", "auto", "fixed_labels", "moving_labels", "fixed_landmarks",
+OPTIONAL = ("points", "points_ras", "point_pairs", "point_pairs_ras", "text", "auto", "fixed_labels", "moving_labels", "fixed_landmarks",
             "moving_landmarks")
 PATH_COLUMNS = ("fixed", "moving", "fixed_labels", "moving_labels", "fixed_landmarks", "moving_landmarks")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -51,6 +53,8 @@ class PairRow:
     fixed: Path
     moving: Path
     points: List[Tuple[float, float, float]] = field(default_factory=list)
+    point_pairs: List[Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = field(default_factory=list)
+    """(moving point, fixed point) pairs, LPS mm."""
     text: Optional[str] = None
     auto: bool = False
     fixed_labels: Optional[Path] = None
@@ -62,7 +66,7 @@ class PairRow:
 
     @property
     def has_prompt(self) -> bool:
-        return bool(self.points or self.text or self.auto)
+        return bool(self.points or self.point_pairs or self.text or self.auto)
 
 
 @dataclass
@@ -71,10 +75,10 @@ class Manifest:
     rows: List[PairRow]
 
 
-def load_manifest(path, require_prompt: bool = True) -> Manifest:
+def load_manifest(path, require_prompt: bool = False) -> Manifest:
     """Read and check a manifest; ManifestError lists every mistake of the manifest; a pair's own problem (a point
-    outside its moving image) is left on its row (PairRow.problem). `require_prompt`: a row without points, text
-    or auto is a mistake (False when the command gives a default prompt)."""
+    outside its image) is left on its row (PairRow.problem). `require_prompt`: a row without points, point pairs,
+    text or auto is a mistake (by default it is registered on its images alone)."""
     path = Path(path)
     if not path.is_file():
         raise PromptRegisterError(f"the manifest {path} does not exist; give a CSV file with a header row "
@@ -142,11 +146,15 @@ def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) 
                 problems.append(f"{column}: {error}")
     points, point_problems = _points(values)
     problems += point_problems
-    outside = [point for point in points if "moving" in geometries and not geometries["moving"].contains(point)]
+    point_pairs, pair_problems = _point_pairs(values)
+    problems += pair_problems
+    located = [(point, "moving") for point in points] + [
+        (point, side) for pair in point_pairs for point, side in zip(pair, ("moving", "fixed"))]
+    outside = [(point, side) for point, side in located if side in geometries and not geometries[side].contains(point)]
     pair_problem = None
     if outside:
-        pair_problem = "; ".join(f"the point {[round(float(v), 2) for v in point]} (LPS) lies outside the moving "
-                                 f"image, which spans {geometries['moving'].describe_bounds()}" for point in outside)
+        pair_problem = "; ".join(f"the point {[round(float(v), 2) for v in point]} (LPS) lies outside the {side} "
+                                 f"image, which spans {geometries[side].describe_bounds()}" for point, side in outside)
     for side in ("fixed", "moving"):
         labels = geometries.get(f"{side}_labels")
         if labels is not None and side in geometries and not labels.is_close(geometries[side]):
@@ -154,11 +162,11 @@ def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) 
     auto_text = values.get("auto", "").lower()
     if auto_text not in TRUE + FALSE:
         problems.append(f"auto must be true or false; got {values.get('auto')!r}")
-    row = PairRow(line, pair_id, paths["fixed"] or Path(), paths["moving"] or Path(), points,
+    row = PairRow(line, pair_id, paths["fixed"] or Path(), paths["moving"] or Path(), points, point_pairs,
                   values.get("text") or None, auto_text in TRUE, paths["fixed_labels"], paths["moving_labels"],
                   paths["fixed_landmarks"], paths["moving_landmarks"], pair_problem)
     if require_prompt and not row.has_prompt:
-        problems.append("no prompt: give points, text or auto=true (or a method on the command line)")
+        problems.append("no prompt: give points, point_pairs, text or auto=true (or a method on the command line)")
     return (row if SAFE_ID.match(pair_id) else None), problems
 
 
@@ -178,6 +186,24 @@ def _points(values: Dict[str, str]) -> Tuple[List[Tuple[float, float, float]], L
             continue
         points.append(tuple(float(v) for v in np.asarray(numbers) * flip))
     return points, problems
+
+
+def _point_pairs(values: Dict[str, str]) -> Tuple[list, List[str]]:
+    """The row's point pairs, "mx,my,mz:fx,fy,fz;..." (LPS, or RAS in point_pairs_ras), as LPS tuples."""
+    from ..methods.point_pairs import parse_point_pair
+
+    lps, ras = values.get("point_pairs", ""), values.get("point_pairs_ras", "")
+    if lps and ras:
+        return [], ["give point_pairs or point_pairs_ras, not both"]
+    pairs, problems = [], []
+    for entry in filter(None, (part.strip() for part in (ras or lps).split(";"))):
+        try:
+            pair = parse_point_pair(entry, "ras" if ras else "lps")
+        except PromptRegisterError as error:
+            problems.append(str(error))
+            continue
+        pairs.append((pair.moving, pair.fixed))
+    return pairs, problems
 
 
 def image_geometry(path: Path):

@@ -38,6 +38,8 @@ def fingerprint(row: PairRow, settings: BatchSettings) -> Dict[str, Any]:
     """What a result depends on: each input file's SHA-256, the prompts and the settings."""
     files = {column: file_digest(getattr(row, column)) for column in PATH_COLUMNS if getattr(row, column)}
     prompts = {"points": [list(p) for p in row.points], "text": row.text, "auto": row.auto}
+    if row.point_pairs:  # only when present, so the markers of earlier runs still match
+        prompts["point_pairs"] = [[list(m), list(f)] for m, f in row.point_pairs]
     return {"files": files, "prompts": prompts, "settings": settings.fingerprint()}
 
 
@@ -62,6 +64,7 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
     """Register one row and evaluate it; returns its summary record (status ok or failed; never raises for a
     user-input problem). Models come warm from this process's cache (warm_models)."""
     from ..io import read_label_map, read_volume
+    from ..methods.point_pairs import PointPair
     from ..methods.promptreg import PointPrompt
     from ..outputs import ReportInputs, write_outputs
     from ..register import register
@@ -77,11 +80,12 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
             marker.unlink()  # outputs about to change: the old marker must not vouch for them
         fixed, moving = read_volume(row.fixed), read_volume(row.moving)
         device = warm_models.task_device(settings)
-        segmenter = warm_models.segmenter(settings, paid)
+        segmenter = warm_models.segmenter(settings, paid) if row.has_prompt else None
         detector = warm_models.detector(settings, paid) if row.text else None
         result = register(fixed, moving, segmenter=segmenter, text=phrases(row.text),
-                          points=[PointPrompt(p) for p in row.points], auto=row.auto, detector=detector,
-                          options=settings.register_options(device))
+                          points=[PointPrompt(p) for p in row.points],
+                          point_pairs=[PointPair(m, f) for m, f in row.point_pairs], auto=row.auto,
+                          detector=detector, options=settings.register_options(device))
         written = write_outputs(result, folder, moving if settings.resampled else None, fixed.geometry,
                                 ReportInputs(fixed, moving, settings.model) if settings.report else None)
         remove_stale(folder, written)

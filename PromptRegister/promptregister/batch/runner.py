@@ -111,7 +111,7 @@ def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.Path
     if workers is not None and workers < 0:
         raise PromptRegisterError(f"--workers must be 0 (this process) or more; got {workers}")
     if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, require_prompt=not (settings.text or settings.auto))
+        manifest = load_manifest(manifest)
     rows = [settings.prompts_for(row) for row in manifest.rows]
     out_dir = Path(out_dir)
     check_writable(out_dir)

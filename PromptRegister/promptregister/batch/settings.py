@@ -73,12 +73,10 @@ class BatchSettings:
         return options_from_flat({**self.options, "device": device}, preset=self.preset)
 
     def prompts_for(self, row: PairRow) -> PairRow:
-        """The row with the default prompt where it gives none; an error when neither gives one."""
-        if row.has_prompt:
+        """The row with the default prompt (--text, --auto) where it gives none; with neither, the row is
+        registered on its images alone."""
+        if row.has_prompt or not (self.text or self.auto):
             return row
-        if not (self.text or self.auto):
-            raise PromptRegisterError(f"pair {row.id!r} has no prompt; give points, text or auto in the manifest, or a "
-                                      "default (--auto or --text)")
         return replace(row, text=self.text, auto=self.auto)
 
 

@@ -21,6 +21,8 @@ from .linear import LinearFit
 IMAGE_LINEAR_MODELS = ("none", "translation", "rigid", "affine")
 
 SHRINK_FACTORS = (4, 2, 1)
+LNCC_RADIUS = 2
+"""Neighbourhood radius (voxels of each level) of the local correlation."""
 SMOOTHING_MM = (2.0, 1.0, 0.0)
 
 
@@ -79,8 +81,10 @@ def _method(metric: str) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     if metric == "mind":
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    else:
+    elif metric == "global":
         method.SetMetricAsCorrelation()
+    else:  # local correlation, as the dense stage's image term (robust to intensity inhomogeneity)
+        method.SetMetricAsANTSNeighborhoodCorrelation(radius=LNCC_RADIUS)
     method.SetMetricSamplingStrategy(method.NONE)  # every voxel of each level: deterministic
     method.SetInterpolator(sitk.sitkLinear)
     return method

@@ -7,8 +7,9 @@ either; events echo it unchanged) and "type":
     hello                                  -> result: protocol, engine version, private folder
     load      {path}                       -> result: volume id, shape, spacing
     embed     {volume, model, device}      -> progress..., result: slices embedded
-    register  {fixed, moving, text | points | auto | sample_points, model, device,
+    register  {fixed, moving, [text | points | point_pairs | auto | sample_points], model, device,
                checkpoint, decoder, options, out_dir, resampled, overwrite, report}
+               (no prompt: the images alone, no model loaded; point_pairs: [{moving: [x,y,z], fixed: [x,y,z]}])
                                            -> progress..., log..., result: files, summary,
                                               model and model_reason (which model "auto" took, and why)
     batch     {manifest, out_dir, workers | scheduler, settings}

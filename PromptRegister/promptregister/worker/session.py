@@ -132,28 +132,54 @@ class Session:
         fixed = self.volume(request.get("fixed"), "fixed")
         moving = self.volume(request.get("moving"), "moving")
         points = [self.point_prompt(p) for p in request.get("points") or []]
+        point_pairs = [self.point_pair(p) for p in request.get("point_pairs") or []]
         device = request.get("device", "auto")
-        segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
-                                   request.get("decoder"))
         text = request.get("text")
+        auto, sample_points = bool(request.get("auto", False)), int(request.get("sample_points", 0))
+        prompted = text is not None or points or point_pairs or auto or sample_points > 0
+        segmenter = None
+        if prompted:  # the image registration needs no model
+            segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
+                                       request.get("decoder"))
         detector = None
         if text is not None:
             detector = self.detector(request.get("detector", "grounding-dino-tiny"), device,
                                      request.get("detector_checkpoint"))
         options = register_options(request.get("options") or {}, device)
-        before = segmenter.encoded_slices
-        result = register(fixed, moving, segmenter=segmenter, text=text, points=points,
-                          auto=bool(request.get("auto", False)), sample_points=int(request.get("sample_points", 0)),
-                          detector=detector, options=options, progress=progress)
+        before = segmenter.encoded_slices if segmenter is not None else 0
+        result = register(fixed, moving, segmenter=segmenter, text=text, points=points, point_pairs=point_pairs,
+                          auto=auto, sample_points=sample_points, detector=detector, options=options,
+                          progress=progress)
         progress("write", 0.0)  # the last point where a cancel takes effect: after it, the outputs are written
-        report = ReportInputs(fixed, moving, segmenter.name) if request.get("report", True) else None
+        model = segmenter.name if segmenter is not None else "none"
+        report = ReportInputs(fixed, moving, model) if request.get("report", True) else None
         written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry, report)
         summary = result.summary()
         if "report.html" in written:
             summary["report"] = str(written["report.html"])
         return {"files": {name: str(path) for name, path in written.items()},
-                "summary": summary, "model": segmenter.name, "model_reason": self.model_reason,
-                "slices_encoded": segmenter.encoded_slices - before}
+                "summary": summary, "model": model,
+                "model_reason": self.model_reason if segmenter is not None else "no prompt: the images alone",
+                "slices_encoded": segmenter.encoded_slices - before if segmenter is not None else 0}
+
+    @staticmethod
+    def point_pair(entry: Any):
+        """{"moving": [x, y, z], "fixed": [x, y, z]} (LPS mm) -> PointPair."""
+        from ..methods.point_pairs import PointPair
+
+        if not isinstance(entry, dict) or "moving" not in entry or "fixed" not in entry:
+            raise ProtocolError("bad_request", 'a point pair is {"moving": [x, y, z], "fixed": [x, y, z]} (LPS mm)')
+        points = []
+        for side in ("moving", "fixed"):
+            value = entry[side]
+            try:
+                point = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                point = ()
+            if len(point) != 3:
+                raise ProtocolError("bad_request", f"a point pair's {side} point must be three numbers; got {value!r}")
+            points.append(point)
+        return PointPair(points[0], points[1])
 
     @staticmethod
     def point_prompt(entry: Any):
