@@ -43,6 +43,29 @@ def test_a_good_manifest_resolves_paths_and_reads_points_in_both_spaces(cohort):
     assert c.auto and not c.points and not a.auto
 
 
+def test_point_pairs_in_both_spaces_and_a_row_without_a_prompt(cohort):
+    """point_pairs ("mx,my,mz:fx,fy,fz;...") in LPS or RAS; a row with no prompt is the image registration; a point
+    pair whose fixed point lies outside the fixed image is its pair's own problem; a malformed one a mistake."""
+    moving = inside_point(cohort / "sub004_labels.nii.gz")
+    fixed = inside_point(cohort / "sub001_labels.nii.gz")
+    as_text = lambda point: ",".join(map(str, point))  # noqa: E731
+    ras = lambda point: [-point[0], -point[1], point[2]]  # noqa: E731
+    (cohort / "pairs.csv").write_text(
+        "id,fixed,moving,point_pairs,point_pairs_ras\n"
+        f'a,sub001.nii.gz,sub004.nii.gz,"{as_text(moving)}:{as_text(fixed)}",\n'
+        f'b,sub001.nii.gz,sub004.nii.gz,,"{as_text(ras(moving))}:{as_text(ras(fixed))}"\n'
+        "c,sub001.nii.gz,sub004.nii.gz,,\n"
+        f'd,sub001.nii.gz,sub004.nii.gz,"{as_text(moving)}:900,0,0",\n')
+    a, b, c, d = load_manifest(cohort / "pairs.csv").rows
+    assert np.allclose(a.point_pairs[0][0], moving) and np.allclose(a.point_pairs[0][1], fixed)
+    assert np.allclose(b.point_pairs, a.point_pairs)  # RAS became LPS
+    assert not c.has_prompt and c.problem is None  # the images alone
+    assert "outside the fixed image" in d.problem
+    (cohort / "bad.csv").write_text(f'id,fixed,moving,point_pairs\ne,sub001.nii.gz,sub004.nii.gz,"{as_text(moving)}"\n')
+    with pytest.raises(ManifestError, match="MX,MY,MZ:FX,FY,FZ"):
+        load_manifest(cohort / "bad.csv")
+
+
 def test_every_mistake_is_reported_at_once_before_anything_runs(cohort):
     (cohort / "pairs.csv").write_text(
         "id,fixed,moving,points,auto\n"

@@ -18,7 +18,7 @@ from promptregister.io.transforms import displacement_field_transform
 from promptregister.methods import PointPrompt, SamRegOptions
 from promptregister.metrics import centroid, dice
 from promptregister.models.classical import ClassicalSegmenter
-from promptregister.register import RegisterOptions, register
+from promptregister.register import RegisterOptions, options_from_flat, register
 from promptregister.roipairs import RoiPairs
 from promptregister.warp import warp_volume
 
@@ -82,7 +82,7 @@ def test_points_recover_a_known_smooth_deformation(deformed_pair, seed):
     assert dice_after > dice_before + 0.08
     assert tre_after < 0.75 * tre_before
     assert result.jacobian["folding_percent"] < 0.5
-    assert result.methods == ["promptreg"]
+    assert result.methods == ["images", "promptreg"]
     assert all(pair.source["method"] == "promptreg" for pair in result.pairs)
     assert np.mean(result.dice_after) > 0.4  # the single-slice ROI pairs themselves, after the fit
 
@@ -99,7 +99,7 @@ def test_auto_recovers_a_known_smooth_deformation(deformed_pair):
     dice_after, tre_after = label_scores(fixed_labels, moving_labels, result.transform())
     assert dice_after > dice_before + 0.06
     assert tre_after < 0.75 * tre_before
-    assert result.methods == ["samreg"] and 40 <= len(result.pairs) <= 50
+    assert result.methods == ["images", "samreg"] and 40 <= len(result.pairs) <= 50
     assert result.jacobian["folding_percent"] < 0.5
     for pair in result.pairs:  # every pair stays within the slice search range
         assert abs(pair.source["moving_slice"] - pair.source["fixed_slice"]) <= 3
@@ -160,8 +160,8 @@ def test_point_outside_the_volume_is_a_clear_error(deformed_pair):
 def test_no_prompt_empty_text_and_bad_images_are_clear_errors(deformed_pair):
     fixed, _, moving, _ = deformed_pair
     segmenter = ClassicalSegmenter()
-    with pytest.raises(PromptRegisterError, match="nothing to register"):
-        register(fixed, moving, segmenter=segmenter)
+    with pytest.raises(PromptRegisterError, match="needs the image term"):  # no prompt and no image term
+        register(fixed, moving, segmenter=segmenter, options=options_from_flat({}, preset="paper"))
     with pytest.raises(PromptRegisterError, match="empty"):
         register(fixed, moving, segmenter=segmenter, text=" , ")
     broken = fixed.with_array(np.where(fixed.array > 50, np.nan, fixed.array).astype(np.float32))
@@ -169,9 +169,15 @@ def test_no_prompt_empty_text_and_bad_images_are_clear_errors(deformed_pair):
         register(broken, moving, segmenter=segmenter, auto=True)
 
 
-def test_no_pair_found_is_a_clear_error(deformed_pair):
+def test_no_pair_found_keeps_the_image_registration_and_says_so(deformed_pair):
+    """Prompts that find no pair: after an image registration, it stands, with a warning; without one (the papers'
+    order) it is an error."""
     fixed, _, moving, _ = deformed_pair
     options = RegisterOptions(samreg=SamRegOptions(threshold=1.0, moving_slices=(30,)))
+    result = register(fixed, moving, segmenter=ClassicalSegmenter(), auto=True, options=options)
+    assert len(result.pairs) == 0 and result.methods == ["images", "samreg"]
+    assert any("image registration alone" in warning for warning in result.warnings)
+    options = RegisterOptions(samreg=SamRegOptions(threshold=1.0, moving_slices=(30,)), image_first=False)
     with pytest.raises(PromptRegisterError, match="no corresponding regions"):
         register(fixed, moving, segmenter=ClassicalSegmenter(), auto=True, options=options)
 
@@ -227,8 +233,8 @@ def test_cli_register_errors_leave_no_output(deformed_pair, tmp_path, capsys):
     assert "outside the moving image" in capsys.readouterr().err
     assert main(base + ["--text", " , "]) == 2
     assert "text prompt is empty" in capsys.readouterr().err
-    assert main(base) == 2
-    assert "nothing to register" in capsys.readouterr().err
+    assert main(base + ["--preset", "paper"]) == 2
+    assert "needs a prompt" in capsys.readouterr().err
     assert main(base + ["--auto", "--moving-slices", "30:20"]) == 2
     assert "LAST must not be below FIRST" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

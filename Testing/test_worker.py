@@ -54,7 +54,8 @@ def test_register_streams_progress_and_writes_loadable_results(worker, hippocamp
     assert events[-1]["type"] == "result", events[-1]
     progress = [e for e in events if e["type"] == "progress"]
     stages = [e["stage"] for e in progress]
-    assert stages[0].startswith("embed") and "write" in stages
+    # the image registration first, then the clicks' slices, the refining fit, and the outputs
+    assert stages[0] == "images: linear start" and any(s.startswith("embed") for s in stages) and "write" in stages
     assert stages.index("write") > max(i for i, s in enumerate(stages) if s.startswith("dense"))
     for stage in set(stages):  # within a stage, progress never goes back
         fractions = [e["fraction"] for e in progress if e["stage"] == stage]
@@ -72,6 +73,26 @@ def test_register_streams_progress_and_writes_loadable_results(worker, hippocamp
     again = worker.call("register", out_dir=str(tmp_path / "second"), timeout=300, **request)
     assert again["slices_encoded"] == 0
     assert Path(again["files"]["transform.h5"]).exists()
+
+
+def test_register_without_a_prompt_loads_no_model_and_point_pairs_travel(worker, hippocampus_paths, tmp_path):
+    """No prompt: the image registration, no model loaded. A point pair ({"moving", "fixed"} in LPS) becomes a
+    landmark pair in the result; a malformed one is a bad request naming the form."""
+    fixed, _ = hippocampus_paths("001")
+    moving, moving_labels = hippocampus_paths("004")
+    result = worker.call("register", fixed=str(fixed), moving=str(moving), out_dir=str(tmp_path / "images"),
+                         device="cpu", report=False, timeout=300)
+    assert result["model"] == "none" and result["summary"]["methods"] == ["images"]
+    assert result["slices_encoded"] == 0 and result["summary"]["pairs"] == []
+    point = label_clicks(moving_labels)[0]["lps"]
+    result = worker.call("register", fixed=str(fixed), moving=str(moving), out_dir=str(tmp_path / "pair"),
+                         point_pairs=[{"moving": point, "fixed": point}], model="classical", device="cpu",
+                         report=False, timeout=300)
+    assert result["summary"]["methods"][:2] == ["images", "point pairs"]
+    assert "point pair 1 (points)" in [pair["name"] for pair in result["summary"]["pairs"]]
+    with pytest.raises(WorkerError, match='"moving": \\[x, y, z\\], "fixed"'):
+        worker.call("register", fixed=str(fixed), moving=str(moving), out_dir=str(tmp_path / "bad"),
+                    point_pairs=[{"moving": point}], timeout=30)
 
 
 def test_cancel_stops_the_run_and_writes_nothing(worker, hippocampus_paths, tmp_path):

@@ -46,8 +46,13 @@ from promptregister.register import (fit_and_check, options_from_flat, register,
 from promptregister.roipairs import RoiPair, RoiPairs  # noqa: E402
 
 ROWS = ("images", "1click", "3clicks", "pointpair", "landmarks", "oracle")
+PEERS = {"ants": ("ants_syn", "ANTs SyN (MI)"), "antscc": ("ants_syncc", "ANTs SyN CC"),
+         "elastix": ("elastix_bspline", "elastix affine + B-spline"),
+         "elastix_strong": ("elastix_strong", "elastix NCC, 5 mm grid")}
+"""Peers on the same images in the same run (bench/peers.py), scored by the same code: --peers ants,elastix,..."""
 TITLES = {"before": "before", "images": "images alone", "1click": "+ 1 click / label", "3clicks": "+ 3 clicks / label",
-          "pointpair": "+ 1 point pair / label", "landmarks": "same points as landmarks", "oracle": "label oracle"}
+          "pointpair": "+ 1 point pair / label", "landmarks": "same points as landmarks", "oracle": "label oracle",
+          **{name: title for name, (_, title) in PEERS.items()}}
 
 
 def deepest_point(mask: np.ndarray, geometry) -> Tuple[float, float, float]:
@@ -110,11 +115,17 @@ def run_row(row: str, case, segmenter, options, base) -> object:
                          initial=base.fit.parameters, linear=base.fit.linear)
 
 
-def measure(cases, rows, segmenter, options) -> List[Dict[str, object]]:
+def measure(cases, rows, segmenter, options, peers=()) -> List[Dict[str, object]]:
+    import peers as peer_methods
+    from promptregister.io.transforms import displacement_field_transform
+
     results = []
     for case in cases:
         record: Dict[str, object] = {"case": case.name}
         score(record, "before", case, sitk.Transform(3, sitk.sitkIdentity), 0.0)
+        for peer in peers:
+            field, seconds = getattr(peer_methods, PEERS[peer][0])(case.fixed, case.moving, False)
+            score(record, peer, case, displacement_field_transform(field, case.fixed.geometry), seconds)
         started = time.perf_counter()
         base = register_images(case.fixed, case.moving, options)
         base_seconds = time.perf_counter() - started
@@ -127,7 +138,8 @@ def measure(cases, rows, segmenter, options) -> List[Dict[str, object]]:
             score(record, row, case, result.transform(), seconds)
             record[row + "_left_out"] = len(result.rejected)
         results.append(record)
-        print(" ".join(f"{row} {record[row]:.3f}" for row in ["before", *rows]) + f"  ({case.name})", flush=True)
+        print(" ".join(f"{row} {record[row]:.3f}" for row in ["before", *peers, *rows]) + f"  ({case.name})",
+              flush=True)
     return results
 
 
@@ -192,6 +204,7 @@ def main() -> None:
                         help="the sweep cases instead of the test cases (cases.SWEEP_PAIRS, MRUS_SWEEP_CASES with "
                              "landmarks): for choosing settings, never for reporting")
     parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--peers", default="", help=f"peers in the same run: {', '.join(PEERS)} (comma-separated)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a flat register option for every row (register_options.FLAT_OPTIONS)")
     args = parser.parse_args()
@@ -214,11 +227,12 @@ def main() -> None:
         options = options_from_flat(extra, preset=preset)
         print(f"\n## {title}: {len(cases)} {'sweep' if args.sweep else 'test'} cases, model {args.model}, preset {preset}"
               + (f", {extra}" if extra else ""), flush=True)
-        results = measure(cases, rows, segmenter, options)
+        peers = [p for p in args.peers.split(",") if p]
+        results = measure(cases, rows, segmenter, options, peers)
         print()
         print(table(results, rows))
         print()
-        print(learn2reg(results, rows))
+        print(learn2reg(results, [*peers, *rows]))
         print(flush=True)
 
 

@@ -138,7 +138,14 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
                                f"each way, into 3D regions (default {defaults.growth.max_mm:g}, or the preset's; "
                                "0 = one slice)")
 
+    matching.add_argument("--guide-mm", type=float, default=None,
+                          help="PromptReg after the image registration: search a click's counterpart within this "
+                               f"distance of where the images put it (default {defaults.guide_mm:g})")
+
     field = p.add_argument_group("the displacement field")
+    field.add_argument("--image-linear", choices=("none", "translation", "rigid", "affine"), default=None,
+                       help="the image registration's linear start, found on the images "
+                            f"(default {defaults.image_linear}, or the preset's)")
     field.add_argument("--preset", choices=PRESETS, default="default",
                        help="'default': images of one modality (MR to MR, CT to CT); 'multimodal': MR to ultrasound, "
                             "CT to MR (MIND-SSC image term); 'paper': fit the region pairs alone, as the SAMReg and "
@@ -366,4 +373,5 @@ def flat_options(args: argparse.Namespace) -> dict:
         **({} if args.grid_spacing is None else {"grid_spacing_mm": args.grid_spacing}),
         "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
                                                                     "mask_choice", "on_worse", "drop_below",
-                                                                    "unfold", "grow_mm") if getattr(args, name) is not None}}
+                                                                    "unfold", "grow_mm", "image_linear", "guide_mm")
+                                  if getattr(args, name) is not None}}

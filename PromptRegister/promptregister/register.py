@@ -27,8 +27,8 @@ from .methods.promptreg import PointPrompt, promptreg, sample_prompts
 from .methods.samreg import samreg
 from .methods.slices import SlicedVolume, outside_message
 from .methods.tell2reg import tell2reg
-from .register_options import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM, IMAGE_WEIGHT,  # noqa: F401
-                               PRESETS, RegisterOptions, options_from_flat)
+from .register_options import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM,  # noqa: F401
+                               IMAGE_REGULARISER_SCALE, IMAGE_WEIGHT, PRESETS, RegisterOptions, options_from_flat)
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
 from .fitting import fit_pairs, pair_dice
 from .metrics import jacobian_stats
@@ -79,8 +79,8 @@ class RegistrationResult:
         """Sentences the user must see beside the result."""
         found = [self.agreement.warning()] if self.agreement is not None else []
         if self.methods[:1] == ["images"] and len(self.methods) > 1 and len(self.pairs) == 0:
-            found.append("every region pair was doubtful and left out, so the result is the image registration "
-                         "alone; see the left-out pairs")
+            found.append("the prompts gave no region pair to keep (none was found, or every one was doubtful), so "
+                         "the result is the image registration alone")
         if self.identical:
             found.append("the fixed and moving images are the same image, so the result is the identity transform "
                          "(the region pairs were found but not fitted)")
@@ -306,13 +306,13 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
 
 
 def same_stiffness(options: RegisterOptions, fixed: Volume) -> RegisterOptions:
-    """Options whose regulariser is divided by the volume the image registration's was (the whole fixed image,
-    unless set), so that the pairs refining it do not make the field stiffer everywhere: with the ROIs' own
-    volume, two 3 mm landmark balls made it about five times stiffer and undid the image registration."""
-    if options.fit.regulariser_volume_mm3 > 0:
-        return options
+    """The fit options of the image registration and of the fits that refine it: the regulariser is the mean over
+    the whole fixed image, weighted by options.image_smoothness, whatever the pairs. (Divided by the ROIs' own
+    volume, as a fit of pairs alone has it, two 3 mm landmark balls made the field about five times stiffer
+    everywhere and undid the image registration.)"""
     volume = fixed.geometry.num_voxels * fixed.geometry.voxel_volume
-    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume))
+    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume,
+                                        smoothness=options.image_smoothness))
 
 
 def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOptions] = None,
@@ -326,6 +326,8 @@ def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOpt
         raise PromptRegisterError("registering the images without a prompt needs the image term: the image weight "
                                   "is 0 (the 'paper' preset fits region pairs alone); give a prompt, or use the "
                                   "'default' or 'multimodal' preset")
+    options = same_stiffness(options, fixed)
+    options = same_stiffness(options, fixed)
     report = progress or (lambda stage, fraction: None)
     report("images: linear start", 0.0)
     started = time.perf_counter()
