@@ -306,13 +306,14 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
 
 
 def same_stiffness(options: RegisterOptions, fixed: Volume) -> RegisterOptions:
-    """The fit options of the image registration and of the fits that refine it: the regulariser is the mean over
-    the whole fixed image, weighted by options.image_smoothness, whatever the pairs. (Divided by the ROIs' own
-    volume, as a fit of pairs alone has it, two 3 mm landmark balls made the field about five times stiffer
-    everywhere and undid the image registration.)"""
-    volume = fixed.geometry.num_voxels * fixed.geometry.voxel_volume
-    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume,
-                                        smoothness=options.image_smoothness))
+    """The fit options of the image registration and of the fits that refine it: the regulariser is divided by
+    the fixed image's volume / IMAGE_REGULARISER_SCALE (unless FitOptions.regulariser_volume_mm3 is set), whatever
+    the pairs. (Divided by the ROIs' own volume, as a fit of pairs alone has it, two 3 mm landmark balls made the
+    field about five times stiffer everywhere and undid the image registration.)"""
+    if options.fit.regulariser_volume_mm3 > 0:
+        return options
+    volume = fixed.geometry.num_voxels * fixed.geometry.voxel_volume / IMAGE_REGULARISER_SCALE
+    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume))
 
 
 def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOptions] = None,
@@ -326,7 +327,6 @@ def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOpt
         raise PromptRegisterError("registering the images without a prompt needs the image term: the image weight "
                                   "is 0 (the 'paper' preset fits region pairs alone); give a prompt, or use the "
                                   "'default' or 'multimodal' preset")
-    options = same_stiffness(options, fixed)
     options = same_stiffness(options, fixed)
     report = progress or (lambda stage, fraction: None)
     report("images: linear start", 0.0)
