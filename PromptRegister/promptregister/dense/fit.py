@@ -173,6 +173,11 @@ class _Problem:
             self.roi_volume = self.fixed.num_voxels * self.fixed.voxel_volume
         if options.regulariser_volume_mm3 > 0:  # a balance that does not change when pairs come and go
             self.roi_volume = float(options.regulariser_volume_mm3)
+        self.image_weights = None  # where the image term counts more: near the pairs' fixed ROIs (focus_gain)
+        if self.has_pairs and options.focus_gain > 0:
+            union = np.any([p.fixed_mask for p in pairs], axis=0)
+            near = ndimage.distance_transform_edt(~union, sampling=self.fixed.spacing[::-1]) <= options.focus_mm
+            self.image_weights = 1.0 + options.focus_gain * near.astype(np.float32)
         self.regulariser_scale = self.fixed.num_voxels * self.fixed.voxel_volume / self.roi_volume
         self.planar_normal = (
             self.fixed.direction_matrix[:, int(np.argmin(self.fixed.size))] if min(self.fixed.size) == 1 else None
@@ -362,7 +367,7 @@ class _Problem:
         voxel_mm = max(voxel_mm, (float(np.prod(extent)) / self.options.max_image_voxels) ** (1 / 3))
         factors = [pool_factor(voxel_mm, s, hi - lo) for s, (lo, hi) in zip(self.fixed.spacing, region)]
         return build_level(fixed, moving, self.linear, grid, region, factors, voxel_mm, self.options.image_window_mm,
-                           self.device, self.dtype, metric=self.options.image_metric)
+                           self.device, self.dtype, region_mask=self.image_weights, metric=self.options.image_metric)
 
     def _displacement(self, parameters: torch.Tensor, weights: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Field (3, k, j, i) in mm on the tensor grid the weights were built for."""

@@ -56,6 +56,9 @@ class FitOptions:
         unfold: after the fit, repair the voxels whose Jacobian determinant is still at or below
             unfold.MIN_DETERMINANT (0.05), so the transform never folds. Off here (the papers' fit); register
             turns it on.
+        focus_gain: the image term counts (1 + focus_gain) times as much within focus_mm of the pairs' fixed ROIs
+            as elsewhere: prompts say where the alignment matters, and the images say how. 0 (default) is off.
+        focus_mm: see focus_gain.
         regulariser_volume_mm3: the volume the regulariser is divided by; 0 (the default) takes the fixed ROIs'
             volume (the image's with no pairs). The image registration and the prompts that refine it set one
             value, so that adding or removing a pair does not change the field's stiffness everywhere else.
@@ -88,6 +91,8 @@ class FitOptions:
     folding_weight: float = 0.0
     unfold: bool = False
     regulariser_volume_mm3: float = 0.0
+    focus_gain: float = 0.0
+    focus_mm: float = 10.0
     device: str = "auto"
     seed: int = 0
 
@@ -107,6 +112,8 @@ class FitOptions:
             raise PromptRegisterError("roi_weight and image_weight are both 0: nothing would drive the fit.")
         if self.weighting not in WEIGHTINGS:
             raise PromptRegisterError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {self.weighting!r}.")
+        if self.focus_gain < 0 or self.focus_mm < 0:
+            raise PromptRegisterError("focus_gain and focus_mm must not be negative.")
         for name in ("grid_spacing_mm", "learning_rate_mm", "max_eval_voxels", "levels", "window",
                      "image_window_mm", "max_image_voxels"):
             if not getattr(self, name) > 0:

@@ -23,7 +23,9 @@ from ..methods.promptreg import PointPrompt, promptreg
 from ..methods.samreg import samreg
 from ..methods.slices import SlicedVolume
 from ..methods.tell2reg import tell2reg
-from ..register import RegisterOptions, RegistrationResult, check_volumes, fit_and_check
+from ..methods.guided import Guide
+from ..register import (RegisterOptions, RegistrationResult, check_volumes, fit_and_check, register_images,
+                        same_stiffness)
 from ..roipairs import RoiPairs
 from ..volume import Volume
 from .pairbook import InteractivePair, PairBook
@@ -92,6 +94,23 @@ class InteractiveSession:
         self.book = PairBook()
         self.last_fit: Optional[RegistrationResult] = None
         self.last_fit_ids: List[str] = []
+        self.base: Optional[RegistrationResult] = None  # the image registration the pairs refine (image_first)
+
+    # -- the image registration ------------------------------------------------------------------------------
+    @property
+    def image_first(self) -> bool:
+        """Whether pairs refine an image registration (RegisterOptions.image_first, with the image term on)."""
+        return bool(self.options.image_first and self.options.fit.image_weight > 0)
+
+    def image_registration(self, progress: Optional[ProgressCallback] = None) -> Optional[RegistrationResult]:
+        """The image registration (computed once, on first need), or None when pairs do not refine one."""
+        if self.image_first and self.base is None:
+            self.base = register_images(self.fixed.volume, self.moving.volume, self.options, progress)
+        return self.base
+
+    def guide(self) -> Optional[Guide]:
+        """Where clicks are matched: near where the image registration maps them, once it exists."""
+        return Guide(self.base.fit, self.options.guide_mm) if self.base is not None else None
 
     # -- embeddings --------------------------------------------------------------------------------------
     def slices_to_embed(self) -> List[Tuple[SlicedVolume, int]]:
@@ -100,7 +119,11 @@ class InteractiveSession:
                 if not volume.is_embedded(index)]
 
     def embed_step(self, progress: Optional[ProgressCallback] = None) -> bool:
-        """Embed the next few slices; True when every slice of both volumes is embedded."""
+        """The image registration first (one step, where the loop starts), then the next few slices; True when
+        every slice of both volumes is embedded."""
+        if self.image_first and self.base is None:
+            self.image_registration()
+            return False
         todo = self.slices_to_embed()
         if not todo:
             return True
@@ -132,7 +155,7 @@ class InteractiveSession:
     def _promptreg(self, points: Sequence[PointPrompt], number: int, options,
                    progress: Optional[ProgressCallback]) -> SlicePair:
         found = promptreg(self.fixed, self.moving, points, options, progress, first_number=number - 1,
-                          one_region=True)
+                          one_region=True, guide=self.guide())
         if not found:
             raise PromptRegisterError("no region was found at this point on the moving volume (the segmenter "
                                       "returned an empty mask); click inside a structure")
@@ -235,18 +258,26 @@ class InteractiveSession:
             warm: bool = True) -> RegistrationResult:
         """The transform from the live pairs (or those named), started from the previous fit when `warm`."""
         chosen = self.book.live(pair_ids)
+        base = self.image_registration(progress)
         if not chosen:
-            raise PromptRegisterError("there are no pairs to fit: click on the moving volume, or run auto")
+            if base is None:
+                raise PromptRegisterError("there are no pairs to fit: click on the moving volume, or run auto")
+            self.last_fit, self.last_fit_ids = base, []
+            return base  # no pair (yet, or any more): the image registration
         pairs = RoiPairs(self.fixed.volume.geometry, self.moving.volume.geometry, [pair.roi for pair in chosen])
         initial = self.last_fit.fit.parameters if (warm and self.last_fit is not None) else None
         options = self.options
+        if base is not None:  # refine the image registration: its pre-alignment, its balance, from its field
+            options = same_stiffness(options, self.fixed.volume)
+            initial = initial if initial is not None else base.fit.parameters
         if initial is not None:
             options = replace(options, fit=replace(
                 options.fit, min_iterations=min(WARM_MIN_ITERATIONS, options.fit.min_iterations),
                 learning_rate_mm=min(WARM_LEARNING_RATE_MM, options.fit.learning_rate_mm)))
         started = time.perf_counter()
-        result = fit_and_check(self.fixed.volume, self.moving.volume, pairs, options, methods=["interactive"],
-                               progress=progress, initial=initial)
+        result = fit_and_check(self.fixed.volume, self.moving.volume, pairs, options,
+                               methods=(["images"] if base is not None else []) + ["interactive"], progress=progress,
+                               initial=initial, linear=base.fit.linear if base is not None else None)
         result.timings["total"] = time.perf_counter() - started
         id_of = {id(pair.roi): pair.id for pair in chosen}  # the fit may leave pairs out (drop_below)
         self.last_fit, self.last_fit_ids = result, [id_of[id(roi)] for roi in result.pairs]
