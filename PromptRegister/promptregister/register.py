@@ -308,12 +308,11 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
 def same_stiffness(options: RegisterOptions, fixed: Volume) -> RegisterOptions:
     """The fit options of the image registration and of the fits that refine it: the regulariser is divided by
     the fixed image's volume / IMAGE_REGULARISER_SCALE (unless FitOptions.regulariser_volume_mm3 is set), whatever
-    the pairs. (Divided by the ROIs' own volume, as a fit of pairs alone has it, two 3 mm landmark balls made the
+    the pairs, and the pairs weigh options.pair_weight beside the image term. (Divided by the ROIs' own volume, as a fit of pairs alone has it, two 3 mm landmark balls made the
     field about five times stiffer everywhere and undid the image registration.)"""
-    if options.fit.regulariser_volume_mm3 > 0:
-        return options
-    volume = fixed.geometry.num_voxels * fixed.geometry.voxel_volume / IMAGE_REGULARISER_SCALE
-    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume))
+    volume = options.fit.regulariser_volume_mm3 or (
+        fixed.geometry.num_voxels * fixed.geometry.voxel_volume / IMAGE_REGULARISER_SCALE)
+    return replace(options, fit=replace(options.fit, regulariser_volume_mm3=volume, roi_weight=options.pair_weight))
 
 
 def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOptions] = None,

