@@ -38,6 +38,7 @@ from cases import (HIPPOCAMPUS_PAIRS, MORE_PAIRS, MRUS_SWEEP_CASES, MRUS_TEST_CA
                    hippocampus_case, mrus_case)
 from register import FIGURES, score  # noqa: E402
 
+from promptregister.dense.field_start import FieldStart  # noqa: E402
 from promptregister.methods import PointPrompt  # noqa: E402
 from promptregister.methods.point_pairs import PointPair, landmark_pair  # noqa: E402
 from promptregister.slicing import SliceFrame  # noqa: E402
@@ -112,7 +113,7 @@ def run_row(row: str, case, segmenter, options, base) -> object:
     else:
         raise SystemExit(f"unknown row {row!r}; known: {', '.join(ROWS)}")
     return fit_and_check(case.fixed, case.moving, pairs, same_stiffness(options, case.fixed), methods=["images", row],
-                         initial=base.fit.parameters, linear=base.fit.linear)
+                         linear=FieldStart.from_fit(base.fit))
 
 
 def measure(cases, rows, segmenter, options, peers=()) -> List[Dict[str, object]]:

@@ -29,6 +29,7 @@ from prompt_value import deepest_point, labels_of, spread_points  # noqa: E402
 from register import make_segmenter, mean_dice  # noqa: E402
 from sweep_image import parse_value  # noqa: E402
 
+from promptregister.dense.field_start import FieldStart  # noqa: E402
 from promptregister.methods import PointPrompt, SlicedVolume  # noqa: E402
 from promptregister.methods.guided import Guide  # noqa: E402
 from promptregister.methods.point_pairs import PointPair  # noqa: E402
@@ -103,8 +104,8 @@ def main() -> None:
                     kept = RoiPairs(pairs.fixed_geometry, pairs.moving_geometry,
                                     [p for p in pairs if p.source.get("guide_dice", 1.0) >= options.doubtful_below])
                 if len(kept):
-                    result = fit_and_check(case.fixed, case.moving, kept, options, initial=base.fit.parameters,
-                                           linear=base.fit.linear)
+                    result = fit_and_check(case.fixed, case.moving, kept, options,
+                                           linear=FieldStart.from_fit(base.fit))
                     dice = mean_dice(case.fixed_labels, case.moving_labels, result.transform())
                 else:
                     dice = images

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from .dense.fit import FitResult
+from .dense.field_start import FieldStart
 from .dense.image_linear import linear_from_images
 from .dense.linear import LinearFit
 from .errors import PromptRegisterError
@@ -222,7 +223,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Optional[Segmenter] = 
 
     With no prompt this is the image registration (register_images). With prompts and the image term on
     (options.image_first, the default), the image registration comes first and the prompts refine it: clicks are
-    matched near where it maps them, and the fit of their pairs starts from it. Otherwise (the paper preset) the
+    matched near where it maps them, and the fit of their pairs starts from its field (dense/field_start.py). Otherwise (the paper preset) the
     pairs alone set the pre-alignment and the fit starts from nothing.
 
     Arguments:
@@ -268,7 +269,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Optional[Segmenter] = 
         return fit_and_check(fixed, moving, pairs, options, methods=methods, rejected=rejected, timings=timings,
                              progress=progress)
     return fit_and_check(fixed, moving, pairs, options, methods=["images"] + methods, rejected=rejected,
-                         timings=timings, progress=progress, initial=base.fit.parameters, linear=base.fit.linear)
+                         timings=timings, progress=progress, linear=FieldStart.from_fit(base.fit))
 
 
 def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: RegisterOptions, *,

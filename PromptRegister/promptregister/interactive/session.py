@@ -23,6 +23,7 @@ from ..methods.promptreg import PointPrompt, promptreg
 from ..methods.samreg import samreg
 from ..methods.slices import SlicedVolume
 from ..methods.tell2reg import tell2reg
+from ..dense.field_start import FieldStart
 from ..methods.guided import Guide
 from ..register import (RegisterOptions, RegistrationResult, check_volumes, fit_and_check, register_images,
                         same_stiffness)
@@ -107,6 +108,12 @@ class InteractiveSession:
         if self.image_first and self.base is None:
             self.base = register_images(self.fixed.volume, self.moving.volume, self.options, progress)
         return self.base
+
+    def _field_start(self, base: RegistrationResult) -> FieldStart:
+        """The image registration's field as the pairs' start map (one object, so warm starts stay valid)."""
+        if getattr(self, "_start", None) is None or self._start_of is not base:
+            self._start, self._start_of = FieldStart.from_fit(base.fit), base
+        return self._start
 
     def guide(self) -> Optional[Guide]:
         """Where clicks are matched: near where the image registration maps them, once it exists."""
@@ -266,10 +273,12 @@ class InteractiveSession:
             return base  # no pair (yet, or any more): the image registration
         pairs = RoiPairs(self.fixed.volume.geometry, self.moving.volume.geometry, [pair.roi for pair in chosen])
         initial = self.last_fit.fit.parameters if (warm and self.last_fit is not None) else None
-        options = self.options
-        if base is not None:  # refine the image registration: its pre-alignment, its balance, from its field
+        options, start = self.options, None
+        if base is not None:  # refine the image registration: from its field, with its balance
             options = same_stiffness(options, self.fixed.volume)
-            initial = initial if initial is not None else base.fit.parameters
+            start = self._field_start(base)
+            if self.last_fit is base:  # the previous "fit" was the image registration itself: nothing to warm
+                initial = None
         if initial is not None:
             options = replace(options, fit=replace(
                 options.fit, min_iterations=min(WARM_MIN_ITERATIONS, options.fit.min_iterations),
@@ -277,7 +286,7 @@ class InteractiveSession:
         started = time.perf_counter()
         result = fit_and_check(self.fixed.volume, self.moving.volume, pairs, options,
                                methods=(["images"] if base is not None else []) + ["interactive"], progress=progress,
-                               initial=initial, linear=base.fit.linear if base is not None else None)
+                               initial=initial, linear=start)
         result.timings["total"] = time.perf_counter() - started
         id_of = {id(pair.roi): pair.id for pair in chosen}  # the fit may leave pairs out (drop_below)
         self.last_fit, self.last_fit_ids = result, [id_of[id(roi)] for roi in result.pairs]
