@@ -136,7 +136,8 @@ def test_every_option_of_register_and_evaluate_is_described_and_register_comes_f
             assert described, f"{name} {action.option_strings} has no description"
     register = commands.choices["register"]
     groups = [group.title for group in register._action_groups if group._group_actions]
-    assert {"images and outputs", "prompts (one kind or several)", "the displacement field"} <= set(groups)
+    assert {"images and outputs", "prompts (none: the images alone; one kind or several refine that)",
+            "the displacement field"} <= set(groups)
     assert register.format_usage().count("\n") <= 2  # a short usage line, not 30
     assert list(commands.choices)[0] == "register"
     assert "promptregister register --fixed" in parser.format_help()

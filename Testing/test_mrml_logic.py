@@ -99,7 +99,7 @@ def registered(hippocampus):
 
 def test_logic_builds_paired_segmentations(registered):
     scene, _, _, nodes, stages, _ = registered
-    assert stages and stages[0].startswith("embed")
+    assert stages and stages[0] == "images: linear start" and any(stage.startswith("embed") for stage in stages)
     fixed_segmentation = nodes["fixed_segmentation"].GetSegmentation()
     moving_segmentation = nodes["moving_segmentation"].GetSegmentation()
     count = fixed_segmentation.GetNumberOfSegments()
@@ -136,7 +136,7 @@ def test_second_registration_reuses_volume_files_and_embeddings(registered):
     nodes = logic.register(scene, fixed_node, moving_node, auto=True, model="classical", device="cpu",
                            options={"slice_step": 16, "max_pairs": 10, "search_mm": 3.0})
     assert logic._written == files_before  # unchanged volumes are not written again
-    assert nodes["summary"]["methods"] == ["samreg"]
+    assert nodes["summary"]["methods"] == ["images", "samreg"]
 
 
 STORAGE_EXTENSIONS = {"vtkMRMLScalarVolumeNode": ".nrrd", "vtkMRMLSegmentationNode": ".seg.nrrd",

@@ -300,7 +300,7 @@ def test_every_method_runs_end_to_end_through_the_real_model_classes(tiny_models
     options.fit = replace(options.fit, max_iterations=20, levels=2)
     result = register(fixed, moving, segmenter=segmenter, detector=detector, text="hippocampus, head",
                       points=clicks_on_labels(moving_labels, 1, 2), auto=True, options=options)
-    assert result.methods == ["tell2reg", "promptreg", "samreg"]
+    assert result.methods == ["images", "tell2reg", "promptreg", "samreg"]
     found = {pair.source["method"] for pair in result.pairs}
     assert found == {"tell2reg", "promptreg", "samreg"}
     assert segmenter.encoded_slices > 0
@@ -325,7 +325,7 @@ def test_cli_text_prompt_through_a_tiny_grounding_dino_checkpoint(tiny_models, h
                  "--device", "cpu", "--out-dir", str(out), "--quiet", "--json"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
-    assert summary["methods"] == ["tell2reg"] and summary["pairs"]
+    assert summary["methods"] == ["images", "tell2reg"] and summary["pairs"]
     assert {pair["source"]["phrase"] for pair in summary["pairs"]} <= {"hippocampus", "head"}
     assert (out / "transform.h5").exists() and (out / "pairs.json").exists()
 
@@ -347,7 +347,7 @@ def test_cli_register_with_a_tiny_custom_sam_checkpoint(hippocampus, hippocampus
                  "--out-dir", str(out), "--quiet", "--json"])
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
-    assert summary["model"] == "custom" and summary["methods"] == ["promptreg"] and summary["pairs"]
+    assert summary["model"] == "custom" and summary["methods"] == ["images", "promptreg"] and summary["pairs"]
     moving_rois = read_label_map(out / "moving_rois.nii.gz")
     assert moving_rois.geometry.is_close(read_volume(moving).geometry)
     assert read_label_map(out / "fixed_rois.nii.gz").geometry.is_close(read_volume(fixed).geometry)

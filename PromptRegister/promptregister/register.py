@@ -328,7 +328,11 @@ def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOpt
                                   "is 0 (the 'paper' preset fits region pairs alone); give a prompt, or use the "
                                   "'default' or 'multimodal' preset")
     options = same_stiffness(options, fixed)
-    report = progress or (lambda stage, fraction: None)
+    outer = progress or (lambda stage, fraction: None)
+
+    def report(stage: str, fraction: float) -> None:  # its stages apart from a later fit's (progress never goes back)
+        outer(stage if stage.startswith("images") else f"images: {stage}", fraction)
+
     report("images: linear start", 0.0)
     started = time.perf_counter()
     linear = linear_from_images(fixed, moving, options.image_linear, options.fit.image_metric)

@@ -92,6 +92,7 @@ def fit_transform(
                                           f"{geometry.shape}")
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
+    pairs = canonical_order(pairs)  # the same pairs give the same field, in whatever order they were found
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
 
@@ -115,6 +116,17 @@ def fit_transform(
     report("done", 1.0)
     return FitResult(field_mm, fixed, linear, levels, str(device), time.perf_counter() - started, repair,
                      parameters_out)
+
+
+def canonical_order(pairs: RoiPairs) -> RoiPairs:
+    """The pairs sorted by where they are (fixed then moving voxel indices of their first voxel, then size): the
+    loss sums pairs in this order, so the float32 rounding, and with it where the optimiser stops, does not depend
+    on the order the prompts came in (a batch sorts pairs by score, the interactive loop by click)."""
+    def key(pair) -> tuple:
+        return (int(np.flatnonzero(pair.fixed_mask.ravel())[:1].sum()), int(pair.fixed_mask.sum()),
+                int(np.flatnonzero(pair.moving_mask.ravel())[:1].sum()), int(pair.moving_mask.sum()))
+
+    return RoiPairs(pairs.fixed_geometry, pairs.moving_geometry, sorted(pairs, key=key))
 
 
 def pair_weights(pairs: RoiPairs, weighting: str) -> np.ndarray:

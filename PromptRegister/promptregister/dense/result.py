@@ -66,7 +66,7 @@ class FitResult:
                                  for a in range(3)], axis=-1)
         return points + displacement
 
-    def to_fixed(self, points: np.ndarray, iterations: int = 30, tolerance_mm: float = 1e-3) -> np.ndarray:
+    def to_fixed(self, points: np.ndarray, iterations: int = 100, tolerance_mm: float = 1e-4) -> np.ndarray:
         """Moving LPS points (n, 3) -> the fixed points this transform maps onto them (its inverse, found by
         fixed-point iteration q <- q + (p - T(q)), from the linear part's inverse). Where a click on the moving
         image lands in the fixed one, so the matching fixed prompt is searched there."""

@@ -179,6 +179,7 @@ class InteractiveSession:
             old = self.book.get(pair_id)
             new_id, number = old.id, old.number
         positives = [p for p in points if p.positive] or list(points)
+        self.image_registration()  # clicks are matched where the images put them (usually done in the background)
         options = self.fast_options(positives[:1])
         final = options == self.options.promptreg  # the fast answer is the full method's: nothing to refine
         slice_pair = self._promptreg(points, number, options, progress=progress)
