@@ -24,7 +24,7 @@ from .volume import Volume
 from .warp import warp_volume
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .register import RegisterOptions
+    from .register_options import RegisterOptions
 
 ProgressCallback = Callable[[str, float], None]
 
