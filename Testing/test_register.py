@@ -366,7 +366,9 @@ def test_cli_caches_embeddings_only_when_asked(deformed_pair, tmp_path, monkeypa
     assert not (tmp_path / "cache" / "embeddings").exists()  # nothing derived from the images is kept by default
     assert main(base + ["--out-dir", str(tmp_path / "b"), "--cache-embeddings"]) == 0
     stored = list((tmp_path / "cache" / "embeddings").rglob("*.npz"))
-    assert len(stored) > 10  # one file per embedded slice
+    # one file per embedded slice: at least the clicked moving slice and the 7 fixed slices within the guide's
+    # 3 mm of where the image registration maps the click
+    assert len(stored) >= 8
 
 
 def test_coarse_to_fine_search_finds_the_exhaustive_searchs_slices_from_fewer_embeddings(deformed_pair):
