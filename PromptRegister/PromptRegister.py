@@ -134,12 +134,14 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.layoutButton.connect("clicked(bool)", self.onSideBySide)
         self.interactive = InteractivePanel(self.ui, self.logic, lambda: self.parameterNode, slicer.util.errorDisplay)
         self.interactive.setup()
-        self.ui.interactiveStartButton.connect("clicked(bool)", self.interactiveTimer.start)
+        # a Python slot: PythonQt would hand clicked's False to QTimer.start, a 0 ms timer (one core busy)
+        self.ui.interactiveStartButton.connect("clicked(bool)", self.onInteractiveStart)
         self.interactiveTimer.connect("timeout()", self.interactive.poll)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
         self.initializeParameterNode()
 
     def cleanup(self):
@@ -166,6 +168,23 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.timer.stop()
             self.ui.stageLabel.text = "cancelled: the scene was closed"
         self.setParameterNode(None)
+
+    def onNodeAdded(self, caller, event):
+        """A volume loaded after the panel opened: fill an empty fixed or moving volume, and give the moving role to
+        another volume when both selectors took the first one (an empty qMRMLNodeComboBox selects the first node
+        that arrives)."""
+        if self.parameterNode is None or self._updating:
+            return
+        fixed, moving = get_node(self.parameterNode, "fixedVolume"), get_node(self.parameterNode, "movingVolume")
+        if fixed is None or moving is None or fixed is moving:
+            wasModifying = self.parameterNode.StartModify()
+            preselect_volumes(slicer.mrmlScene, self.parameterNode)
+            self.parameterNode.EndModify(wasModifying)
+
+    def onInteractiveStart(self):
+        self.interactive.start()
+        if self.interactive.active:
+            self.interactiveTimer.start()
 
     def onSceneEndImport(self, caller, event):
         restore_interpolation(slicer.mrmlScene)  # our grid transforms interpolate like the engine again
@@ -210,12 +229,14 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for name, field in self.SPIN_BOXES.items():
                 _setIfDifferent(getattr(self.ui, name), "value", getattr(values, field))
             self.fillResults(values.last_summary)
-            ready = (self.ui.fixedVolumeSelector.currentNode() is not None
-                     and self.ui.movingVolumeSelector.currentNode() is not None)
+            fixed, moving = self.ui.fixedVolumeSelector.currentNode(), self.ui.movingVolumeSelector.currentNode()
+            chosen = fixed is not None and moving is not None
+            ready = chosen and fixed is not moving
             running = self.logic is not None and self.logic.busy
             self.ui.registerButton.enabled = ready and not running
             self.ui.registerButton.toolTip = (
-                "Choose a fixed and a moving volume" if not ready else
+                "Choose a fixed and a moving volume" if not chosen else
+                "The fixed and the moving volume are the same: choose two different volumes" if not ready else
                 "Register the images, refined by the prompts ticked" if values.has_method else
                 "Register the images alone (no prompt ticked); tick Points, Text or Automatic to refine")
             self.ui.cancelButton.enabled = running

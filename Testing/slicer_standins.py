@@ -26,6 +26,13 @@ _DEFAULTS = {"checked": False, "text": "", "currentText": "", "value": 0, "curre
              "toolTip": "", "collapsed": False}
 
 
+def cpp_slot(method):
+    """Marks a stand-in method that is a C++ slot in the real class (QTimer.start, qMRMLNodeComboBox.setCurrentNode):
+    PythonQt hands a C++ slot every argument of the signal (deliver)."""
+    method.cpp_slot = True
+    return method
+
+
 class FakeWidget:
     """A Qt widget as PythonQt shows it: properties as attributes, connect(signal, slot), a few methods."""
 
@@ -58,10 +65,10 @@ class FakeWidget:
         self.connections[signal].append(slot)
 
     def emit(self, signal: str, *args) -> None:
-        """What Qt does when the user acts on the widget. Like PythonQt, a slot gets only as many of the signal's
-        arguments as it accepts (Slicer's template connects clicked(bool) to a method without arguments)."""
-        for slot in self.connections[signal]:
-            slot(*args[:_accepted_arguments(slot, len(args))])
+        """What Qt does when the user acts on the widget: each connected slot is called as PythonQt calls it
+        (deliver)."""
+        for slot in list(self.connections[signal]):
+            deliver(slot, args)
 
     def user_sets(self, prop: str, value: Any, signal: str) -> None:
         """The user changes a value (the property changes, then the widget's signal fires)."""
@@ -77,10 +84,12 @@ class FakeWidget:
     def currentNode(self):
         return self.node
 
+    @cpp_slot
     def setCurrentNode(self, node) -> None:
         object.__setattr__(self, "node", node)
         self.sets["currentNode"] += 1
 
+    @cpp_slot
     def setMRMLScene(self, scene) -> None:
         pass
 
@@ -102,18 +111,24 @@ class FakeWidget:
         object.__setattr__(self, "node", node)
 
 
-def _accepted_arguments(slot, offered: int) -> int:
-    try:
-        parameters = inspect.signature(slot).parameters.values()
-    except (TypeError, ValueError):
-        return offered
-    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters):
-        return offered
-    return min(offered, sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                            for p in parameters))
+def deliver(slot, args) -> None:
+    """Call `slot` with a signal's arguments as PythonQt does (PythonQtSignalTarget::call in
+    src/PythonQtSignalReceiver.cpp, commontk/PythonQt patched-9): a Python function, or a method of one, with no
+    *args gets only as many arguments as its code takes (co_argcount, less self); anything else, such as a wrapped
+    C++ slot (QTimer.start) or a functools.partial, gets all of them. So clicked(bool) -> QTimer.start calls
+    start(False), which Qt takes as start(int msec=0)."""
+    function = getattr(slot, "__func__", slot)
+    if isinstance(function, types.FunctionType) and not getattr(function, "cpp_slot", False):
+        code = function.__code__
+        if not code.co_flags & inspect.CO_VARARGS:
+            args = args[:code.co_argcount - (1 if inspect.ismethod(slot) else 0)]
+    slot(*args)
 
 
 def _property_value(element):
+    strings = element.find("stringlist")
+    if strings is not None:
+        return [item.text or "" for item in strings.findall("string")]
     for kind, convert in (("bool", lambda t: t == "true"), ("number", int), ("double", float), ("string", str)):
         found = element.find(kind)
         if found is not None:
@@ -122,7 +137,11 @@ def _property_value(element):
 
 
 def load_ui(path: str) -> types.SimpleNamespace:
-    """Every named widget of a Qt Designer file as a FakeWidget with the file's property values."""
+    """Every named widget of a Qt Designer file as a FakeWidget (a FakeNodeComboBox for qMRMLNodeComboBox) with
+    the file's property values. The top widget's setMRMLScene emits mrmlSceneChanged, which reaches the widgets the
+    file's <connections> name, as qMRMLWidget and uic wire it in Slicer."""
+    from slicer_standin_app import FakeNodeComboBox
+
     root = ElementTree.parse(path).getroot()
     widgets = {}
     for element in root.iter("widget"):
@@ -131,8 +150,16 @@ def load_ui(path: str) -> types.SimpleNamespace:
             value = _property_value(prop)
             if value is not None:
                 properties[prop.get("name")] = value
-        widgets[element.get("name")] = FakeWidget(element.get("name"), element.get("class"), properties)
-    return types.SimpleNamespace(**widgets, _widgets=widgets, setMRMLScene=lambda scene: None)
+        kind = FakeNodeComboBox if element.get("class") == "qMRMLNodeComboBox" else FakeWidget
+        widgets[element.get("name")] = kind(element.get("name"), element.get("class"), properties)
+    receivers = [connection.findtext("receiver") for connection in root.iter("connection")
+                 if connection.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"]
+
+    def set_scene(scene) -> None:
+        for name in receivers:
+            deliver(widgets[name].setMRMLScene, (scene,))
+
+    return types.SimpleNamespace(**widgets, _widgets=widgets, setMRMLScene=set_scene)
 
 
 class Dialogs:
@@ -156,6 +183,10 @@ def application_modules(dialogs: Dialogs) -> Dict[str, types.ModuleType]:
     qt = types.ModuleType("qt")
 
     class QTimer:
+        """QTimer (qtbase src/corelib/kernel/qtimer.cpp): start() and start(int msec), both slots; start(msec) sets
+        the interval first, so a signal's False arriving at start gives a 0 ms timer (it fires on every turn of
+        the event loop)."""
+
         def __init__(self) -> None:
             self.active, self.interval, self.slots = False, 0, []
 
@@ -165,9 +196,13 @@ def application_modules(dialogs: Dialogs) -> Dict[str, types.ModuleType]:
         def connect(self, signal: str, slot) -> None:
             self.slots.append(slot)
 
-        def start(self) -> None:
+        @cpp_slot
+        def start(self, msec=None) -> None:
+            if msec is not None:
+                self.interval = int(msec)
             self.active = True
 
+        @cpp_slot
         def stop(self) -> None:
             self.active = False
 
@@ -208,8 +243,14 @@ def application_modules(dialogs: Dialogs) -> Dict[str, types.ModuleType]:
             return str(MODULE_DIR / "Resources" / relative)
 
     class ScriptedLoadableModuleLogic:
+        """As Base/Python/slicer/ScriptedLoadableModule.py (v5.6.2-v5.10.0): __init__ calls super().__init__()
+        with no argument, so a mixin after it in the MRO is initialised with its defaults first."""
+
         def __init__(self, parent=None) -> None:
-            self.parent = parent
+            super().__init__()
+            self.moduleName = self.__class__.__name__[:-5] if self.__class__.__name__.endswith("Logic") else \
+                self.__class__.__name__
+            self.isSingletonParameterNode = True
 
     class ScriptedLoadableModuleTest(unittest.TestCase):
         def delayDisplay(self, message: str, *args) -> None:
@@ -224,7 +265,7 @@ def application_modules(dialogs: Dialogs) -> Dict[str, types.ModuleType]:
 
 def install(slicer_module, dialogs: Dialogs) -> Dict[str, Any]:
     """Put the stand-ins in place; returns what was there before (for restore)."""
-    saved = {name: sys.modules.get(name) for name in ("qt", "slicer.ScriptedLoadableModule", "PromptRegister")}
+    saved = {name: sys.modules.get(name) for name in ("qt", "slicer.ScriptedLoadableModule", "PromptRegister", "SampleData")}
     saved_attributes = {name: getattr(slicer_module.util, name, None)
                         for name in ("loadUI", "childWidgetVariables", "errorDisplay", "confirmOkCancelDisplay",
                                      "setSliceViewerLayers")}
@@ -236,10 +277,9 @@ def install(slicer_module, dialogs: Dialogs) -> Dict[str, Any]:
     slicer_module.util.errorDisplay = dialogs.error
     slicer_module.util.confirmOkCancelDisplay = dialogs.confirm
     slicer_module.util.setSliceViewerLayers = lambda **layers: None
-    fitted = []
-    slice_widget = types.SimpleNamespace(sliceLogic=lambda: types.SimpleNamespace(FitSliceToAll=lambda: fitted.append(1)))
-    slicer_module.app = types.SimpleNamespace(layoutManager=lambda: types.SimpleNamespace(
-        sliceWidget=lambda name: slice_widget), fitted=fitted)
+    from slicer_standin_app import FakeApplication
+
+    slicer_module.app = FakeApplication()
     return saved
 
 

@@ -63,7 +63,8 @@ def main() -> None:
     report["worker_started_on_enter"] = widget.logic._registration is not None
     report["unmet"] = sorted(widget.logic.unmetRequirements(""))
 
-    # two volumes loaded: the selectors preselect them and Register becomes available
+    # two volumes loaded after the panel opened (as a user drags them in): the first fills both selectors, as an
+    # empty qMRMLNodeComboBox does; the second must become the moving volume, and Register available
     import numpy as np
     from PromptRegisterLib.mrml import node_from_volume
     from promptregister.geometry import Geometry
@@ -71,8 +72,6 @@ def main() -> None:
 
     for name in ("fixed", "moving"):
         node_from_volume(slicer.mrmlScene, Volume(np.zeros((4, 5, 6), np.float32), Geometry.create((6, 5, 4))), name)
-    widget.initializeParameterNode()
-    widget.updateGUIFromParameterNode()
     report["preselected"] = [getattr(ui, n).currentNode().GetName() if getattr(ui, n).currentNode() else None
                              for n in ("fixedVolumeSelector", "movingVolumeSelector")]
     report["register_enabled"] = ui.registerButton.enabled
@@ -89,6 +88,7 @@ def main() -> None:
     ui.interactiveStartButton.emit("clicked(bool)", False)
     report["interactive_start_error"] = dialogs.errors[-1] if dialogs.errors else None
     report["interactive_active"] = widget.interactive.active
+    report["interactive_timer_active"] = widget.interactiveTimer.isActive()
     report["running"] = widget.logic.running
     report["heavy_modules_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in REFUSED)
     widget.cleanup()

@@ -160,6 +160,7 @@ def test_the_interactive_section_turns_placed_points_into_pairs_and_a_transform(
     assert not ui.updateTransformButton.enabled  # nothing to act on before Start
     ui.interactiveStartButton.emit("clicked(bool)", False)
     assert dialogs.errors == [] and widget.interactiveTimer.isActive() and ui.updateTransformButton.enabled
+    assert widget.interactiveTimer.interval == 100, "clicked(bool) reached QTimer.start: a 0 ms timer"
     clicks = ui.clicksPlaceWidget.currentNode()
     rng_points = clicks_on_labels(scene, moving_labels, 1, 4)  # two points a user would click (one per label)
     for index in range(rng_points.GetNumberOfControlPoints()):

@@ -80,5 +80,5 @@ def test_the_slicer_sample_data_source_points_at_the_verified_bundled_files():
         path = urllib.request.url2pathname(urllib.parse.urlparse(uri).path)
         assert uri.startswith("file://") and path == str(sample_data.FOLDER / name)
         assert checksum == "SHA256:" + hashlib.sha256(open(path, "rb").read()).hexdigest()
-    assert source["loadFileTypes"] == ["VolumeFile", "SegmentationFile", "VolumeFile", "SegmentationFile"]
+    assert source["loadFileType"] == ["VolumeFile", "SegmentationFile", "VolumeFile", "SegmentationFile"]
     assert source["nodeNames"][:2] == ["hippocampus 001 T1", "hippocampus 001 labels"]

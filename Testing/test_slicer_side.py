@@ -38,6 +38,7 @@ def test_panel_opens_and_offers_installation_without_torch_or_scikit_image():
                                                                      or "macOS" in offer)
     assert not report["installing_after_decline"] and not report["running"]
     assert "Press Register once" in report["interactive_start_error"] and not report["interactive_active"]
+    assert not report["interactive_timer_active"], "the poll timer runs with no session"
 
 
 def test_panel_choices_equal_the_engine_option_classes():

@@ -35,8 +35,7 @@ class InteractivePanel:
         self._sent = {"clicks": 0, "corrections": 0}
 
     def setup(self) -> None:
-        ui = self.ui
-        ui.interactiveStartButton.connect("clicked(bool)", self.start)
+        ui = self.ui  # Start is the Widget's: it starts its poll timer once start() has opened a session
         ui.deletePairButton.connect("clicked(bool)", self.delete)
         ui.undoButton.connect("clicked(bool)", self.undo)
         ui.updateTransformButton.connect("clicked(bool)", self.update_transform)

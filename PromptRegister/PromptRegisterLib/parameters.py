@@ -168,7 +168,9 @@ def get_node(parameter_node, role: str):
 
 def preselect_volumes(scene, parameter_node) -> None:
     """As Slicer's module template does: an empty fixed volume takes the scene's first scalar volume, and an empty
-    moving volume the first other one, so two loaded scans are ready to register."""
+    moving volume the first other one, so two loaded scans are ready to register. A moving volume that is the
+    fixed one (Slicer's volume selectors both select the first volume loaded) takes the first other one as soon as
+    there is one."""
     volumes = [scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
                for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
     volumes = [node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")]
@@ -176,7 +178,8 @@ def preselect_volumes(scene, parameter_node) -> None:
     if fixed is None and volumes:
         fixed = volumes[0]
         set_node(parameter_node, "fixedVolume", fixed)
-    if get_node(parameter_node, "movingVolume") is None:
+    moving = get_node(parameter_node, "movingVolume")
+    if moving is None or moving is fixed:
         others = [node for node in volumes if node is not fixed]
         if others:
             set_node(parameter_node, "movingVolume", others[0])

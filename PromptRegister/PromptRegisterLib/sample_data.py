@@ -25,7 +25,9 @@ def sample_source() -> Dict[str, object]:
         "fileNames": names,
         "nodeNames": node_names,
         "checksums": [f"SHA256:{sample_data.FILES[name]}" for name in names],
-        "loadFileTypes": ["VolumeFile", "SegmentationFile"] * 2,
+        # loadFileType, not loadFileTypes: Slicer 5.6 knows only the former, 5.8 and later keep it as an alias
+        # (Modules/Scripted/SampleData/SampleData.py, registerCustomSampleDataSource); both take a list
+        "loadFileType": ["VolumeFile", "SegmentationFile"] * 2,
     }
 
 

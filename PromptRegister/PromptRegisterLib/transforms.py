@@ -70,6 +70,10 @@ def check_registration_inputs(fixed_node, moving_node) -> List[object]:
 
     The fixed volume must not be under a transform: the result lives on its grid as stored. The moving volume's
     own transforms must be linear; a non-linear one has to be hardened first."""
+    if fixed_node is moving_node:
+        raise TransformChainError(
+            f"The fixed and the moving volume are the same volume ('{fixed_node.GetName()}'): choose the volume to "
+            "align as the moving volume and the one to align it to as the fixed volume.")
     if fixed_node.GetParentTransformNode() is not None:
         name = fixed_node.GetParentTransformNode().GetName()
         raise TransformChainError(

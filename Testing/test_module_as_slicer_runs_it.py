@@ -1,0 +1,102 @@
+"""The panel under the rules real Slicer imposes and lenient stand-ins used to hide: PythonQt's signal delivery,
+qMRMLNodeComboBox's selection of the first node, Sample Data's signature on 5.6 and on 5.8+.
+
+The stand-ins (slicer_standins.py, slicer_standin_app.py) name the Slicer, PythonQt or Qt source each imitates.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+import slicer
+
+from slicer_standin_app import install_sample_data
+from slicer_standins import Dialogs, loaded_module
+
+
+@pytest.fixture()
+def dialogs():
+    return Dialogs()
+
+
+@pytest.fixture()
+def widget(dialogs):
+    with loaded_module(slicer, dialogs) as module:
+        widget = module.PromptRegisterWidget()
+        widget.setup()
+        widget.enter()
+        yield widget
+        widget.cleanup()
+
+
+def _volume(name: str, labels: bool = False):
+    from PromptRegisterLib.mrml import node_from_volume
+    from promptregister.geometry import Geometry
+    from promptregister.volume import Volume
+
+    array = np.zeros((4, 5, 6), np.uint8 if labels else np.float32)
+    node = node_from_volume(slicer.mrmlScene, Volume(array, Geometry.create((6, 5, 4))), name)
+    if labels:  # a label map in the scene, as Slicer loads one: a vtkMRMLLabelMapVolumeNode
+        label_map = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name + " labels")
+        label_map.SetAndObserveImageData(node.GetImageData())
+        slicer.mrmlScene.RemoveNode(node)
+        return label_map
+    return node
+
+
+@pytest.mark.parametrize("version", ["5.6", "5.8"])
+def test_the_sample_pair_is_registered_at_startup_with_the_keyword_every_slicer_takes(dialogs, version):
+    """Slicer 5.6's registerCustomSampleDataSource has loadFileType only; 5.8+ keep it as an alias."""
+    with loaded_module(slicer, dialogs) as module:
+        sample_data = install_sample_data(version)
+        module.PromptRegister(types.SimpleNamespace())  # Slicer builds the module class during startup
+        slicer.app.emit("startupCompleted()")
+        assert len(sample_data.sources) == 1
+        source = sample_data.sources[0]
+        assert source["category"] == "PromptRegister" and len(source["uris"]) == 4
+        assert source["loadFileTypes"] == ["VolumeFile", "SegmentationFile"] * 2
+
+
+def test_two_volumes_loaded_after_the_panel_opened_become_fixed_and_moving(widget):
+    ui = widget.ui
+    fixed = _volume("first")
+    assert ui.fixedVolumeSelector.currentNode() is fixed  # an empty combo box selects the first node itself
+    assert not ui.registerButton.enabled
+    moving = _volume("second")
+    assert ui.fixedVolumeSelector.currentNode() is fixed and ui.movingVolumeSelector.currentNode() is moving
+    assert widget.parameterNode.GetNodeReference("movingVolume") is moving
+    assert ui.registerButton.enabled
+    _volume("third")  # a later volume changes nothing the user chose
+    assert ui.movingVolumeSelector.currentNode() is moving
+
+
+def test_label_maps_are_not_offered_as_fixed_or_moving(widget):
+    label_map = _volume("segmentation", labels=True)
+    assert label_map not in widget.ui.fixedVolumeSelector.nodes()
+    assert widget.ui.fixedVolumeSelector.currentNode() is None
+
+
+def test_the_same_volume_as_fixed_and_moving_is_refused_with_a_message(widget, dialogs):
+    ui = widget.ui
+    fixed, other = _volume("first"), _volume("second")
+    ui.movingVolumeSelector.setCurrentNode(fixed)  # the user picks the fixed volume as moving too
+    assert widget.parameterNode.GetNodeReference("movingVolume") is fixed
+    assert not ui.registerButton.enabled and "same" in ui.registerButton.toolTip
+    widget.onRegister()  # from the console, or a stale button
+    assert dialogs.errors and "same volume" in dialogs.errors[-1]
+    assert not widget.logic.running
+    widget.onInteractiveStart()
+    assert "same volume" in dialogs.errors[-1] and not widget.interactive.active
+    ui.movingVolumeSelector.setCurrentNode(other)
+    assert ui.registerButton.enabled
+
+
+def test_start_without_a_session_leaves_the_poll_timer_off(widget, dialogs):
+    """Start connected straight to QTimer.start would receive clicked's False: start(0), a 0 ms timer, and
+    running even when no session opened."""
+    widget.ui.interactiveStartButton.emit("clicked(bool)", False)
+    assert dialogs.errors and not widget.interactive.active
+    assert not widget.interactiveTimer.isActive()
