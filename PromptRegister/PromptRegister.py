@@ -279,7 +279,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             values.validate()
             if not self.confirmPrealignment():
                 return
-            if self.offerInstall(settings.worker_python):
+            if self.offerInstall(settings):
                 return  # the registration starts when the installation has finished (onPoll)
             self.logic.start(self.parameterNode, values, settings)
         except (ValueError, RuntimeError, TransformChainError) as error:  # shown to the user, never a traceback
@@ -301,9 +301,13 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             f"The moving volume is under your transform '{names}'.\n\nRegister starting from it? It stays as it is; "
             "the result is placed above it. (Cancel, then remove or harden it, to register the volume as stored.)")
 
-    def offerInstall(self, workerPython: str) -> bool:
+    def offerInstall(self, settings) -> bool:
         """When the worker's Python lacks packages, offer to install them; True while an installation runs (or was
-        declined), False when nothing is missing."""
+        declined), False when nothing is missing. A worker started by a command (over SSH on another machine) has
+        its own packages there: nothing is asked of this Slicer."""
+        if settings.worker_command.strip():
+            return False
+        workerPython = settings.worker_python
         missing = self.logic.unmetRequirements(workerPython)
         if not missing:
             return False

@@ -100,3 +100,54 @@ def test_start_without_a_session_leaves_the_poll_timer_off(widget, dialogs):
     widget.ui.interactiveStartButton.emit("clicked(bool)", False)
     assert dialogs.errors and not widget.interactive.active
     assert not widget.interactiveTimer.isActive()
+
+
+SLICER_5_6 = {"numpy": "1.26.4", "scipy": "1.11.4", "SimpleITK": "2.2.1", "vtk": "9.2.20230607"}
+"""What Slicer 5.6 ships (SuperBuild/External_*.cmake at v5.6.2)."""
+
+
+def test_slicer_5_6s_own_packages_meet_the_requirements_and_are_never_reinstalled(tmp_path):
+    """The real probe (dependencies.py run as a script, as for a worker Python) on an interpreter whose installed
+    distributions are Slicer 5.6's: none of them is reported missing. And were one ever older than needed, Slicer's
+    Python is not offered a pip install over it."""
+    import json
+    import subprocess
+    import sys
+
+    from PromptRegisterLib import dependencies
+
+    site = tmp_path / "site"
+    for name, version in SLICER_5_6.items():
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    probe = (f"import sys, runpy; sys.path[:0] = [{str(site)!r}]; sys.argv = ['dependencies.py', '--json'] + "
+             f"{[r for r in dependencies.REQUIREMENTS if dependencies.split_requirement(r)[0] in SLICER_5_6]!r}; "
+             f"runpy.run_path({dependencies.__file__!r}, run_name='__main__')")
+    completed = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout) == {}
+    older = {"numpy>=1.24": "1.22.4", "torch>=2.1": None}
+    commands = dependencies.install_commands("PythonSlicer", list(older), keep=dependencies.SHIPPED_WITH_SLICER)
+    assert commands and not any("numpy" in part for command in commands for part in command)
+
+
+def test_an_older_package_slicer_ships_is_named_not_installed_over(widget):
+    with pytest.raises(ValueError, match="numpy>=1.24.*never replaced"):
+        widget.logic.installMessage({"numpy>=1.24": "1.22.4"}, "")
+    assert "numpy" in widget.logic.installMessage({"numpy>=1.24": "1.22.4"}, "/opt/venv/bin/python")
+
+
+def test_a_worker_started_by_a_command_asks_this_slicer_for_no_installation(widget, dialogs, monkeypatch):
+    """A stock Slicer (no torch) with an SSH worker: Register runs on the worker, no install offer."""
+    import sys
+
+    from PromptRegisterLib.settings import MachineSettings
+
+    fixed, moving = _volume("first"), _volume("second")
+    widget.logic.saveMachineSettings(MachineSettings(worker_command=f"{sys.executable} -m promptregister.worker"))
+    monkeypatch.setattr(widget.logic, "unmetRequirements", lambda python="": {"torch>=2.1": None})
+    widget.ui.registerButton.emit("clicked(bool)", False)
+    assert dialogs.confirmations == [] and dialogs.errors == []
+    assert widget.logic.running and not widget.logic.installing
+    widget.logic.cancel()

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 REQUIREMENTS: Tuple[str, ...] = (
     "numpy>=1.24",
     "scipy>=1.10",
-    "SimpleITK>=2.3",
+    "SimpleITK>=2.2",
     "scikit-image>=0.21",
     "tqdm>=4.60",
     "onnxruntime>=1.17",
@@ -33,6 +33,11 @@ REQUIREMENTS: Tuple[str, ...] = (
     "transformers>=4.40",
 )
 """The engine's run-time needs as pip requirements (pyproject.toml's core, sam and text extras)."""
+
+SHIPPED_WITH_SLICER = ("numpy", "scipy", "SimpleITK", "vtk")
+"""Packages Slicer builds and ships itself (Slicer 5.6: numpy 1.26, scipy 1.11, SimpleITK 2.2.1, VTK 9.2). Never
+installed over in Slicer's own Python: Slicer's modules depend on its builds (sitkUtils' `slicer:` image addresses
+need Slicer's ITK IO plugin, for one)."""
 
 TORCH_DISTRIBUTIONS = ("torch", "torchvision")
 """Installed through light-the-torch (as the PyTorch extension does), which picks the GPU build; never plain pip,
@@ -144,9 +149,18 @@ def torch_build_description() -> str:
     return "a CPU-only build (no NVIDIA driver was found); registration will run on the CPU, more slowly"
 
 
-def install_commands(python: str, missing: Sequence[str]) -> List[List[str]]:
+def shipped_with_slicer(missing: Sequence[str]) -> List[str]:
+    """The requirements among `missing` that name a package Slicer ships (SHIPPED_WITH_SLICER)."""
+    shipped = {name.lower() for name in SHIPPED_WITH_SLICER}
+    return [r for r in missing if split_requirement(r)[0].lower() in shipped]
+
+
+def install_commands(python: str, missing: Sequence[str], keep: Sequence[str] = ()) -> List[List[str]]:
     """The commands that install `missing` into `python`: torch and torchvision through light-the-torch (installed
-    first when absent), everything else with pip. An empty list when nothing is missing (never a bare pip)."""
+    first when absent), everything else with pip. Packages named in `keep` are never installed (Slicer's own, for
+    Slicer's Python). An empty list when nothing is left to install (never a bare pip)."""
+    kept = {name.lower() for name in keep}
+    missing = [r for r in missing if split_requirement(r)[0].lower() not in kept]
     torch_part = [r for r in missing if split_requirement(r)[0] in TORCH_DISTRIBUTIONS]
     others = [r for r in missing if r not in torch_part]
     commands = []

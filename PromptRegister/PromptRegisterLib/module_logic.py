@@ -61,6 +61,13 @@ class ModuleLogic:
     def installMessage(self, missing, workerPython: str = "") -> str:
         """What will be installed where, for the confirmation dialog (ValueError when it cannot be)."""
         target = f"the worker Python {workerPython}" if workerPython else "Slicer's Python"
+        shipped = dependencies.shipped_with_slicer(list(missing)) if not workerPython else []
+        if shipped:  # never installed over Slicer's own builds
+            found = ", ".join(f"{r} (Slicer has {missing[r] or 'none'})" for r in shipped)
+            raise ValueError(
+                f"PromptRegister needs {found}, a package Slicer itself ships; it is never replaced in Slicer's "
+                "Python, which Slicer's own modules depend on. Use a newer Slicer, or set Advanced > Worker Python "
+                "to a separate Python environment that has it.")
         needsTorch = any(dependencies.split_requirement(r)[0] in dependencies.TORCH_DISTRIBUTIONS for r in missing)
         if needsTorch and not workerPython and not self.pyTorchExtensionInstalled():
             raise ValueError(
@@ -77,7 +84,8 @@ class ModuleLogic:
 
     def startInstall(self, missing, workerPython: str = "") -> None:
         python = workerPython or dependencies.slicer_python()
-        self.install = BackgroundInstall(dependencies.install_commands(python, list(missing)))
+        keep = () if workerPython else dependencies.SHIPPED_WITH_SLICER
+        self.install = BackgroundInstall(dependencies.install_commands(python, list(missing), keep=keep))
 
     @property
     def installing(self) -> bool:
