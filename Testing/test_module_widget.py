@@ -190,5 +190,18 @@ def test_the_interactive_section_turns_placed_points_into_pairs_and_a_transform(
     assert widget.interactive.loop.nodes["transform"] is transform  # updated in place after the correction
     assert dialogs.errors == []
 
+    # the place widget's Delete removes a point: the next points are numbered below the count placed so far, and
+    # each must still reach the worker
+    placed = len(widget.interactive.loop.pairs)
+    clicks.RemoveNthControlPoint(0)
+    for index in range(rng_points.GetNumberOfControlPoints()):
+        ras = [0.0, 0.0, 0.0]
+        rng_points.GetNthControlPointPositionWorld(index, ras)
+        clicks.AddControlPointWorld(*ras)
+    _poll_until_answered(widget)
+    _poll_until_answered(widget)
+    assert len(widget.interactive.loop.pairs) == placed + 2, "a point placed after a deletion was not sent"
+    assert dialogs.errors == []
+
     scene.Clear(0)  # closing the scene ends the session
     assert not widget.interactive.active and not widget.interactiveTimer.isActive()

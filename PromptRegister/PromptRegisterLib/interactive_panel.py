@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable, List
 
 import slicer
+import vtk
 
 from .parameters import get_node, read_parameters
 
@@ -32,7 +33,6 @@ class InteractivePanel:
         self.messages: List[str] = []
         self.clicks = self.corrections = None  # markups nodes
         self._observations: List[tuple] = []
-        self._sent = {"clicks": 0, "corrections": 0}
 
     def setup(self) -> None:
         ui = self.ui  # Start is the Widget's: it starts its poll timer once start() has opened a session
@@ -81,28 +81,29 @@ class InteractivePanel:
             node.GetDisplayNode().SetSelectedColor(*colour)
         tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.on_point_placed)
         self._observations.append((node, tag))
-        self._sent["clicks" if "clicks" in name else "corrections"] = 0
         return node
 
-    def on_point_placed(self, caller, event=None) -> None:
+    @vtk.calldata_type(vtk.VTK_INT)
+    def on_point_placed(self, caller, event=None, index=None) -> None:
         """A point placed on the moving volume becomes a new pair; one on the fixed volume corrects the pair
-        chosen in the list. Each point is sent once."""
+        chosen in the list. `index` is the point's, from the event (vtkMRMLMarkupsNode invokes
+        PointPositionDefinedEvent with it): after the place widget's Delete, points are no longer numbered by
+        how many were placed."""
         if self.loop is None:
             return
-        kind = "clicks" if caller is self.clicks else "corrections"
-        for index in range(self._sent[kind], caller.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            caller.GetNthControlPointPositionWorld(index, ras)
-            if kind == "clicks":
-                self.loop.click(ras)
-            else:
-                pair = self.ui.pairComboBox.currentText
-                if not pair:
-                    self.messages.append("choose the pair to correct in the list first")
-                    continue
-                self.loop.correct(pair, ras)
-                caller.SetNthControlPointLabel(index, f"{pair} fix")
-        self._sent[kind] = caller.GetNumberOfControlPoints()
+        if index is None or not 0 <= index < caller.GetNumberOfControlPoints():
+            index = caller.GetNumberOfControlPoints() - 1
+        ras = [0.0, 0.0, 0.0]
+        caller.GetNthControlPointPositionWorld(index, ras)
+        if caller is self.clicks:
+            self.loop.click(ras)
+        else:
+            pair = self.ui.pairComboBox.currentText
+            if not pair:
+                self.messages.append("choose the pair to correct in the list first")
+                return
+            self.loop.correct(pair, ras)
+            caller.SetNthControlPointLabel(index, f"{pair} fix")
         self.refresh()
 
     def delete(self) -> None:
