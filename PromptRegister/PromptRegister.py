@@ -136,7 +136,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.interactive.setup()
         # a Python slot: PythonQt would hand clicked's False to QTimer.start, a 0 ms timer (one core busy)
         self.ui.interactiveStartButton.connect("clicked(bool)", self.onInteractiveStart)
-        self.interactiveTimer.connect("timeout()", self.interactive.poll)
+        self.interactiveTimer.connect("timeout()", self.onInteractivePoll)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -185,6 +185,11 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.interactive.start()
         if self.interactive.active:
             self.interactiveTimer.start()
+
+    def onInteractivePoll(self):
+        self.interactive.poll()
+        if not self.interactive.active:  # the session ended (its worker died): nothing left to poll
+            self.interactiveTimer.stop()
 
     def onSceneEndImport(self, caller, event):
         restore_interpolation(slicer.mrmlScene)  # our grid transforms interpolate like the engine again

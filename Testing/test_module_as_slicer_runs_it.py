@@ -151,3 +151,42 @@ def test_a_worker_started_by_a_command_asks_this_slicer_for_no_installation(widg
     assert dialogs.confirmations == [] and dialogs.errors == []
     assert widget.logic.running and not widget.logic.installing
     widget.logic.cancel()
+
+
+def test_a_worker_that_dies_during_an_interactive_fit_is_reported_and_start_works_again(widget, dialogs, hippocampus):
+    import time
+
+    from PromptRegisterLib.mrml import node_from_volume
+
+    from mrml_helpers import clicks_on_labels
+
+    scene = slicer.mrmlScene
+    node_from_volume(scene, hippocampus("001")[0], "case001")
+    moving, moving_labels = hippocampus("004")
+    node_from_volume(scene, moving, "case004")
+    ui = widget.ui
+    ui.modelComboBox.user_sets("currentText", "classical", "currentIndexChanged(int)")
+    ui.marginalSpinBox.user_sets("value", 0, "valueChanged(int)")
+    ui.interactiveStartButton.emit("clicked(bool)", False)
+    assert dialogs.errors == [] and widget.interactive.active
+    ras = [0.0, 0.0, 0.0]
+    clicks_on_labels(scene, moving_labels, 1, 1).GetNthControlPointPositionWorld(0, ras)
+    ui.clicksPlaceWidget.currentNode().AddControlPointWorld(*ras)
+    ui.updateTransformButton.emit("clicked(bool)", False)  # a fit is asked for
+    loop = widget.interactive.loop
+    assert any(kind == "fit" for kind, _ in loop.pending.values())
+    worker = loop.client
+    worker.process.kill()  # the worker dies during the fit (out of memory, a crash)
+    deadline = time.monotonic() + 60
+    while widget.interactive.active and time.monotonic() < deadline:
+        for slot in widget.interactiveTimer.slots:
+            slot()  # the timer's timeout()
+        time.sleep(0.05)
+    assert not widget.interactive.active, "the death of the worker was never noticed"
+    assert dialogs.errors and "worker stopped" in dialogs.errors[-1] and "Start" in dialogs.errors[-1]
+    assert not widget.interactiveTimer.isActive()
+    assert worker.process.poll() is not None and not worker.alive  # not restarted behind the user's back
+    errors = len(dialogs.errors)
+    ui.interactiveStartButton.emit("clicked(bool)", False)  # Start works again, on a new worker
+    assert len(dialogs.errors) == errors and widget.interactive.active and widget.interactiveTimer.isActive()
+    assert widget.interactive.loop.client.alive  # the worker was started again, for the new session

@@ -68,10 +68,15 @@ class InteractiveLoop:
         self.fixed_geometry = self.moving_geometry = None
         self.nodes: Dict[str, Any] = {}
         self._downloaded: Optional[Path] = None  # a remote worker's last transform, here
+        self._session_client = None  # the worker that holds the session: never silently replaced by a new one
 
     # -- requests ------------------------------------------------------------------------------------------------
     @property
     def client(self):
+        """The session's worker while a session is open (if it dies, poll() says so: a new worker would not know
+        the session); otherwise the registration's, started as needed."""
+        if self.session is not None and self._session_client is not None:
+            return self._session_client
         return self.registration.worker()
 
     def _send(self, kind: str, context: Any = None, **fields: Any) -> str:
@@ -106,6 +111,7 @@ class InteractiveLoop:
         self.last_fit, self.embedded, self.embed_fraction = None, False, 0.0
         self._make_nodes(moving_node.GetName())
         # the session is named here, so clicks can be sent at once: the worker answers requests in order
+        self._session_client = self.registration.worker()
         self.session = f"slicer-{next(_SESSION_NUMBERS)}"
         return self._send("open", **request)
 
@@ -155,12 +161,13 @@ class InteractiveLoop:
                 self.client.cancel(request_id, wait=False)
 
     def close_session(self) -> None:
-        if self.session is not None and self.registration.client is not None and self.registration.client.alive:
-            self.client.send("close", session=self.session)
+        client = self._session_client
+        if self.session is not None and client is not None and client.alive:
+            client.send("close", session=self.session)
         for request_id in list(self.pending):
-            if self.registration.client is not None:
-                self.registration.client.forget(request_id)
-        self.session, self.pending = None, {}
+            if client is not None:
+                client.forget(request_id)
+        self.session, self.pending, self._session_client = None, {}, None
 
     # -- answers --------------------------------------------------------------------------------------------------
     def poll(self) -> List[dict]:
@@ -182,9 +189,9 @@ class InteractiveLoop:
                 for event in self.client.poll(self.session):
                     self._background(event)
                     handled.append(dict(event, kind="background"))
-        except WorkerDied as error:
+        except WorkerDied as error:  # reported, never restarted behind the user's back: the session died with it
             self.pending.clear()
-            self.session = None
+            self.session, self._session_client = None, None
             message = {"type": "error", "kind": "worker", "code": "died", "message": str(error)}
             self.on_message(str(error))
             handled.append(message)

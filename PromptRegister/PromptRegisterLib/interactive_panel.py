@@ -141,6 +141,13 @@ class InteractivePanel:
         if self.loop is None:
             return
         events = self.loop.poll()
+        died = [e for e in events if e.get("code") == "died"]
+        if died:  # the session died with its worker: say so, and let the user start again
+            self.close()
+            self.refresh()
+            self.error_display(f"The interactive session ended: {died[0].get('message', '')}\n\n"
+                               "Press Start to begin again.")
+            return
         changed = any(e.get("type") == "result" and e.get("kind") in CHANGES for e in events)
         fitting = any(kind == "fit" for kind, _ in self.loop.pending.values())
         if changed and self.ui.autoUpdateCheckBox.checked and not fitting and self.loop.pairs:
