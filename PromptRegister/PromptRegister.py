@@ -234,6 +234,10 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for name, field in self.SPIN_BOXES.items():
                 _setIfDifferent(getattr(self.ui, name), "value", getattr(values, field))
             self.fillResults(values.last_summary)
+            hasResult = get_node(self.parameterNode, "outputTransform") is not None
+            _setIfDifferent(self.ui.applyTransformButton, "checked", self.logic.transformApplied(self.parameterNode))
+            for button in (self.ui.applyTransformButton, self.ui.resampleButton, self.ui.hardenTransformButton):
+                button.enabled = hasResult
             fixed, moving = self.ui.fixedVolumeSelector.currentNode(), self.ui.movingVolumeSelector.currentNode()
             chosen = fixed is not None and moving is not None
             ready = chosen and fixed is not moving

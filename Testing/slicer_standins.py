@@ -22,6 +22,9 @@ from typing import Any, Dict, List
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "PromptRegister"
 
+CHECKABLE = ("QCheckBox", "QRadioButton", "ctkCheckBox")
+"""Classes whose buttons are checkable by default (a QPushButton is when its .ui says checkable)."""
+
 _DEFAULTS = {"checked": False, "text": "", "currentText": "", "value": 0, "currentPath": "", "enabled": True,
              "toolTip": "", "collapsed": False}
 
@@ -56,7 +59,10 @@ class FakeWidget:
         self.sets[prop] += 1
         if prop == "currentText" and self.items and value not in self.items:
             return  # a QComboBox ignores text that is not one of its items
+        changed = self._state.get(prop) != value
         self._state[prop] = value
+        if prop == "checked" and changed and self._state.get("checkable", self._class in CHECKABLE):
+            self.emit("toggled(bool)", value)  # QAbstractButton::setChecked emits toggled when the state changes
 
     def className(self) -> str:
         return self._class

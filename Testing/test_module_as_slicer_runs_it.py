@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import vtk
 import pytest
 
 import slicer
@@ -190,3 +191,38 @@ def test_a_worker_that_dies_during_an_interactive_fit_is_reported_and_start_work
     ui.interactiveStartButton.emit("clicked(bool)", False)  # Start works again, on a new worker
     assert len(dialogs.errors) == errors and widget.interactive.active and widget.interactiveTimer.isActive()
     assert widget.interactive.loop.client.alive  # the worker was started again, for the new session
+
+
+def _result_on(widget, moving):
+    """A result as finish() leaves it: a module grid transform above the moving volume, named in the parameter
+    node."""
+    from PromptRegisterLib.parameters import set_node
+    from PromptRegisterLib.transforms import attach, mark_module_transform
+
+    transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "PromptRegister result")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)
+    transform.SetMatrixTransformToParent(matrix)
+    mark_module_transform(transform)
+    attach(moving, transform)
+    set_node(widget.parameterNode, "outputTransform", transform)
+    return transform
+
+
+def test_after_harden_the_result_cannot_be_applied_a_second_time(widget):
+    ui = widget.ui
+    _volume("first")
+    moving = _volume("second")
+    transform = _result_on(widget, moving)
+    assert ui.applyTransformButton.checked and ui.applyTransformButton.enabled
+    ui.applyTransformButton.user_sets("checked", False, "toggled(bool)")
+    assert moving.GetParentTransformNode() is None
+    ui.applyTransformButton.user_sets("checked", True, "toggled(bool)")
+    assert moving.GetParentTransformNode() is transform
+    ui.hardenTransformButton.emit("clicked(bool)", False)
+    assert moving.GetParentTransformNode() is None  # the shift is in the voxels now
+    assert not ui.applyTransformButton.checked, "the toggle says the result is applied after Harden"
+    assert not ui.applyTransformButton.enabled
+    ui.applyTransformButton.emit("toggled(bool)", True)  # a click that reaches it anyway
+    assert moving.GetParentTransformNode() is None, "the result was applied on top of its hardened self"
+    assert slicer.mrmlScene.IsNodePresent(transform)  # the transform itself stays for the user

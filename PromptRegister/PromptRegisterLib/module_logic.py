@@ -18,7 +18,7 @@ from .logic import RegistrationLogic
 from .parameters import get_node, read_parameters, set_node, write_parameters
 from .resample import resample_volume
 from .settings import MachineSettings
-from .transforms import attach, detach
+from .transforms import attach, detach, top_of_chain
 
 
 class ModuleLogic:
@@ -239,11 +239,23 @@ class ModuleLogic:
         return [resample_volume(slicer.mrmlScene, node, transform, fixed) for node in (moving, extraNode)
                 if node is not None]
 
+    def transformApplied(self, parameterNode) -> bool:
+        """Whether the result transform moves the moving volume now (what "Transform moving volume" shows)."""
+        moving, transform = get_node(parameterNode, "movingVolume"), get_node(parameterNode, "outputTransform")
+        if moving is None or transform is None:
+            return False
+        parent = top_of_chain(moving).GetParentTransformNode()
+        return parent is not None and parent.GetID() == transform.GetID()
+
     def hardenTransform(self, parameterNode):
-        """Slicer's own hardening (its resampling differs from the engine's; resample() is exact)."""
+        """Slicer's own hardening (its resampling differs from the engine's; resample() is exact). The whole chain
+        is baked into the voxels (vtkSlicerTransformLogic::hardenTransform), so the result is no longer the moving
+        volume's to attach: the reference is dropped, and attaching it again (which would warp twice) is not
+        offered. The transform node stays in the scene."""
         moving = get_node(parameterNode, "movingVolume")
         if moving is not None and moving.GetTransformNodeID():
             slicer.vtkSlicerTransformLogic().hardenTransform(moving)
+            set_node(parameterNode, "outputTransform", None)
 
 
 def _consoleProgress():
