@@ -227,3 +227,32 @@ def test_a_pre_alignment_is_kept_and_resample_equals_promptregister_warp(hippoca
         np.testing.assert_array_equal(volume_from_node(resampled).array.astype(expected.dtype), expected)
         assert volume_from_node(resampled).geometry.is_close(volume_from_node(fixed_node).geometry)
     assert resampled.IsA("vtkMRMLLabelMapVolumeNode")
+
+
+def test_resampling_a_segmentation_leaves_nothing_behind_but_the_result(tmp_path):
+    """ExportSegmentsToLabelmapNode gives the temporary label map a display node and a visible
+    '<name>_ColorTable' node (vtkSlicerSegmentationsModuleLogic.cxx); after Resample the scene holds the new
+    segmentation (and its display node) and nothing else new."""
+    from PromptRegisterLib.mrml import oriented_mask, register_segmentation_converters, transform_node_from_file
+    from promptregister.io.transforms import displacement_field_transform
+
+    scene = slicer.vtkMRMLScene()
+    geometry = Geometry.create((12, 10, 8))
+    fixed = node_from_volume(scene, Volume(np.zeros((8, 10, 12), np.float32), geometry), "fixed")
+    register_segmentation_converters()
+    segmentation = slicer.vtkMRMLSegmentationNode()
+    scene.AddNode(segmentation)
+    segmentation.CreateDefaultDisplayNodes()
+    mask = np.zeros((8, 10, 12), bool)
+    mask[2:6, 3:7, 4:9] = True
+    segmentation.AddSegmentFromBinaryLabelmapRepresentation(oriented_mask(mask, geometry), "structure", (1, 0, 0))
+    sitk.WriteTransform(displacement_field_transform(np.zeros((8, 10, 12, 3)), geometry), str(tmp_path / "t.h5"))
+    transform = transform_node_from_file(scene, tmp_path / "t.h5", "result")
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    resampled = resample_volume(scene, segmentation, transform, fixed)
+    added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())
+             if scene.GetNthNode(i).GetID() not in before
+             and not scene.GetNthNode(i).IsA("vtkMRMLSubjectHierarchyNode")]  # the scene's singleton, in Slicer always
+    assert sorted(node.GetClassName() for node in added) == ["vtkMRMLSegmentationDisplayNode",
+                                                              "vtkMRMLSegmentationNode"], [n.GetName() for n in added]
+    assert resampled.GetSegmentation().GetNumberOfSegments() == 1

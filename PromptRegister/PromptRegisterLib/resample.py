@@ -73,6 +73,18 @@ def resample_volume(scene, moving_node, transform_node, reference_node, name: st
     return node
 
 
+def _remove_with_display(scene, labelmap) -> None:
+    """Remove a temporary label map with the display node and the visible "<name>_ColorTable" node that
+    ExportSegmentsToLabelmapNode gave it (vtkSlicerSegmentationsModuleLogic.cxx), so nothing is left behind."""
+    display = labelmap.GetDisplayNode()
+    color = display.GetColorNode() if display is not None else None
+    scene.RemoveNode(labelmap)
+    if display is not None and scene.IsNodePresent(display):
+        scene.RemoveNode(display)
+    if color is not None and color.GetType() == color.User and scene.IsNodePresent(color):
+        scene.RemoveNode(color)
+
+
 def _resample_segmentation(scene, segmentation_node, field, reference, name: str):
     """Each segment keeps its name and colour: segment n becomes label n, is warped, and comes back as mask n."""
     segmentation = segmentation_node.GetSegmentation()
@@ -86,7 +98,7 @@ def _resample_segmentation(scene, segmentation_node, field, reference, name: str
             raise ValueError(f"the segmentation '{segmentation_node.GetName()}' could not be exported to a label map")
         source = volume_from_node(labelmap, placement_matrix(segmentation_node))
     finally:
-        scene.RemoveNode(labelmap)
+        _remove_with_display(scene, labelmap)
     warped = warp_volume(source, field, reference, labels=True)
     register_segmentation_converters()
     result = slicer.vtkMRMLSegmentationNode()
