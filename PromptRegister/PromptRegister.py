@@ -90,6 +90,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.interactiveTimer.setInterval(100)
         self.interactive = None
         self._updating = False
+        self._shownSummary = None  # the summary the results table shows
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -367,7 +368,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.timer.stop()
         self.logic.install = None
-        if install.returncode != 0:
+        if install.cancelled:  # the user's Cancel, not a failure
+            self.ui.stageLabel.text = "installation cancelled; press Register to install again"
+        elif install.returncode != 0:
             tail = "\n".join(list(install.output)[-12:])
             slicer.util.errorDisplay(f"Installing failed ({' '.join(install.failed_command or [])}):\n{tail}")
             self.ui.stageLabel.text = "installation failed"
@@ -381,7 +384,17 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.stageLabel.text = "cancelling..."
 
     def fillResults(self, summary):
-        pairs = (summary or {}).get("pairs", [])
+        """The last result's pairs and summary; rebuilt only when the result changes (the GUI updates every
+        200 ms during a run, and a rebuilt table loses the user's selection and scroll position)."""
+        if summary == self._shownSummary:
+            return
+        self._shownSummary = summary
+        if not summary:  # no result in this scene (a new or closed scene): nothing of an earlier one stays
+            self.ui.resultsTable.setRowCount(0)
+            self.ui.summaryLabel.text = ""
+            self.ui.summaryLabel.toolTip = ""
+            return
+        pairs = summary.get("pairs", [])
         table = self.ui.resultsTable
         table.setRowCount(len(pairs))
         for row, pair in enumerate(pairs):
@@ -390,19 +403,18 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                      f"{pair.get('dice_after', 0):.3f}"]
             for column, text in enumerate(cells):
                 table.setItem(row, column, qt.QTableWidgetItem(text))
-        if summary:
-            text = (f"{len(pairs)} region pairs; mean pair overlap after {summary.get('mean_dice_after')} (how "
-                    "well each pair's two regions coincide, not a score of your structures); "
-                    f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
-            if summary.get("report"):
-                text += f"\nPictures of the result: {summary['report']}"
-            dropped = summary.get("dropped_pairs") or []
-            if dropped:  # listed, never silent: the user may want to re-prompt those structures
-                text += f"; dropped {len(dropped)} contradicted pairs: " + ", ".join(d["name"] for d in dropped)
-            warnings = summary.get("warnings") or []
-            # a result worse than the pre-alignment is said where the user looks, in the panel's own words
-            self.ui.summaryLabel.text = "\n".join([text] + [f"Warning: {warning}." for warning in warnings])
-            self.ui.summaryLabel.toolTip = "\n".join(warnings)
+        text = (f"{len(pairs)} region pairs; mean pair overlap after {summary.get('mean_dice_after')} (how "
+                "well each pair's two regions coincide, not a score of your structures); "
+                f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
+        if summary.get("report"):
+            text += f"\nPictures of the result: {summary['report']}"
+        dropped = summary.get("dropped_pairs") or []
+        if dropped:  # listed, never silent: the user may want to re-prompt those structures
+            text += f"; dropped {len(dropped)} contradicted pairs: " + ", ".join(d["name"] for d in dropped)
+        warnings = summary.get("warnings") or []
+        # a result worse than the pre-alignment is said where the user looks, in the panel's own words
+        self.ui.summaryLabel.text = "\n".join([text] + [f"Warning: {warning}." for warning in warnings])
+        self.ui.summaryLabel.toolTip = "\n".join(warnings)
 
     def onShowRois(self, visible):
         self.logic.setRoisVisible(self.parameterNode, visible)

@@ -103,9 +103,11 @@ class FakeWidget:
         pass
 
     def setRowCount(self, count: int) -> None:
+        self.sets["rowCount"] += 1
         self._state["rowCount"] = count
 
-    def setItem(self, row: int, column: int, item) -> None:
+    def setItem(self, row: int, column: int, item) -> None:  # replaces the item: its selection goes (QTableWidget)
+        self.sets["item"] += 1
         self.cells[(row, column)] = item
 
     # QComboBox.clear, qMRMLTableView.setMRMLTableNode

@@ -226,3 +226,40 @@ def test_after_harden_the_result_cannot_be_applied_a_second_time(widget):
     ui.applyTransformButton.emit("toggled(bool)", True)  # a click that reaches it anyway
     assert moving.GetParentTransformNode() is None, "the result was applied on top of its hardened self"
     assert slicer.mrmlScene.IsNodePresent(transform)  # the transform itself stays for the user
+
+
+def test_the_results_table_is_rebuilt_only_for_a_new_result_and_cleared_with_the_scene(widget):
+    from PromptRegisterLib.parameters import read_parameters, write_parameters
+
+    ui = widget.ui
+    values = read_parameters(widget.parameterNode)
+    values.last_summary = {"pairs": [{"name": "p1", "source": {"method": "promptreg"}, "score": 0.8,
+                                      "dice_after": 0.9}], "mean_dice_after": 0.9, "jacobian": {}}
+    write_parameters(widget.parameterNode, values)
+    assert ui.resultsTable.rowCount == 1 and "1 region pairs" in ui.summaryLabel.text
+    items = ui.resultsTable.sets["item"]
+    for _ in range(5):  # the 200 ms poll during a later run
+        widget.updateGUIFromParameterNode()
+    assert ui.resultsTable.sets["item"] == items, "the table was rebuilt (selection and scroll lost) on each poll"
+    slicer.mrmlScene.Clear(0)  # File > Close Scene
+    assert ui.resultsTable.rowCount == 0 and ui.summaryLabel.text == ""
+
+
+def test_a_cancelled_installation_is_said_to_be_cancelled_not_failed(widget, dialogs):
+    import sys
+    import time
+
+    from PromptRegisterLib.installer import BackgroundInstall
+
+    widget.logic.install = BackgroundInstall([[sys.executable, "-c", "print('downloading'); import time; "
+                                               "time.sleep(60)"]])
+    widget.timer.start()
+    deadline = time.monotonic() + 30
+    while "downloading" not in widget.logic.install.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    widget.onCancel()
+    assert widget.logic.install.wait(30) is not None
+    widget.onPoll()
+    assert dialogs.errors == [], "a cancelled installation was reported as failed"
+    assert "cancelled" in widget.ui.stageLabel.text and not widget.logic.installing
+    assert not widget.timer.isActive()

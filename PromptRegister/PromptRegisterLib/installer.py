@@ -16,7 +16,7 @@ class BackgroundInstall:
     """Runs `commands` (argv lists) in order on a thread; stops at the first that fails.
 
     Poll `lines()` for new output and `finished` / `returncode` for the end; `failed_command` names the command
-    that failed.
+    that failed. A cancelled installation ends with `cancelled` true and no failed command (it did not fail).
     """
 
     def __init__(self, commands: Sequence[Sequence[str]]):
@@ -32,6 +32,10 @@ class BackgroundInstall:
         self._cancelled = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
 
     @property
     def finished(self) -> bool:
@@ -78,6 +82,9 @@ class BackgroundInstall:
             for line in self._process.stdout:
                 self._say(line.rstrip())
             code = self._process.wait()
+            if self._cancelled:  # terminated on request: not a failure of the command
+                self.returncode = -1
+                return
             if code != 0:
                 self.failed_command, self.returncode = command, code
                 return
