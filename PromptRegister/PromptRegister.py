@@ -31,6 +31,7 @@ if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit b
 from PromptRegisterLib.interactive_panel import InteractivePanel  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
+from PromptRegisterLib.pipes import TICK_MS, let_readers_run  # noqa: E402
 from PromptRegisterLib.sample_data import register_sample_data  # noqa: E402
 from PromptRegisterLib.parameters import (DEVICES, MODELS, PRESETS, find_or_create_parameter_node, get_node,  # noqa: E402
                                           preselect_volumes, read_parameters, set_node, write_parameters)
@@ -88,6 +89,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer.connect("timeout()", self.onPoll)
         self.interactiveTimer = qt.QTimer()  # polls the interactive session while one is open
         self.interactiveTimer.setInterval(100)
+        self.pipeTimer = qt.QTimer()  # lets the worker's pipe readers run while a worker is alive (pipes.py)
+        self.pipeTimer.setInterval(TICK_MS)
+        self.pipeTimer.connect("timeout()", self.onPipeTick)
         self.interactive = None
         self._updating = False
         self._shownSummary = None  # the summary the results table shows
@@ -149,6 +153,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         self.timer.stop()
         self.interactiveTimer.stop()
+        self.pipeTimer.stop()
         if self.interactive is not None:
             self.interactive.close()
         if self.logic is not None:
@@ -157,7 +162,14 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def enter(self):
         restore_interpolation(slicer.mrmlScene)  # for a scene loaded before this widget existed
         self.initializeParameterNode()
-        self.logic.warmUp(self.ui.workerPythonLineEdit.currentPath)
+        if self.logic.warmUp(self.ui.workerPythonLineEdit.currentPath):
+            self.pipeTimer.start()
+
+    def onPipeTick(self):
+        if self.logic.workerAlive:
+            let_readers_run()
+        else:  # no worker, nothing to read; Register and Start start the tick again
+            self.pipeTimer.stop()
 
     def onSceneStartClose(self, caller, event):
         if self.interactive is not None and self.interactive.active:  # its nodes belong to the closing scene
@@ -186,8 +198,10 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.interactive.start()
         if self.interactive.active:
             self.interactiveTimer.start()
+            self.pipeTimer.start()
 
     def onInteractivePoll(self):
+        let_readers_run()
         self.interactive.poll()
         if not self.interactive.active:  # the session ended (its worker died): nothing left to poll
             self.interactiveTimer.stop()
@@ -298,6 +312,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.value = 0
         self.ui.stageLabel.text = "starting the worker..."
         self.timer.start()
+        self.pipeTimer.start()
         self.updateGUIFromParameterNode()
 
     def confirmPrealignment(self) -> bool:
@@ -332,6 +347,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     def onPoll(self):
+        let_readers_run()
         if self.logic.installing:
             self.pollInstall()
             return

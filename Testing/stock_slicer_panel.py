@@ -47,7 +47,7 @@ def main() -> None:
     install(slicer, dialogs)
     slicer.mrmlScene = slicer.vtkMRMLScene()
     for name in ("dependencies", "installer", "logic", "module_logic", "mrml", "parameters", "resample",
-                 "settings", "transforms", "views", "interactive", "interactive_panel"):
+                 "settings", "transforms", "views", "interactive", "interactive_panel", "pipes"):
         __import__(f"PromptRegisterLib.{name}")
     import PromptRegister
 

@@ -263,3 +263,37 @@ def test_a_cancelled_installation_is_said_to_be_cancelled_not_failed(widget, dia
     assert dialogs.errors == [], "a cancelled installation was reported as failed"
     assert "cancelled" in widget.ui.stageLabel.text and not widget.logic.installing
     assert not widget.timer.isActive()
+
+
+def _slicer_idle(seconds: float) -> None:
+    """Slicer's event loop between two timer ticks: C++ code that keeps the GIL (Slicer never enables PythonQt's
+    thread support). A call through ctypes.PyDLL keeps the GIL too, so Python threads wait as they do in Slicer."""
+    import ctypes
+
+    ctypes.PyDLL(None).usleep(int(seconds * 1e6))
+
+
+def test_the_worker_is_read_while_slicer_idles_so_it_never_blocks_on_a_full_pipe(widget):
+    """600 answers (about 170 KB) fill the worker's stdout pipe; the worker answers the next request only once
+    they have been read. In Slicer the reader threads get the GIL only when Python runs on the main thread, so a
+    tick must run while a worker is alive, not only during a registration; here the main thread holds the GIL
+    between ticks, as Slicer's idle event loop does."""
+    import time
+
+    assert widget.pipeTimer.isActive(), "a worker started on enter but no tick reads its pipes"
+    client = widget.logic.registration("").client
+    client.hello  # the worker is up  # noqa: B018
+    for number in range(600):
+        client.send_raw(f'{{"id": "flood-{number}", "type": "no_such_request_type_{number:04d}"}}')
+    last = client.send("hello")
+
+    deadline, answer = time.monotonic() + 20, []
+    while not answer and time.monotonic() < deadline:
+        _slicer_idle(0.1)
+        assert widget.pipeTimer.isActive(), "the tick stopped while the worker is alive"
+        widget.onPipeTick()  # the timer's timeout()
+        answer = client.poll(last)
+    assert answer and answer[-1]["type"] == "result", "the worker's answers were not read while Slicer idled"
+    widget.logic.close()
+    widget.onPipeTick()
+    assert not widget.pipeTimer.isActive(), "the tick goes on with no worker"

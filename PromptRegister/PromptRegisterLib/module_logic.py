@@ -120,6 +120,12 @@ class ModuleLogic:
         return True
 
     @property
+    def workerAlive(self) -> bool:
+        """Whether a worker process is running (its pipes then need reading: pipes.py)."""
+        client = self._registration.client if self._registration is not None else None
+        return client is not None and client.alive
+
+    @property
     def running(self) -> bool:
         return self._registration is not None and self._registration.running_id is not None
 
