@@ -90,9 +90,81 @@ def main() -> None:
     report["interactive_active"] = widget.interactive.active
     report["interactive_timer_active"] = widget.interactiveTimer.isActive()
     report["running"] = widget.logic.running
+    report.update(interactive_with_a_worker_command(widget, dialogs))
     report["heavy_modules_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in REFUSED)
     widget.cleanup()
     print(json.dumps(report))
+
+
+def interactive_with_a_worker_command(widget, dialogs) -> dict:
+    """The interactive section of a stock Slicer with a worker started by a command (as an SSH worker is; here
+    this machine's Python, which has the packages): a point deleted with the place widget, two more placed (both
+    must reach the worker); the worker killed during a fit (an error is shown, and Start works again)."""
+    import time
+
+    from mrml_helpers import clicks_on_labels
+    from PromptRegisterLib.mrml import node_from_volume
+    from PromptRegisterLib.settings import MachineSettings
+    from promptregister import sample_data
+    from promptregister.io import read_label_map, read_volume
+
+    report = {}
+    ui = widget.ui
+    fixed = node_from_volume(slicer_scene(), read_volume(sample_data.sample_path(f"{sample_data.FIXED}_t1.nii.gz")),
+                             "sample fixed")
+    moving = node_from_volume(slicer_scene(), read_volume(sample_data.sample_path(f"{sample_data.MOVING}_t1.nii.gz")),
+                              "sample moving")
+    labels = read_label_map(sample_data.sample_path(f"{sample_data.MOVING}_hippocampus.nii.gz"))
+    ui.fixedVolumeSelector.setCurrentNode(fixed)
+    ui.movingVolumeSelector.setCurrentNode(moving)
+    widget.logic.saveMachineSettings(MachineSettings(worker_command=f"{sys.executable} -m promptregister.worker"))
+    ui.modelComboBox.user_sets("currentText", "classical", "currentIndexChanged(int)")
+    ui.marginalSpinBox.user_sets("value", 0, "valueChanged(int)")
+    errors = len(dialogs.errors)
+    ui.interactiveStartButton.emit("clicked(bool)", False)
+    report["interactive_started_with_command"] = widget.interactive.active and len(dialogs.errors) == errors
+
+    def settle(timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while widget.interactive.active and widget.interactive.loop.pending and time.monotonic() < deadline:
+            widget.onInteractivePoll()
+            time.sleep(0.05)
+
+    if not report["interactive_started_with_command"]:
+        return report
+    clicks = ui.clicksPlaceWidget.currentNode()
+    points = clicks_on_labels(slicer_scene(), labels, 1, 3)
+    positions = []
+    for index in range(points.GetNumberOfControlPoints()):
+        ras = [0.0, 0.0, 0.0]
+        points.GetNthControlPointPositionWorld(index, ras)
+        positions.append(ras)
+    clicks.AddControlPointWorld(*positions[0])
+    settle()
+    clicks.RemoveNthControlPoint(0)  # the place widget's Delete
+    for ras in positions:
+        clicks.AddControlPointWorld(*ras)
+    settle()
+    report["pairs_after_delete_and_two_more"] = len(widget.interactive.loop.pairs)
+    ui.updateTransformButton.emit("clicked(bool)", False)
+    widget.interactive.loop.client.process.kill()  # the worker dies during the fit
+    deadline = time.monotonic() + 60
+    while widget.interactive.active and time.monotonic() < deadline:
+        widget.onInteractivePoll()
+        time.sleep(0.05)
+    report["death_reported"] = (not widget.interactive.active and len(dialogs.errors) > errors
+                                and "worker stopped" in dialogs.errors[-1])
+    errors = len(dialogs.errors)
+    ui.interactiveStartButton.emit("clicked(bool)", False)
+    report["started_again"] = widget.interactive.active and len(dialogs.errors) == errors
+    widget.interactive.close()
+    return report
+
+
+def slicer_scene():
+    import slicer
+
+    return slicer.mrmlScene
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def test_panel_opens_and_offers_installation_without_torch_or_scikit_image():
     assert not report["installing_after_decline"] and not report["running"]
     assert "Press Register once" in report["interactive_start_error"] and not report["interactive_active"]
     assert not report["interactive_timer_active"], "the poll timer runs with no session"
+    assert report["interactive_started_with_command"], "a worker command still asks for a local installation"
+    assert report["pairs_after_delete_and_two_more"] == 3, "a point placed after a deletion did not reach the worker"
+    assert report["death_reported"] and report["started_again"]
 
 
 def test_panel_choices_equal_the_engine_option_classes():
