@@ -256,3 +256,67 @@ def test_resampling_a_segmentation_leaves_nothing_behind_but_the_result(tmp_path
     assert sorted(node.GetClassName() for node in added) == ["vtkMRMLSegmentationDisplayNode",
                                                               "vtkMRMLSegmentationNode"], [n.GetName() for n in added]
     assert resampled.GetSegmentation().GetNumberOfSegments() == 1
+
+
+def _remote_logic():
+    """A worker started by a command, as an SSH worker is (here this machine's Python): files travel through
+    the protocol."""
+    return RegistrationLogic(command=[sys.executable, "-m", "promptregister.worker"])
+
+
+def test_a_remote_workers_volumes_and_results_move_a_few_chunks_per_tick_with_progress(hippocampus, monkeypatch):
+    """start() sends nothing over the network (a GUI slot must not wait for it); each poll() moves the files on
+    and says how far; the result comes once its files are here, and loads. (Each tick's time budget is set to 0
+    here, one chunk or one answer a tick, so that a local worker's fast pipe still shows the steps.)"""
+    from PromptRegisterLib import transfers
+
+    monkeypatch.setattr(transfers, "TICK_BUDGET_SECONDS", 0.0)
+    scene = slicer.vtkMRMLScene()
+    fixed_node = node_from_volume(scene, hippocampus("001")[0], "case001")
+    moving, moving_labels = hippocampus("004")
+    moving_node = node_from_volume(scene, moving, "case004")
+    markups = clicks_on_labels(scene, moving_labels, 1, 2)
+    logic = _remote_logic()
+    try:
+        logic.start(fixed_node, moving_node, markups_node=markups, **REQUEST)
+        assert logic.running_id == "sending" and logic._transfer.fraction == 0.0
+        stages, result, deadline = [], None, time.monotonic() + 300
+        while result is None and time.monotonic() < deadline:
+            for event in logic.poll():
+                assert event["type"] != "error", event
+                if event["type"] == "progress":
+                    stages.append((event["stage"], event["fraction"]))
+                elif event["type"] == "result":
+                    result = event
+            time.sleep(0.05)
+        sending = [fraction for stage, fraction in stages if stage.startswith("sending the volumes")]
+        fetching = [fraction for stage, fraction in stages if stage.startswith("bringing the results")]
+        assert len(sending) >= 2 and sending == sorted(sending), stages
+        assert fetching, "the results came back inside one tick"
+        assert result is not None and result["local"]
+        assert all(Path(path).is_file() and Path(path).parent.parent == logic.folder
+                   for path in result["files"].values())
+        nodes = logic.finish(scene, moving_node, result)
+        assert moving_node.GetParentTransformNode() is nodes["transform"]
+    finally:
+        logic.close()
+
+
+def test_cancel_while_the_volumes_travel_stops_before_the_worker_registers(hippocampus):
+    scene = slicer.vtkMRMLScene()
+    fixed_node = node_from_volume(scene, hippocampus("001")[0], "case001")
+    moving_node = node_from_volume(scene, hippocampus("004")[0], "case004")
+    logic = _remote_logic()
+    try:
+        logic.start(fixed_node, moving_node, **REQUEST)
+        logic.poll()
+        assert logic.cancel()
+        events = logic.poll()
+        assert events and events[-1]["code"] == "cancelled" and logic.running_id is None
+        time.sleep(0.5)
+        assert logic.poll() == []
+        started = logic.start(fixed_node, moving_node, **REQUEST)  # and it can start again
+        assert started == "sending"
+        logic.abandon()
+    finally:
+        logic.close()

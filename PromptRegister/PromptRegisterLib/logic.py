@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from promptregister.io import write_volume
-from promptregister.worker import WorkerClient, WorkerDied
+from promptregister.worker import WorkerClient, WorkerDied, WorkerError
 
 from .mrml import point_prompts, results_to_scene, volume_from_node
+from .transfers import SENDING, Transfers
 from .transforms import check_registration_inputs, placement_matrix
 
 ProgressCallback = Callable[[str, float], None]
@@ -44,6 +46,7 @@ class RegistrationLogic:
         self.running_id: Optional[str] = None
         self._written: Dict[str, Path] = {}
         self._folder: Optional[Path] = None
+        self._transfer: Optional[Transfers] = None  # a remote worker's volumes or results on their way
 
     @property
     def folder(self) -> Path:
@@ -131,7 +134,6 @@ class RegistrationLogic:
         fixed_file = self.volume_file(fixed_node)
         moving_file = self.volume_file(moving_node, placement_matrix(moving_node))
         if client.remote:  # the worker cannot read this machine's files: they travel through the protocol
-            fixed_file, moving_file = client.upload(fixed_file), client.upload(moving_file)
             out_dir = out_dir or f"result-{Path(tempfile.mkdtemp(prefix='result-', dir=self.folder)).name}"
         request = dict(fixed=str(fixed_file), moving=str(moving_file),
                        points=points, point_pairs=point_pairs, auto=auto, sample_points=sample_points,
@@ -142,26 +144,60 @@ class RegistrationLogic:
             request["text"] = text
         if checkpoint:
             request["checkpoint"] = checkpoint
-        self.running_id = client.send("register", **request)
+        if client.remote:  # sent chunk by chunk from poll(), so that no GUI slot waits for the network
+            self._transfer = Transfers.uploads(client, {"fixed": fixed_file, "moving": moving_file}, request)
+            self.running_id = SENDING
+        else:
+            self.running_id = client.send("register", **request)
         return self.running_id
 
     def poll(self) -> List[Dict[str, Any]]:
         """Events of the running registration so far (progress, log, and at the end result or error). A worker
-        that died becomes an error event (code "died") carrying its last stderr lines, and ends the run."""
+        that died becomes an error event (code "died") carrying its last stderr lines, and ends the run. For a
+        remote worker each call also moves the volumes, then the results, a few chunks further (a progress
+        event says how far); the result event comes once its files are here."""
         if self.running_id is None or self.client is None:
             return []
         try:
+            if self._transfer is not None:
+                return self._step_transfer()
             events = self.client.poll(self.running_id)
         except WorkerDied as error:
-            self.running_id = None
+            self.running_id, self._transfer = None, None
             return [{"type": "error", "code": "died", "message": str(error), "stderr": error.stderr}]
+        except WorkerError as error:
+            self.running_id, self._transfer = None, None
+            return [{"type": "error", "code": error.code, "message": error.message}]
+        results = [event for event in events if event.get("type") == "result"]
+        if results and self.client.remote:  # the files are the worker's: bring them here before reporting
+            local = Path(tempfile.mkdtemp(prefix="result-", dir=self.folder))
+            self._transfer = Transfers.downloads(self.client, results[0], local)
+            return [event for event in events if event.get("type") != "result"] + self._step_transfer()
         if any(event.get("type") in ("result", "error") for event in events):
             self.running_id = None
         return events
 
+    def _step_transfer(self) -> List[Dict[str, Any]]:
+        transfer = self._transfer
+        if transfer.cancelled:
+            self.running_id, self._transfer = None, None
+            return [{"type": "error", "code": "cancelled", "message": "cancelled"}]
+        if not transfer.step():
+            return [{"type": "progress", "stage": transfer.stage, "fraction": transfer.fraction}]
+        self._transfer = None
+        if transfer.kind == "upload":  # the volumes are there: the registration itself starts
+            self.running_id = self.client.send("register", **transfer.request_with_paths())
+            return [{"type": "progress", "stage": "sent; registering", "fraction": 0.0}]
+        self.running_id = None
+        return [transfer.result_with_local_files()]
+
     def abandon(self) -> None:
         """Forget the running registration (the scene it was for is closing): cancel it, and never report it."""
         if self.running_id is None:
+            return
+        if self._transfer is not None:
+            self._transfer.cancel()
+            self.running_id, self._transfer = None, None
             return
         if self.client is not None:
             if self.client.alive:
@@ -172,7 +208,7 @@ class RegistrationLogic:
     def finish(self, scene, moving_node, result: dict) -> dict:
         """Result nodes for a result event: ROI segmentations and the transform (placed above the moving volume
         and its pre-alignment)."""
-        if self.client is not None and self.client.remote:  # bring the worker's files here first
+        if self.client is not None and self.client.remote and not result.get("local"):  # the worker's files
             local = Path(tempfile.mkdtemp(prefix="result-", dir=self.folder))
             result = dict(result, files={name: str(self.client.download(path, local / Path(path).name))
                                          for name, path in result["files"].items()})
@@ -185,11 +221,21 @@ class RegistrationLogic:
                  **request) -> dict:
         """Register moving to fixed and wait (batch use, tests); adds the result nodes to `scene` and returns
         them with the summary. Keyword arguments as for `start`."""
-        request_id = self.start(fixed_node, moving_node, **request)
+        self.start(fixed_node, moving_node, **request)
         try:
-            result = self.client.wait(request_id, on_progress=on_progress)
+            result = None
+            while result is None:
+                for event in self.poll():
+                    if event["type"] == "progress" and on_progress is not None:
+                        on_progress(event.get("stage", ""), float(event.get("fraction", 0.0)))
+                    elif event["type"] == "error":
+                        raise WorkerError(event.get("code", "internal"), event.get("message", ""))
+                    elif event["type"] == "result":
+                        result = {k: v for k, v in event.items() if k not in ("id", "type")}
+                if result is None:
+                    time.sleep(0.02)
         finally:
-            self.running_id = None
+            self.abandon() if self.running_id is not None else None
         return self.finish(scene, moving_node, result)
 
     def batch(self, manifest: str, out_dir: str, *, workers: Optional[int] = None, scheduler: Optional[str] = None,
@@ -215,6 +261,9 @@ class RegistrationLogic:
     def cancel(self) -> bool:
         """Ask the worker to stop the running registration and return at once; its "cancelled" error event
         arrives through poll(). False when none runs or the worker is gone."""
+        if self._transfer is not None:  # volumes or results on their way: stopped here
+            self._transfer.cancel()
+            return True
         if self.client is None or self.running_id is None or not self.client.alive:
             return False
         return self.client.cancel(self.running_id, wait=False)

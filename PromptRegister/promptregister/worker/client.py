@@ -252,59 +252,33 @@ class WorkerClient:
 
     # -- files through the protocol (remote workers) -------------------------------------------------------------
     def upload(self, path: os.PathLike, name: Optional[str] = None, timeout: float = 120) -> str:
-        """Send a local file to the worker in checksummed, compressed chunks; returns its path there."""
-        from ..checksums import sha256_of
-        from .transfer import CHUNK_BYTES, pack
+        """Send a local file to the worker in checksummed, compressed chunks and wait; returns its path there.
+        (A GUI steps an UploadJob from its timer instead.)"""
+        from .transfer_jobs import UploadJob
 
-        path = Path(path)
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, name)
-        if key in self._uploaded:  # this worker has it already
-            return self._uploaded[key]
-        name = name or path.name
-        whole = sha256_of(path)
-        size = path.stat().st_size
-        offset = 0
-        with open(path, "rb") as stream:
-            while True:
-                raw = stream.read(CHUNK_BYTES)
-                last = offset + len(raw) >= size
-                answer = self.call("upload", timeout=timeout, name=name, offset=offset, last=last,
-                                   **({"sha256": whole} if last else {}), **pack(raw))
-                offset += len(raw)
-                if last:
-                    self._uploaded[key] = answer["path"]
-                    return answer["path"]
+        job = UploadJob(self, path, name)
+        job.run(timeout)
+        return job.remote_path
 
     def download(self, remote_path: str, local_path: os.PathLike, timeout: float = 120) -> Path:
-        """Fetch one of the worker's result files; the whole file's SHA-256 is checked before it takes its name
-        (written to a temporary file and renamed, so a failed transfer leaves nothing)."""
-        from .protocol import ProtocolError
-        from ..checksums import sha256_of
-        from .transfer import unpack
+        """Fetch one of the worker's result files and wait; the whole file's SHA-256 is checked before it takes
+        its name (written to a temporary file and renamed, so a failed transfer leaves nothing)."""
+        from .transfer_jobs import DownloadJob
 
-        local_path = Path(local_path)
-        partial = local_path.with_name(local_path.name + ".part")
-        offset, expected = 0, None
+        job = DownloadJob(self, remote_path, local_path)
         try:
-            with open(partial, "wb") as stream:
-                while True:
-                    answer = self.call("download", timeout=timeout, path=remote_path, offset=offset)
-                    try:
-                        raw = unpack(answer)
-                    except ProtocolError as error:
-                        raise WorkerError("transfer", error.message) from None
-                    stream.write(raw)
-                    offset += len(raw)
-                    expected = answer["sha256"]
-                    if answer["last"] or not raw:
-                        break
-            if sha256_of(partial) != expected:
-                raise WorkerError("transfer", f"{remote_path} arrived damaged (SHA-256 differs); try again")
-            partial.replace(local_path)
+            job.run(timeout)
         finally:
-            partial.unlink(missing_ok=True)
-        return local_path
+            if not job.done:
+                job.partial.unlink(missing_ok=True)
+        return job.local_path
+
+    def uploaded(self, key: tuple) -> Optional[str]:
+        """Where this worker keeps a file it has already received (None: not sent yet)."""
+        return self._uploaded.get(key)
+
+    def remember_upload(self, key: tuple, remote_path: str) -> None:
+        self._uploaded[key] = remote_path
 
     # -- reading threads -------------------------------------------------------------------------------
     def _read_events(self, process: subprocess.Popen) -> None:
