@@ -28,6 +28,7 @@ MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit beside this file
     sys.path.insert(0, MODULE_DIR)
 
+from PromptRegisterLib.dependencies import start_driver_query  # noqa: E402
 from PromptRegisterLib.interactive_panel import InteractivePanel  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
@@ -95,6 +96,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.interactive = None
         self._updating = False
         self._shownSummary = None  # the summary the results table shows
+        self._afterProbe = None  # what to do once the worker Python has said which packages it has
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -161,6 +163,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self):
         restore_interpolation(slicer.mrmlScene)  # for a scene loaded before this widget existed
+        start_driver_query()  # for the installation dialog, should it be needed: answered by then
         self.initializeParameterNode()
         if self.logic.warmUp(self.ui.workerPythonLineEdit.currentPath):
             self.pipeTimer.start()
@@ -195,6 +198,13 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.parameterNode.EndModify(wasModifying)
 
     def onInteractiveStart(self):
+        settings = self.logic.machineSettings()
+        if not settings.worker_command and self.logic.knownUnmetRequirements(settings.worker_python) is None:
+            try:
+                self.waitForProbe(settings.worker_python, self.onInteractiveStart)
+            except ValueError as error:
+                slicer.util.errorDisplay(f"The interactive session could not start: {error}")
+            return
         self.interactive.start()
         if self.interactive.active:
             self.interactiveTimer.start()
@@ -333,7 +343,10 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if settings.worker_command.strip():
             return False
         workerPython = settings.worker_python
-        missing = self.logic.unmetRequirements(workerPython)
+        missing = self.logic.knownUnmetRequirements(workerPython)
+        if missing is None:  # another Python: asked in the background; Register goes on when it has answered
+            self.waitForProbe(workerPython, self.onRegister)
+            return True
         if not missing:
             return False
         message = self.logic.installMessage(missing, workerPython)
@@ -346,8 +359,37 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
         return True
 
+    def waitForProbe(self, workerPython: str, then) -> None:
+        """Ask the worker Python for its packages without waiting (dependencies.RequirementsProbe), then call
+        `then` from the timer."""
+        self.logic.startProbe(workerPython)
+        self._afterProbe = then
+        self.ui.stageLabel.text = "asking the worker's Python which packages it has..."
+        self.timer.start()
+        self.updateGUIFromParameterNode()
+
+    def pollProbe(self):
+        try:
+            answered = self.logic.pollProbe()
+        except ValueError as error:
+            self.timer.stop()
+            self._afterProbe = None
+            self.ui.stageLabel.text = "failed"
+            slicer.util.errorDisplay(str(error))
+            return
+        if answered:
+            self.timer.stop()
+            then, self._afterProbe = self._afterProbe, None
+            self.ui.stageLabel.text = ""
+            if then is not None:
+                then()
+        self.updateGUIFromParameterNode()
+
     def onPoll(self):
         let_readers_run()
+        if self.logic.probe is not None:
+            self.pollProbe()
+            return
         if self.logic.installing:
             self.pollInstall()
             return
@@ -391,6 +433,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(f"Installing failed ({' '.join(install.failed_command or [])}):\n{tail}")
             self.ui.stageLabel.text = "installation failed"
         else:
+            self.logic.forgetRequirements()  # asked again: the installation changed them
             self.ui.stageLabel.text = "installed; registering..."
             self.onRegister()
         self.updateGUIFromParameterNode()

@@ -297,3 +297,49 @@ def test_the_worker_is_read_while_slicer_idles_so_it_never_blocks_on_a_full_pipe
     widget.logic.close()
     widget.onPipeTick()
     assert not widget.pipeTimer.isActive(), "the tick goes on with no worker"
+
+
+def test_register_asks_a_separate_worker_python_for_its_packages_without_waiting_for_it(widget, dialogs, tmp_path):
+    """The probe runs another interpreter (up to a minute on a cold disk): the click returns at once, the timer
+    polls the probe, and the registration starts when it has answered."""
+    import os
+    import sys
+    import time
+
+    from PromptRegisterLib.settings import MachineSettings
+
+    slow_python = tmp_path / "python"
+    slow_python.write_text(f'#!/bin/sh\nsleep 1\nexec "{sys.executable}" "$@"\n')
+    os.chmod(slow_python, 0o755)
+    _volume("first"), _volume("second")
+    widget.logic.saveMachineSettings(MachineSettings(worker_python=str(slow_python)))
+    widget.ui.registerButton.emit("clicked(bool)", False)
+    assert widget.logic.probe is not None and not widget.logic.running, "the click waited for the probe"
+    assert "asking the worker" in widget.ui.stageLabel.text and widget.timer.isActive()
+    assert not widget.ui.registerButton.enabled  # busy: a second click would start a second probe
+    deadline = time.monotonic() + 60
+    while widget.logic.probe is not None and time.monotonic() < deadline:
+        widget.onPoll()
+        time.sleep(0.05)
+    assert dialogs.errors == [] and dialogs.confirmations == []  # it has every package: nothing to offer
+    assert widget.logic.running, "the registration did not go on after the probe answered"
+    widget.logic.cancel()
+    assert widget.logic.knownUnmetRequirements(str(slow_python)) == {}  # asked once, remembered
+
+
+def test_the_install_dialog_names_the_gpu_without_waiting_for_nvidia_smi(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from PromptRegisterLib import dependencies
+
+    fake = tmp_path / "nvidia-smi"  # a driver that answers after 2 s
+    fake.write_text(f"#!{sys.executable}\nimport time; time.sleep(2); print('Quadro Test, 550.1')\n")
+    os.chmod(fake, 0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(dependencies, "_driver", {"query": None, "answer": None})
+    monkeypatch.setattr(dependencies.sys, "platform", "linux")
+    dependencies.start_driver_query()  # when the panel opens
+    assert "NVIDIA" in dependencies.torch_build_description()  # at once, while it runs
+    dependencies._driver["query"].wait(30)
+    assert "Quadro Test, 550.1" in dependencies.torch_build_description()

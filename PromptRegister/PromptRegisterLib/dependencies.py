@@ -15,6 +15,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 REQUIREMENTS: Tuple[str, ...] = (
@@ -108,19 +110,68 @@ def unmet(requirements: Optional[Sequence[str]] = None) -> Dict[str, Optional[st
 
 def unmet_in(python: Optional[str], requirements: Optional[Sequence[str]] = None,
              timeout: float = 60) -> Dict[str, Optional[str]]:
-    """`unmet` for another interpreter (this file run there as a script); this one when `python` is empty."""
-    if not python or os.path.realpath(python) == os.path.realpath(sys.executable):
+    """`unmet` for another interpreter (this file run there as a script), waiting for the answer; this one when
+    `python` is empty. (A GUI polls a RequirementsProbe instead.)"""
+    if is_this_python(python):
         return unmet(requirements)
-    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        raise ValueError(f"the worker Python '{python}' is not an executable file; choose the python executable "
-                         "of the environment that should run the worker (Advanced > Worker Python)")
-    completed = subprocess.run([python, os.path.abspath(__file__), "--json", *(requirements or REQUIREMENTS)],
-                               capture_output=True,
-                               text=True, timeout=timeout, **hidden_console())
-    if completed.returncode != 0:
-        raise ValueError(f"the worker Python '{python}' could not be asked for its packages: "
-                         f"{completed.stderr.strip()[-400:] or completed.returncode}")
-    return json.loads(completed.stdout)
+    probe = RequirementsProbe(python, requirements)
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe.poll()
+        if answer is not None:
+            return answer
+        if time.monotonic() > deadline:
+            probe.cancel()
+            raise ValueError(f"the worker Python '{python}' did not say which packages it has within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def is_this_python(python: Optional[str]) -> bool:
+    """Whether `python` is this interpreter (empty: Slicer's own), which is asked directly, at once."""
+    return not python or os.path.realpath(python) == os.path.realpath(sys.executable)
+
+
+class RequirementsProbe:
+    """Which requirements another interpreter lacks, found by running this file there as a background process
+    that writes its answer to a file: nothing waits and no thread reads a pipe (in Slicer, Python threads run only
+    while the main thread runs Python). `poll()` is None until the answer is in."""
+
+    def __init__(self, python: str, requirements: Optional[Sequence[str]] = None):
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise ValueError(f"the worker Python '{python}' is not an executable file; choose the python executable "
+                             "of the environment that should run the worker (Advanced > Worker Python)")
+        self.python = python
+        self._folder = tempfile.mkdtemp(prefix="promptregister-probe-")
+        self._out = open(os.path.join(self._folder, "answer.json"), "w+")
+        self._err = open(os.path.join(self._folder, "errors.txt"), "w+")
+        self._process = subprocess.Popen([python, os.path.abspath(__file__), "--json", *(requirements or REQUIREMENTS)],
+                                         stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+                                         **hidden_console())
+
+    def poll(self) -> Optional[Dict[str, Optional[str]]]:
+        """The unmet requirements once the probe has finished (ValueError when it failed); None before."""
+        code = self._process.poll()
+        if code is None:
+            return None
+        self._out.seek(0)
+        self._err.seek(0)
+        answer, errors = self._out.read(), self._err.read()
+        self._close()
+        if code != 0:
+            raise ValueError(f"the worker Python '{self.python}' could not be asked for its packages: "
+                             f"{errors.strip()[-400:] or code}")
+        return json.loads(answer)
+
+    def cancel(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        for stream in (self._out, self._err):
+            stream.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def hidden_console() -> dict:
@@ -132,21 +183,49 @@ def hidden_console() -> dict:
 
 
 # -- installing ---------------------------------------------------------------------------------------
+_driver: Dict[str, object] = {"query": None, "answer": None}
+"""nvidia-smi's background query and, once it has answered, its first line ('' when it found no GPU)."""
+
+
+def start_driver_query() -> None:
+    """Ask nvidia-smi for the GPU and driver in the background (the panel does it when it opens), so that the
+    installation dialog can name them without waiting for it."""
+    smi = shutil.which("nvidia-smi")
+    if smi and _driver["query"] is None and _driver["answer"] is None:
+        try:
+            _driver["query"] = subprocess.Popen([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.DEVNULL, text=True, **hidden_console())
+        except OSError:
+            _driver["answer"] = ""
+
+
+def _driver_answer() -> Optional[str]:
+    """nvidia-smi's first line once it has answered ('' when it found no GPU); None while it runs."""
+    query = _driver["query"]
+    if _driver["answer"] is None and query is not None and query.poll() is not None:
+        output = query.stdout.read()
+        query.stdout.close()
+        lines = output.strip().splitlines() if query.returncode == 0 else []
+        _driver["answer"], _driver["query"] = (lines[0] if lines else ""), None
+    return _driver["answer"]
+
+
 def torch_build_description() -> str:
-    """Which PyTorch build light-the-torch will pick here, in words for the confirmation dialog."""
+    """Which PyTorch build light-the-torch will pick here, in words for the confirmation dialog (never waits for
+    nvidia-smi: start_driver_query asked it earlier)."""
     if sys.platform == "darwin":
         return "the macOS build (Apple GPU through Metal where available)"
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            driver = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                                    capture_output=True, text=True, timeout=10, **hidden_console()).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            driver = ""
-        if driver:
-            return (f"a CUDA build matching this computer's NVIDIA driver ({driver.splitlines()[0]}); "
-                    "registration will run on that GPU")
-    return "a CPU-only build (no NVIDIA driver was found); registration will run on the CPU, more slowly"
+    if not shutil.which("nvidia-smi"):
+        return "a CPU-only build (no NVIDIA driver was found); registration will run on the CPU, more slowly"
+    start_driver_query()
+    driver = _driver_answer()
+    if driver:
+        return (f"a CUDA build matching this computer's NVIDIA driver ({driver}); registration will run on that "
+                "GPU")
+    if driver == "":
+        return "a CPU-only build (the NVIDIA driver reports no GPU); registration will run on the CPU, more slowly"
+    return "a CUDA build matching this computer's NVIDIA driver (or CPU-only if its GPU does not answer)"
 
 
 def shipped_with_slicer(missing: Sequence[str]) -> List[str]:

@@ -50,7 +50,7 @@ class InteractivePanel:
             self.error_display("Choose a fixed and a moving volume first.")
             return
         settings = self.logic.machineSettings()
-        if not settings.worker_command and self.logic.unmetRequirements(settings.worker_python):
+        if not settings.worker_command and self.logic.knownUnmetRequirements(settings.worker_python):
             self.error_display("The worker's Python lacks packages PromptRegister needs. Press Register once: it "
                                "offers to install them. Then press Start again.")
             return

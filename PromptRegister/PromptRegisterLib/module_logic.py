@@ -35,6 +35,8 @@ class ModuleLogic:
         self._registration = None
         self._movingNode = None
         self.install = None  # a PromptRegisterLib.installer.BackgroundInstall while one runs
+        self.probe = None  # a dependencies.RequirementsProbe while another Python is asked for its packages
+        self._known: dict = {}  # worker Python -> its unmet requirements, once asked (forgotten after an install)
 
     # -- machine settings (QSettings, not the scene) --------------------------------------------------
     def machineSettings(self) -> MachineSettings:
@@ -49,6 +51,38 @@ class ModuleLogic:
     def unmetRequirements(workerPython: str = ""):
         """The requirements the worker's Python (Slicer's own when empty) does not meet -> version found."""
         return dependencies.unmet_in(workerPython or None)
+
+    def knownUnmetRequirements(self, workerPython: str = ""):
+        """The worker Python's unmet requirements without waiting: Slicer's own is asked at once; another one's
+        answer is known once a probe has finished (startProbe, pollProbe), else None."""
+        if dependencies.is_this_python(workerPython):
+            return self.unmetRequirements("")
+        return self._known.get(workerPython)
+
+    def startProbe(self, workerPython: str) -> None:
+        """Ask another Python for its packages in the background (ValueError when it is not a Python)."""
+        if self.probe is None:
+            self.probe = dependencies.RequirementsProbe(workerPython)
+
+    def pollProbe(self) -> bool:
+        """True once the running probe has answered (knownUnmetRequirements then has it); ValueError if it
+        failed."""
+        if self.probe is None:
+            return True
+        try:
+            answer = self.probe.poll()
+        except ValueError:
+            self.probe = None
+            raise
+        if answer is None:
+            return False
+        self._known[self.probe.python] = answer
+        self.probe = None
+        return True
+
+    def forgetRequirements(self) -> None:
+        """After an installation: ask again next time."""
+        self._known.clear()
 
     @staticmethod
     def pyTorchExtensionInstalled() -> bool:
@@ -131,9 +165,12 @@ class ModuleLogic:
 
     @property
     def busy(self) -> bool:
-        return self.running or self.installing
+        return self.running or self.installing or self.probe is not None
 
     def close(self, wait: bool = True):
+        if self.probe is not None:
+            self.probe.cancel()
+            self.probe = None
         if self.install is not None:
             self.install.cancel()
             self.install = None
