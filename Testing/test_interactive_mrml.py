@@ -133,10 +133,15 @@ def test_bad_answers_become_messages_and_the_loop_goes_on(loop_on_pair):
 def test_a_remote_worker_loop_gets_volumes_and_transform_through_the_protocol(loop_on_pair, tmp_path):
     command = ["env", f"TMPDIR={tmp_path}", sys.executable, "-m", "promptregister.worker"]
     _, loop, _, moving_node, _, moving_labels, messages = loop_on_pair(command)
+    assert loop.sending_fraction == 0.0, "open() waited for the volumes to travel (a GUI slot would freeze)"
     for ras in label_ras(moving_labels, 2, seed=3):
-        loop.click(ras)
+        loop.click(ras)  # held until the volumes are there, then sent in order
     loop.update_transform()
-    loop.wait()
+    events = loop.wait()
+    assert any(e["type"] == "progress" and e["kind"] == "open" for e in events), "no progress while sending"
+    fits = [e for e in events if e["type"] == "result" and e["kind"] == "fit"]
+    assert fits and fits[-1]["local"], "the fit's transform was not brought back by poll()"
+    assert len(loop.pairs) == 2
     assert loop.client.remote and Path(loop.client.hello["folder"]).parent == tmp_path
     transform = loop.nodes["transform"]
     assert moving_node.GetParentTransformNode() is transform

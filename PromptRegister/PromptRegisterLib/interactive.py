@@ -35,9 +35,11 @@ from promptregister.worker import WorkerDied
 
 from .mrml import (map_points_ras, oriented_mask, ras_to_lps, read_transform_into, register_segmentation_converters,
                    transform_node_from_file, volume_from_node)
+from .transfers import Transfers
 from .transforms import attach, check_registration_inputs, placement_matrix
 
 _SESSION_NUMBERS = itertools.count(1)
+_HELD_NUMBERS = itertools.count(1)
 
 TABLE_COLUMNS = ("pair", "name", "method", "similarity", "confidence", "agreement", "flag", "refined", "corrected",
                  "dice after fit")
@@ -69,6 +71,11 @@ class InteractiveLoop:
         self.nodes: Dict[str, Any] = {}
         self._downloaded: Optional[Path] = None  # a remote worker's last transform, here
         self._session_client = None  # the worker that holds the session: never silently replaced by a new one
+        # a remote worker's files, moved a few chunks per poll (transfers.py): the volumes before "open" (the
+        # requests made meanwhile are held, in order), and each fit's transform before it is applied
+        self._sending: Optional[Transfers] = None
+        self._held: List[tuple] = []  # (held id, kind, fields)
+        self._fetching: Dict[str, tuple] = {}  # fit request id -> (Transfers, result event)
 
     # -- requests ------------------------------------------------------------------------------------------------
     @property
@@ -83,13 +90,26 @@ class InteractiveLoop:
         if self.session is None:
             raise RuntimeError("open a session first (choose the fixed and moving volumes)")
         fields.setdefault("session", self.session)
-        request_id = self.client.send(kind, **fields)
+        if self._sending is not None:  # the volumes are still on their way: sent after them, in order
+            request_id = f"held-{next(_HELD_NUMBERS)}"
+            self._held.append((request_id, kind, fields))
+        else:
+            request_id = self.client.send(kind, **fields)
         self.pending[request_id] = (kind, context)
         return request_id
 
-    def _worker_path(self, path: Path) -> str:
-        """Where the worker reads a file the Logic wrote: the same path, or an upload for a remote worker."""
-        return self.client.upload(path) if self.client.remote else str(path)
+    @property
+    def sending_fraction(self) -> Optional[float]:
+        """How far the volumes have travelled to a remote worker (None: not travelling)."""
+        return self._sending.fraction if self._sending is not None else None
+
+    def _send_held(self, paths: Dict[str, str]) -> None:
+        """The volumes are there: send the requests held meanwhile ("open" with the worker's paths)."""
+        numbers = {}
+        for held_id, kind, fields in self._held:
+            numbers[held_id] = self.client.send(kind, **({**fields, **paths} if kind == "open" else fields))
+        self._held = []
+        self.pending = {numbers.get(request_id, request_id): value for request_id, value in self.pending.items()}
 
     def open(self, fixed_node, moving_node, *, model: str = "auto", device: str = "auto",
              options: Optional[dict] = None, checkpoint: Optional[str] = None) -> str:
@@ -101,9 +121,9 @@ class InteractiveLoop:
         placement = placement_matrix(moving_node)
         self.fixed_geometry = volume_from_node(fixed_node).geometry
         self.moving_geometry = volume_from_node(moving_node, placement).geometry
-        fixed_file = self._worker_path(self.registration.volume_file(fixed_node))
-        moving_file = self._worker_path(self.registration.volume_file(moving_node, placement))
-        request = dict(fixed=fixed_file, moving=moving_file, model=model, device=device, options=options or {})
+        files = {"fixed": self.registration.volume_file(fixed_node),
+                 "moving": self.registration.volume_file(moving_node, placement)}
+        request = dict(model=model, device=device, options=options or {})
         if checkpoint:
             request["checkpoint"] = checkpoint
         self.pairs.clear()
@@ -113,6 +133,10 @@ class InteractiveLoop:
         # the session is named here, so clicks can be sent at once: the worker answers requests in order
         self._session_client = self.registration.worker()
         self.session = f"slicer-{next(_SESSION_NUMBERS)}"
+        if self._session_client.remote:  # it cannot read this machine's files: they travel first (poll)
+            self._sending = Transfers.uploads(self._session_client, files, {})
+        else:
+            request.update({field: str(path) for field, path in files.items()})
         return self._send("open", **request)
 
     def moving_point_lps(self, ras: Sequence[float]) -> List[float]:
@@ -162,28 +186,51 @@ class InteractiveLoop:
 
     def close_session(self) -> None:
         client = self._session_client
-        if self.session is not None and client is not None and client.alive:
+        for transfer in [self._sending] + [transfer for transfer, _ in self._fetching.values()]:
+            if transfer is not None:
+                transfer.cancel()
+        opened = self._sending is None  # the worker has the session only once "open" went out
+        if self.session is not None and client is not None and client.alive and opened:
             client.send("close", session=self.session)
         for request_id in list(self.pending):
             if client is not None:
                 client.forget(request_id)
         self.session, self.pending, self._session_client = None, {}, None
+        self._sending, self._held, self._fetching = None, [], {}
 
     # -- answers --------------------------------------------------------------------------------------------------
     def poll(self) -> List[dict]:
         """Apply the answers that arrived, in the order the requests were sent; returns them (with "kind")."""
         handled: List[dict] = []
         try:
+            if self._sending is not None:
+                if not self._sending.step():
+                    return [{"type": "progress", "kind": "open", "stage": self._sending.stage,
+                             "fraction": self._sending.fraction}]
+                paths, self._sending = self._sending.request_with_paths(), None
+                self._send_held(paths)
             for request_id in list(self.pending):
                 kind, _ = self.pending[request_id]
+                if request_id in self._fetching:
+                    continue
                 for event in self.client.poll(request_id):
                     event = dict(event, kind=kind)
+                    if event["type"] == "result" and kind == "fit" and self.client.remote:
+                        self._fetch_transform(request_id, event)  # applied once it is here
+                        continue
                     if event["type"] == "result":
                         self._apply(kind, event)
                     elif event["type"] == "error":
                         self.on_message(f"{kind}: {event.get('message', '')}")
                     if event["type"] in ("result", "error"):
                         self.pending.pop(request_id, None)
+                    handled.append(event)
+            for request_id, (transfer, event) in list(self._fetching.items()):
+                if transfer.step():
+                    del self._fetching[request_id]
+                    event = dict(event, transform=str(transfer.jobs["transform"].local_path), local=True)
+                    self._apply("fit", event)
+                    self.pending.pop(request_id, None)
                     handled.append(event)
             if self.session is not None:
                 for event in self.client.poll(self.session):
@@ -192,6 +239,7 @@ class InteractiveLoop:
         except WorkerDied as error:  # reported, never restarted behind the user's back: the session died with it
             self.pending.clear()
             self.session, self._session_client = None, None
+            self._sending, self._held, self._fetching = None, [], {}
             message = {"type": "error", "kind": "worker", "code": "died", "message": str(error)}
             self.on_message(str(error))
             handled.append(message)
@@ -305,14 +353,18 @@ class InteractiveLoop:
             node = node.GetParentTransformNode()
         return False
 
+    def _fetch_transform(self, request_id: str, event: dict) -> None:
+        local = Path(tempfile.mkdtemp(prefix="fit-", dir=self.registration.folder))
+        transfers = Transfers.downloads(self.client, {"files": {"transform": event["transform"]}}, local)
+        transfers.stage = "bringing the transform back"
+        self._fetching[request_id] = (transfers, event)
+
     def _apply_fit(self, event: dict) -> None:
         """Read the fit's transform into the session's grid transform node: made at the first fit, updated in
         place afterwards (same node, so the moving volume, its segments and anything else under it follow)."""
         path = Path(event["transform"])
         previous = None
-        if self.client.remote:
-            local = Path(tempfile.mkdtemp(prefix="fit-", dir=self.registration.folder)) / "transform.h5"
-            path = self.client.download(str(path), local)
+        if event.get("local"):  # a remote worker's transform, brought here by poll()
             previous, self._downloaded = self._downloaded, path
         transform = self.nodes.get("transform")
         if transform is None:

@@ -175,7 +175,10 @@ class InteractivePanel:
         flagged = [pair_id for pair_id, pair in loop.pairs.items() if pair.get("low_confidence")]
         if flagged:
             parts.append(f"low confidence: {', '.join(flagged)}")
-        parts.append("slices embedded" if loop.embedded else f"embedding slices {loop.embed_fraction:.0%}")
+        if loop.sending_fraction is not None:
+            parts.append(f"sending the volumes to the worker {loop.sending_fraction:.0%}")
+        else:
+            parts.append("slices embedded" if loop.embedded else f"embedding slices {loop.embed_fraction:.0%}")
         if loop.last_fit is not None:
             summary = loop.last_fit["summary"]
             parts.append(f"last fit {loop.last_fit.get('seconds', 0):.1f} s, folding "
