@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
 
+from .worker_errors import WorkerDied, WorkerError  # noqa: F401  (re-exported: callers import them from here)
+
 STDERR_LINES_KEPT = 40
 
 
@@ -41,23 +43,6 @@ def _reap(process: subprocess.Popen, timeout: float) -> None:
         process.wait()
 
 
-class WorkerError(Exception):
-    """An error event: `code` (see protocol.ERROR_CODES) and the worker's message."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{message} [{code}]")
-        self.code = code
-        self.message = message
-
-
-class WorkerDied(WorkerError):
-    """The worker process ended; `stderr` holds its last lines."""
-
-    def __init__(self, returncode: Optional[int], stderr: List[str]):
-        tail = "\n".join(stderr[-10:]) or "(no output on stderr)"
-        super().__init__("died", f"the worker stopped (exit code {returncode}); its last messages:\n{tail}")
-        self.returncode = returncode
-        self.stderr = stderr
 
 
 class WorkerClient:

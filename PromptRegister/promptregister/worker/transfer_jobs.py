@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from ..checksums import sha256_of
 from .transfer import CHUNK_BYTES, pack, unpack
-
-if TYPE_CHECKING:
-    from .client import WorkerClient
+from .worker_errors import WorkerError
 
 
 class TransferJob:
-    """What uploads and downloads share: the chunk in flight, its answer, the end."""
+    """What uploads and downloads share: the chunk in flight, its answer, the end. `client` is a WorkerClient
+    (send, poll, wait, forget)."""
 
-    def __init__(self, client: "WorkerClient"):
+    def __init__(self, client: Any):
         self.client = client
         self.request_id: Optional[str] = None  # the chunk in flight
         self.cancelled = False
@@ -37,8 +36,6 @@ class TransferJob:
 
     def step(self) -> bool:
         """Send the next chunk or take the answer to the last; True once the file is across."""
-        from .client import WorkerError
-
         if self.done or self.cancelled:
             return self.done
         if self.request_id is None:
@@ -79,7 +76,7 @@ class UploadJob(TransferJob):
     """One local file into the worker's folder; `remote_path` once it is there (at once when this worker
     already has it)."""
 
-    def __init__(self, client: "WorkerClient", path: os.PathLike, name: Optional[str] = None):
+    def __init__(self, client: Any, path: os.PathLike, name: Optional[str] = None):
         super().__init__(client)
         self.path = Path(path)
         stat = self.path.stat()
@@ -121,7 +118,7 @@ class DownloadJob(TransferJob):
     """One of the worker's result files to `local_path`: written to a ".part" file whose whole SHA-256 is
     checked before it takes its name, so a failed or cancelled transfer leaves nothing."""
 
-    def __init__(self, client: "WorkerClient", remote_path: str, local_path: os.PathLike):
+    def __init__(self, client: Any, remote_path: str, local_path: os.PathLike):
         super().__init__(client)
         self.remote_path = remote_path
         self.local_path = Path(local_path)
@@ -143,7 +140,6 @@ class DownloadJob(TransferJob):
         return self.client.send("download", path=self.remote_path, offset=self.offset)
 
     def take(self, answer: Dict[str, Any]) -> None:
-        from .client import WorkerError
         from .protocol import ProtocolError
 
         try:
