@@ -11,10 +11,11 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from . import __version__
 from .cli_batch import add_batch_command
+from .cli_console import ProgressBar, table
 from .cli_register import add_register_command, join_negative_points
 from .cli_weights import add_weights_command
 from .errors import PromptRegisterError
@@ -188,7 +189,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
-    with _ProgressBar(args.quiet) as progress:
+    with ProgressBar(args.quiet) as progress:
         result = fit_transform(pairs, options, progress)
     transform = result.linear.to_sitk() if args.linear_only else result.transform()
     write_transform(transform, out)
@@ -205,7 +206,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"linear pre-alignment: {result.linear.model}{note}")
         for level in result.levels:
             print(f"level {level.level}: {level.iterations} iterations, loss {level.loss_start:.3f} -> {level.loss_end:.3f} ({level.stopped}, {level.seconds:.1f} s)")
-        print(_table(["pair", "Dice after"], [[name, f"{value:.3f}"] for name, value in summary["dice_after"].items()]))
+        print(table(["pair", "Dice after"], [[name, f"{value:.3f}"] for name, value in summary["dice_after"].items()]))
         print(f"wrote {out} in {result.seconds:.1f} s on {result.device}")
     return 0
 
@@ -279,7 +280,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     keys = ["dice_before", "dice_after", "hd95_mm_before", "hd95_mm_after", "centroid_mm_before", "centroid_mm_after"]
     rows = [[str(row["label"])] + [_number(row[k]) for k in keys] for row in report["labels"]]
     rows.append(["mean"] + [_number(report["mean"][k]) for k in keys])
-    print(_table(header, rows))
+    print(table(header, rows))
     jac = report["jacobian"]
     print(f"Jacobian determinant: min {jac['jacobian_min']:.3f}, max {jac['jacobian_max']:.3f}, folding {jac['folding_percent']:.3f} % of voxels")
     if "tre" in report:
@@ -298,46 +299,6 @@ def _int_list(text: str) -> List[int]:
 
 def _number(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def _table(header: List[str], rows: List[List[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).rjust(width) for cell, width in zip(row, widths)) for row in [header] + rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-class _ProgressBar:
-    """tqdm bars driven by progress(stage, fraction) callbacks, one bar per stage; silent when quiet."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar = None
-        self.shown: tuple = ("", -1)
-
-    def __enter__(self) -> Callable[[str, float], None]:
-        return self.update
-
-    def update(self, stage: str, fraction: float) -> None:
-        if self.quiet:
-            return
-        percent = int(100 * min(max(fraction, 0.0), 1.0))
-        if (stage, percent) == self.shown:
-            return
-        if stage != self.shown[0]:  # a new stage: the finished bar stays on screen, a new one starts
-            from tqdm import tqdm
-
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(total=100, desc=stage, file=sys.stderr,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
-        self.shown = (stage, percent)
-        self.bar.n = percent
-        self.bar.refresh()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ def choose_segmenter(args: argparse.Namespace):
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from .cli import _ProgressBar, _table
+    from .cli_console import ProgressBar, table
     from .io import read_volume
     from .methods import PointPrompt
     from .methods.point_pairs import parse_point_pair
@@ -299,7 +299,7 @@ def run_register(args: argparse.Namespace) -> int:
         from .models import build_detector
 
         detector = build_detector(args.detector, checkpoint_path=args.detector_checkpoint, device=args.device)
-    with _ProgressBar(args.quiet) as progress:
+    with ProgressBar(args.quiet) as progress:
         result = register(fixed, moving, segmenter=segmenter, text=text, points=points, point_pairs=point_pairs,
                           auto=args.auto, sample_points=args.sample_points, detector=detector, options=options,
                           progress=progress)
@@ -316,7 +316,7 @@ def run_register(args: argparse.Namespace) -> int:
     rows: List[List[str]] = [[pair.name, pair.source.get("method", ""), f"{pair.score:.3f}", f"{value:.3f}"]
                              for pair, value in zip(result.pairs, result.dice_after)]
     if rows:
-        print(_table(["pair", "method", "similarity", "pair overlap after (Dice)"], rows))
+        print(table(["pair", "method", "similarity", "pair overlap after (Dice)"], rows))
     if len(result.pairs):
         print(f"{len(result.pairs)} region pairs ({', '.join(result.methods)}; model {model}); mean pair overlap "
               f"after {summary['mean_dice_after']}; folding {result.jacobian['folding_percent']:.3f}% of voxels")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -121,6 +121,21 @@ class EverythingMasks:
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
+
+
+class PromptDecoding(Protocol):
+    """What everything mode needs of a SAM-family segmenter (models/everything.py), the way segment-anything's
+    automatic mask generator needs only a SamPredictor: the model (for its mask threshold), the device, a decoder
+    for many prompts on one embedding, the prompt encoding and the upscaling of low-resolution logits."""
+
+    model: Any
+    device: Any
+
+    def many_prompt_decoder(self, embedding: SliceEmbedding) -> Callable: ...
+
+    def sparse_prompts(self, coords: torch.Tensor, labels: torch.Tensor) -> Any: ...
+
+    def upscale_logits(self, low_res: torch.Tensor, grid: EmbeddingGrid) -> torch.Tensor: ...
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

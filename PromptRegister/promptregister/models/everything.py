@@ -19,16 +19,11 @@ stability score at full resolution, filter, de-duplicate by box NMS. Here:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from scipy import ndimage
 
-from .base import EverythingMasks, EverythingOptions, SliceEmbedding, foreground_mask, point_grid
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .sam import SamSegmenter
+from .base import EverythingMasks, EverythingOptions, PromptDecoding, SliceEmbedding, foreground_mask, point_grid
 
 STABILITY_PREFILTER_MARGIN = 0.1
 """How far below the threshold a low-resolution stability may be and still be upsampled and checked exactly."""
@@ -75,7 +70,7 @@ def grid_points(embedding: SliceEmbedding, options: EverythingOptions) -> np.nda
 
 
 @torch.no_grad()
-def sam_everything(segmenter: "SamSegmenter", embedding: SliceEmbedding,
+def sam_everything(segmenter: PromptDecoding, embedding: SliceEmbedding,
                    options: EverythingOptions) -> EverythingMasks:
     """All masks of one slice, best first (see the module docstring)."""
     from torchvision.ops import batched_nms
@@ -136,7 +131,7 @@ def sam_everything(segmenter: "SamSegmenter", embedding: SliceEmbedding,
                            stability=stability[order].numpy(), points=prompts[order].numpy())
 
 
-def stock_everything(segmenter: "SamSegmenter", image: np.ndarray, options: EverythingOptions) -> EverythingMasks:
+def stock_everything(segmenter: PromptDecoding, image: np.ndarray, options: EverythingOptions) -> EverythingMasks:
     """The package's own SamAutomaticMaskGenerator with the same settings (the reference and benchmark peer)."""
     import importlib
 
