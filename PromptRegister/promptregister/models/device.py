@@ -1,4 +1,4 @@
-"""Choosing the compute device and surviving GPU out-of-memory."""
+"""Surviving GPU out-of-memory: batches that halve until they fit (the device itself: promptregister.device)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,7 @@ from typing import Callable, List, Sequence, TypeVar
 
 import torch
 
-from ..errors import PromptRegisterError
-
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-
 T = TypeVar("T")
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA, else Apple MPS, else CPU; an explicit choice that is unavailable is an error."""
-    name = (name or "auto").lower()
-    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
-        raise PromptRegisterError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps and mps.is_available())
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if has_mps else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PromptRegisterError(
-            "device 'cuda' was asked for but PyTorch sees no CUDA GPU (driver missing, or a CPU-only torch "
-            "build); use --device cpu or auto"
-        )
-    if name == "mps" and not has_mps:
-        raise PromptRegisterError("device 'mps' was asked for but Apple's Metal backend is not available")
-    return torch.device(name)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptRegisterError
-from .device import resolve_device
+from ..device import resolve_device
 from .text import Detections, TextDetector, caption
 from .weights import WeightsManager, _offline
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptRegisterError
-from .device import resolve_device
+from ..device import resolve_device
 from .text import Detections, TextDetector, caption
 from .weights import WeightsManager, load_state_dict
 

@@ -22,7 +22,7 @@ from ..errors import PromptRegisterError
 from .base import (EverythingMasks, EverythingOptions, MaskPrediction, Segmenter, SliceEmbedding,
                    check_prompt)
 from .cache import EmbeddingCache
-from .device import resolve_device
+from ..device import resolve_device
 from .grid import EmbeddingGrid
 from .many_prompt_decoder import ManyPromptDecoder
 from .weights import WeightsManager, load_state_dict
