@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator, Optional
 
 from ..errors import PromptRegisterError
 
@@ -56,3 +57,28 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def write_verified(source: BinaryIO, target: Path, sha256: Optional[str], mismatch: Callable[[str], str],
+                   progress: Optional[Callable[[int], None]] = None) -> Path:
+    """Stream `source` into `target` through a temporary file, renamed into place only when its SHA-256 is
+    `sha256` (None: any content); otherwise PromptRegisterError(mismatch(actual digest)) and nothing is left.
+    `progress(bytes so far)` after each block. For downloaded and unpacked weights."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    digest, done = hashlib.sha256(), 0
+    try:
+        with open(partial, "wb") as out:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise PromptRegisterError(mismatch(digest.hexdigest()))
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return target

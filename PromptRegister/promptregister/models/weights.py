@@ -11,16 +11,15 @@ cannot be had is an error: nothing silently falls back to another model.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
 from ..errors import PromptRegisterError
+from ..io.atomic import write_verified
 from ..paths import weights_cache_dir
 
 WEIGHTS_DIR_ENV = "PROMPTREGISTER_WEIGHTS_DIR"
@@ -224,9 +223,6 @@ class WeightsManager:
         """Fetch a checkpoint into the cache, checking its SHA-256 before it is renamed into place."""
         if not checkpoint.downloadable:
             raise PromptRegisterError(self.missing_message(checkpoint))
-        target = self.cache_dir / checkpoint.file_name
-        partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-        digest = hashlib.sha256()
         try:
             response = urllib.request.urlopen(checkpoint.url, timeout=20)
         except (urllib.error.URLError, OSError) as error:
@@ -234,29 +230,14 @@ class WeightsManager:
                 f"cannot download {checkpoint.file_name} from {checkpoint.url} ({error}). "
                 + self.missing_message(checkpoint, suggest_fetch=False)
             ) from None
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            with response, open(partial, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or checkpoint.size
-                done = 0
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    digest.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
-            actual = digest.hexdigest()
-            if checkpoint.sha256 is not None and actual != checkpoint.sha256:
-                raise PromptRegisterError(
-                    f"downloaded {checkpoint.file_name} has SHA-256 {actual[:16]}..., expected "
-                    f"{checkpoint.sha256[:16]}...; it was discarded. Try again later or fetch it by hand "
-                    f"from {checkpoint.url}"
-                )
-            os.replace(partial, target)
-        finally:
-            if partial.exists():
-                partial.unlink()
-        return target
+        with response:
+            total = int(response.headers.get("Content-Length") or 0) or checkpoint.size
+            return write_verified(
+                response, self.cache_dir / checkpoint.file_name, checkpoint.sha256,
+                lambda actual: (f"downloaded {checkpoint.file_name} has SHA-256 {actual[:16]}..., expected "
+                                f"{checkpoint.sha256[:16]}...; it was discarded. Try again later or fetch it by "
+                                f"hand from {checkpoint.url}"),
+                (lambda done: progress(done, total)) if progress else None)
 
     def status(self) -> List[dict]:
         """One row per checkpoint: its entry plus where it was found (or None)."""
