@@ -17,8 +17,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from promptregister.progress import StageProgress
 from promptregister.io import write_volume
 from promptregister.worker import WorkerClient, WorkerDied, WorkerError
 
@@ -26,7 +27,6 @@ from .mrml import point_prompts, results_to_scene, volume_from_node
 from .transfers import SENDING, Transfers
 from .transforms import check_registration_inputs, placement_matrix
 
-ProgressCallback = Callable[[str, float], None]
 
 
 class RegistrationLogic:
@@ -217,7 +217,7 @@ class RegistrationLogic:
         nodes["files"] = result["files"]
         return nodes
 
-    def register(self, scene, fixed_node, moving_node, *, on_progress: Optional[ProgressCallback] = None,
+    def register(self, scene, fixed_node, moving_node, *, on_progress: Optional[StageProgress] = None,
                  **request) -> dict:
         """Register moving to fixed and wait (batch use, tests); adds the result nodes to `scene` and returns
         them with the summary. Keyword arguments as for `start`."""
@@ -239,7 +239,7 @@ class RegistrationLogic:
         return self.finish(scene, moving_node, result)
 
     def batch(self, manifest: str, out_dir: str, *, workers: Optional[int] = None, scheduler: Optional[str] = None,
-              on_progress: Optional[ProgressCallback] = None, **settings) -> dict:
+              on_progress: Optional[StageProgress] = None, **settings) -> dict:
         """Register a cohort (`promptregister batch`) in the worker and wait; returns the worker's result: "records"
         (one dict per manifest row: id, status, seconds, pairs, Dice and HD95 before and after, ...), "counts",
         and the paths of summary.csv and summary.html. Paths are the worker's; settings are BatchSettings' fields

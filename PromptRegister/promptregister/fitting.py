@@ -11,10 +11,11 @@ by the local repair.)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
+from .progress import StageProgress
 from .dense.fit import FitOptions, FitResult, fit_transform
 from .dense.linear import LinearFit
 from .methods.consistency import drop_contradicted
@@ -26,7 +27,6 @@ from .warp import warp_volume
 if TYPE_CHECKING:  # pragma: no cover
     from .register_options import RegisterOptions
 
-ProgressCallback = Callable[[str, float], None]
 
 MIN_PAIRS_FOR_LINEAR = 10
 """Below this many pairs the pre-alignment is a translation: slice-thin ROIs from a few prompts do not
@@ -52,7 +52,7 @@ def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
 
 
 def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],
-              progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None,
+              progress: Optional[StageProgress] = None, initial: Optional[np.ndarray] = None,
               linear: Optional[LinearFit] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
     """(pairs used, fit, their Dice after it, the dropped ones): the dense fit, and with the image term and
     `options.drop_below`, a second fit without the pairs the first one could not honour. `initial`: a warm

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .progress import StageProgress
 from .dense.fit import FitResult
 from .dense.field_start import FieldStart
 from .dense.image_linear import linear_from_images
@@ -38,7 +39,6 @@ from .models.text import TextDetector, clean_phrases
 from .roipairs import RoiPairs
 from .volume import Volume
 
-ProgressCallback = Callable[[str, float], None]
 
 
 @dataclass
@@ -147,7 +147,7 @@ def check_volumes(fixed: Volume, moving: Volume, points: Sequence[PointPrompt] =
 def find_pairs(fixed: SlicedVolume, moving: SlicedVolume, *, text: Optional[Sequence[str]] = None,
                points: Optional[Sequence[PointPrompt]] = None, point_pairs: Sequence[PointPair] = (),
                auto: bool = False, sample_points: int = 0, options: Optional[RegisterOptions] = None,
-               detector: Optional[TextDetector] = None, progress: Optional[ProgressCallback] = None,
+               detector: Optional[TextDetector] = None, progress: Optional[StageProgress] = None,
                timings: Optional[Dict[str, float]] = None, guide: Optional[Guide] = None) -> tuple:
     """Run the asked-for methods; returns (de-duplicated slice pairs, method names, doubtful pairs). `guide`:
     an image registration that PromptReg's clicks are matched near (methods/guided.py)."""
@@ -217,7 +217,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Optional[Segmenter] = 
              text: Optional[Sequence[str]] = None, points: Optional[Sequence[PointPrompt]] = None,
              point_pairs: Sequence[PointPair] = (), auto: bool = False, sample_points: int = 0,
              detector: Optional[TextDetector] = None, options: Optional[RegisterOptions] = None,
-             progress: Optional[ProgressCallback] = None,
+             progress: Optional[StageProgress] = None,
              image_registration: Optional[RegistrationResult] = None) -> RegistrationResult:
     """Register `moving` to `fixed`: the images alone, or refined by prompts.
 
@@ -274,7 +274,7 @@ def register(fixed: Volume, moving: Volume, *, segmenter: Optional[Segmenter] = 
 
 def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: RegisterOptions, *,
                   methods: Sequence[str] = (), rejected: Sequence[dict] = (), timings: Optional[Dict[str, float]] = None,
-                  progress: Optional[ProgressCallback] = None, initial: Optional[np.ndarray] = None,
+                  progress: Optional[StageProgress] = None, initial: Optional[np.ndarray] = None,
                   linear: Optional[LinearFit] = None) -> RegistrationResult:
     """The dense fit of given ROI pairs and the checks every result gets (Dice per pair, Jacobian, the
     do-no-harm image agreement): the second half of `register`, and the interactive session's "fit" (with
@@ -317,7 +317,7 @@ def same_stiffness(options: RegisterOptions, fixed: Volume) -> RegisterOptions:
 
 
 def register_images(fixed: Volume, moving: Volume, options: Optional[RegisterOptions] = None,
-                    progress: Optional[ProgressCallback] = None) -> RegistrationResult:
+                    progress: Optional[StageProgress] = None) -> RegistrationResult:
     """The image registration: no prompt, no model. A linear start from the images (options.image_linear), then
     the dense stage with its image term alone (options.fit, which must have image_weight > 0). It is what
     `register` does with no prompt, and where prompts start from (RegisterOptions.image_first)."""

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
+from ..progress import CountProgress
 from ..errors import PromptRegisterError
 from .manifest import Manifest, PairRow, load_manifest
 from .pair_task import pair_state, run_pair, stored_record
@@ -33,7 +34,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 SCHEDULER_WAIT_S = 60.0
 """How long to wait for the first worker of a given scheduler before saying it has none."""
 
-ProgressCallback = Callable[[int, int], None]  # (pairs finished, pairs in all)
 LogCallback = Callable[[str], None]
 
 
@@ -86,7 +86,7 @@ def default_workers(due: int) -> int:
 
 def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.PathLike], *,
         settings: Optional[BatchSettings] = None, workers: Optional[int] = None, scheduler: Optional[str] = None,
-        progress: bool = False, on_progress: Optional[ProgressCallback] = None,
+        progress: bool = False, on_progress: Optional[CountProgress] = None,
         log: Optional[LogCallback] = None) -> BatchSummary:
     """Register every pair of `manifest` (a path or a loaded Manifest) into `out_dir`/<id>/ and write
     `out_dir`/summary.csv and summary.html; returns the records (BatchSummary).

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..progress import StageProgress
 from ..device import resolve_device
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
@@ -39,7 +40,6 @@ from .options import FitOptions
 from .result import FitResult, LevelReport  # noqa: F401  (FitResult is imported from here too)
 from .unfold import UnfoldReport, unfold
 
-ProgressCallback = Callable[[str, float], None]
 
 FOLDING_MARGIN = 0.1
 """The folding penalty acts where the Jacobian determinant is below this."""
@@ -48,7 +48,7 @@ FOLDING_MARGIN = 0.1
 def fit_transform(
     pairs: RoiPairs,
     options: Optional[FitOptions] = None,
-    progress: Optional[ProgressCallback] = None,
+    progress: Optional[StageProgress] = None,
     images: Optional[Tuple[Volume, Volume]] = None,
     initial: Optional[np.ndarray] = None,
     linear: Optional[LinearFit] = None,
@@ -262,7 +262,7 @@ class _Problem:
         return grids
 
     # -- optimisation -------------------------------------------------------------
-    def optimise(self, reports: List[LevelReport], progress: ProgressCallback,
+    def optimise(self, reports: List[LevelReport], progress: StageProgress,
                  initial: Optional[np.ndarray] = None) -> torch.Tensor:
         budget = ThreadBudget()  # no more threads than free cores, re-checked as the fit runs (threads.py)
         try:
@@ -270,7 +270,7 @@ class _Problem:
         finally:
             budget.restore()
 
-    def _optimise(self, reports: List[LevelReport], progress: ProgressCallback, budget: ThreadBudget,
+    def _optimise(self, reports: List[LevelReport], progress: StageProgress, budget: ThreadBudget,
                   initial: Optional[np.ndarray] = None) -> torch.Tensor:
         level_sizes = self.level_voxel_mm()
         grids = self.level_grids()

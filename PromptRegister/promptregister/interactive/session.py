@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 
+from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..methods.consistency import reject_inconsistent
 from ..methods.pairs import SlicePair, deduplicate, to_roi_pairs
@@ -31,7 +32,6 @@ from ..roipairs import RoiPairs
 from ..volume import Volume
 from .pairbook import InteractivePair, PairBook
 
-ProgressCallback = Callable[[str, float], None]
 
 LOW_DISTINCTNESS = 1.001
 """A PromptReg pair is flagged when its peak similarity is less than 0.1 % above the best one away from the peak:
@@ -103,7 +103,7 @@ class InteractiveSession:
         """Whether pairs refine an image registration (RegisterOptions.image_first, with the image term on)."""
         return bool(self.options.image_first and self.options.fit.image_weight > 0)
 
-    def image_registration(self, progress: Optional[ProgressCallback] = None) -> Optional[RegistrationResult]:
+    def image_registration(self, progress: Optional[StageProgress] = None) -> Optional[RegistrationResult]:
         """The image registration (computed once, on first need), or None when pairs do not refine one."""
         if self.image_first and self.base is None:
             self.base = register_images(self.fixed.volume, self.moving.volume, self.options, progress)
@@ -125,7 +125,7 @@ class InteractiveSession:
         return [(volume, index) for volume in (self.moving, self.fixed) for index in range(volume.num_slices)
                 if not volume.is_embedded(index)]
 
-    def embed_step(self, progress: Optional[ProgressCallback] = None) -> bool:
+    def embed_step(self, progress: Optional[StageProgress] = None) -> bool:
         """The image registration first (one step, where the loop starts), then the next few slices; True when
         every slice of both volumes is embedded."""
         if self.image_first and self.base is None:
@@ -160,7 +160,7 @@ class InteractiveSession:
         return options
 
     def _promptreg(self, points: Sequence[PointPrompt], number: int, options,
-                   progress: Optional[ProgressCallback]) -> SlicePair:
+                   progress: Optional[StageProgress]) -> SlicePair:
         found = promptreg(self.fixed, self.moving, points, options, progress, first_number=number - 1,
                           one_region=True, guide=self.guide())
         if not found:
@@ -169,7 +169,7 @@ class InteractiveSession:
         return found[0]
 
     def prompt(self, points: Sequence[PointPrompt], pair_id: Optional[str] = None,
-               progress: Optional[ProgressCallback] = None) -> InteractivePair:
+               progress: Optional[StageProgress] = None) -> InteractivePair:
         """A new pair from points on the moving volume (the fast path), or, with `pair_id`, that pair's region
         prompted again with these points (a step the user can undo)."""
         check_volumes(self.fixed.volume, self.moving.volume, points)
@@ -196,7 +196,7 @@ class InteractiveSession:
         made before their fixed slices were embedded are refined."""
         return self.options.promptreg.marginal_samples > 0
 
-    def refine(self, pair_id: str, version: int, progress: Optional[ProgressCallback] = None
+    def refine(self, pair_id: str, version: int, progress: Optional[StageProgress] = None
                ) -> Optional[InteractivePair]:
         """The full method's pair for a fast one; None when the pair changed, was deleted or needs nothing."""
         pair = self.book.pairs.get(pair_id)
@@ -251,18 +251,18 @@ class InteractiveSession:
         self.book.add(added, method)
         return added, rejected
 
-    def auto(self, progress: Optional[ProgressCallback] = None) -> Tuple[List[InteractivePair], List[dict]]:
+    def auto(self, progress: Optional[StageProgress] = None) -> Tuple[List[InteractivePair], List[dict]]:
         """SAMReg's pairs (segment everything, match), as pairs the user can then edit."""
         return self._add_found(samreg(self.fixed, self.moving, self.options.samreg, progress), "samreg")
 
-    def text(self, phrases: Sequence[str], detector, progress: Optional[ProgressCallback] = None
+    def text(self, phrases: Sequence[str], detector, progress: Optional[StageProgress] = None
              ) -> Tuple[List[InteractivePair], List[dict]]:
         """Tell2Reg's pairs for text phrases."""
         return self._add_found(tell2reg(self.fixed, self.moving, detector, list(phrases), self.options.tell2reg,
                                         progress), "tell2reg")
 
     # -- fit ---------------------------------------------------------------------------------------------------------
-    def fit(self, pair_ids: Optional[List[str]] = None, progress: Optional[ProgressCallback] = None,
+    def fit(self, pair_ids: Optional[List[str]] = None, progress: Optional[StageProgress] = None,
             warm: bool = True) -> RegistrationResult:
         """The transform from the live pairs (or those named), started from the previous fit when `warm`."""
         chosen = self.book.live(pair_ids)

@@ -19,11 +19,12 @@ fine (PromptRegOptions.search_stride) to embed fewer fixed slices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
+from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..models.base import SliceEmbedding
 from .auxiliary import auxiliary_prompt
@@ -33,7 +34,6 @@ from .matching import cosine_matrix
 from .pairs import SlicePair
 from .slices import SlicedVolume, coarse_slices, refine_slices, search_ranges
 
-ProgressCallback = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt],
 
 def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[PointPrompt],
               options: Optional[PromptRegOptions] = None,
-              progress: Optional[ProgressCallback] = None, first_number: int = 0,
+              progress: Optional[StageProgress] = None, first_number: int = 0,
               one_region: bool = False, guide: Optional[Guide] = None) -> List[SlicePair]:
     """One region pair per positive point prompt. `first_number`: how many prompts came before these (the
     interactive session asks one prompt at a time): prompt n is named "prompt n" and seeded options.seed + n - 1,
@@ -319,7 +319,7 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
     return pairs
 
 
-def _within(report: ProgressCallback, start: float, width: float) -> ProgressCallback:
+def _within(report: StageProgress, start: float, width: float) -> StageProgress:
     """Progress of one part of the prompts stage, as a share of the whole stage (so it never goes back)."""
     return lambda stage, fraction: report("promptreg: corresponding prompts", start + width * fraction)
 
@@ -327,7 +327,7 @@ def _within(report: ProgressCallback, start: float, width: float) -> ProgressCal
 def _marginalise(moving: SlicedVolume, s: int, points: np.ndarray, labels: np.ndarray,
                  moving_probability: np.ndarray, fixed_embedding: SliceEmbedding, fixed_probability: np.ndarray,
                  options: PromptRegOptions, seed: int, target_area: Optional[float] = None,
-                 progress: Optional[ProgressCallback] = None, allowed: Optional[np.ndarray] = None,
+                 progress: Optional[StageProgress] = None, allowed: Optional[np.ndarray] = None,
                  expected: Optional[np.ndarray] = None) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
     """Average the ROI probabilities over random transforms of the moving slice and its prompt; the fixed
     ROI of each copy is found on the fixed slice the untransformed prompt chose.

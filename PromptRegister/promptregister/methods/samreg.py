@@ -11,16 +11,16 @@ one above a threshold and the best K per slice are kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..progress import StageProgress
 from ..models.base import EverythingOptions
 from .matching import area_filter, cosine_matrix, greedy_pairs, overlap_filter
 from .pairs import SlicePair, spread_cap
 from .slices import SlicedVolume, search_ranges
 
-ProgressCallback = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def moving_slices_for(moving: SlicedVolume, moving_slices: Optional[Sequence[int
 
 
 def samreg(fixed: SlicedVolume, moving: SlicedVolume, options: Optional[SamRegOptions] = None,
-           progress: Optional[ProgressCallback] = None) -> List[SlicePair]:
+           progress: Optional[StageProgress] = None) -> List[SlicePair]:
     """Corresponding region pairs found by segmenting everything and matching prototypes."""
     options = options or SamRegOptions()
     report = progress or (lambda stage, fraction: None)

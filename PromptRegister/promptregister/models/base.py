@@ -17,12 +17,12 @@ from typing import Any, Callable, List, Optional, Protocol, Sequence
 import numpy as np
 import torch
 
+from ..progress import CountProgress
 from ..errors import PromptRegisterError
 from .cache import EmbeddingCache
 from .device import run_in_batches
 from .grid import EmbeddingGrid
 
-ProgressCallback = Callable[[int, int], None]
 """Called as progress(done, total) while slices are embedded."""
 
 
@@ -214,7 +214,7 @@ class Segmenter(ABC):
     def _encode(self, images: Sequence[np.ndarray]) -> List[tuple]:
         """Encode validated slices; returns [(features (C, rows, cols) float32 ndarray, EmbeddingGrid)]."""
 
-    def embed(self, images: Sequence[np.ndarray], progress: Optional[ProgressCallback] = None) -> List[SliceEmbedding]:
+    def embed(self, images: Sequence[np.ndarray], progress: Optional[CountProgress] = None) -> List[SliceEmbedding]:
         """Embed (H, W, 3) uint8 slices; cached slices cost no encoder time.
 
         Arguments:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
+from ..progress import StageProgress
 from ..volume import Volume
 from .folders import make_private_folder, remove_stale_folders
 from .protocol import ProtocolError
 
-ProgressCallback = Callable[[str, float], None]
 
 EMBEDDING_CACHE_BYTES = 2 * 1024 ** 3
 """Embeddings kept in memory per model: about 1 MB per SAM slice, so a few thousand slices."""
@@ -74,8 +74,8 @@ class Session:
 
     # -- models --------------------------------------------------------------------------------
     def segmenter(self, model: str, device: str, checkpoint: Optional[str],
-                  progress: Optional[ProgressCallback] = None, decoder: Optional[str] = None):
-        """A warm segmenter (`auto` as in `models.resolve_model`). Weights that are downloaded on first use
+                  progress: Optional[StageProgress] = None, decoder: Optional[str] = None):
+        """A warm segmenter (`auto` as in `models.choose_model`). Weights that are downloaded on first use
         report progress as the stage "download <model>"."""
         from ..models import build_segmenter, choose_model
         from ..models.cache import EmbeddingCache
@@ -103,7 +103,7 @@ class Session:
         return self.detectors[key]
 
     # -- long requests -------------------------------------------------------------------------------
-    def embed(self, request: Dict[str, Any], progress: ProgressCallback) -> Dict[str, Any]:
+    def embed(self, request: Dict[str, Any], progress: StageProgress) -> Dict[str, Any]:
         from ..methods import SlicedVolume
 
         volume = self.volume(request.get("volume"), "volume")
@@ -115,7 +115,7 @@ class Session:
         return {"slices": sliced.num_slices, "slices_encoded": segmenter.encoded_slices - before,
                 "model": segmenter.name}
 
-    def register(self, request: Dict[str, Any], progress: ProgressCallback) -> Dict[str, Any]:
+    def register(self, request: Dict[str, Any], progress: StageProgress) -> Dict[str, Any]:
         from ..outputs import ReportInputs, check_output_folder, write_outputs
         from ..register import register
 
