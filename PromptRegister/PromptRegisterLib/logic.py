@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from promptregister.progress import StageProgress
 from promptregister.io import write_volume
+from promptregister.progress import StageProgress
 from promptregister.worker import WorkerClient, WorkerDied, WorkerError
 
 from .mrml import point_prompts, results_to_scene, volume_from_node

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
-from .progress import StageProgress
 from .dense.fit import FitOptions, FitResult, fit_transform
 from .dense.linear import LinearFit
 from .methods.consistency import drop_contradicted
 from .metrics import dice
+from .progress import StageProgress
 from .roipairs import RoiPairs
 from .volume import Volume
 from .warp import warp_volume

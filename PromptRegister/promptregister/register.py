@@ -15,7 +15,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .progress import StageProgress
 from .dense.fit import FitResult
 from .dense.field_start import FieldStart
 from .dense.image_linear import linear_from_images
@@ -29,6 +28,7 @@ from .methods.promptreg import PointPrompt, promptreg, sample_prompts
 from .methods.samreg import samreg
 from .methods.slices import SlicedVolume, outside_message
 from .methods.tell2reg import tell2reg
+from .progress import StageProgress
 from .register_options import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM,  # noqa: F401
                                IMAGE_REGULARISER_SCALE, IMAGE_WEIGHT, PRESETS, RegisterOptions, options_from_flat)
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near

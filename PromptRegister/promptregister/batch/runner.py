@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
-from ..progress import CountProgress
 from ..errors import PromptRegisterError
+from ..progress import CountProgress
 from .manifest import Manifest, PairRow, load_manifest
 from .pair_task import pair_state, run_pair, stored_record
 from .settings import BatchSettings

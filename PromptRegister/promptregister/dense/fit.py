@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..progress import StageProgress
 from ..device import resolve_device
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
+from ..progress import StageProgress
 from ..roipairs import RoiPairs
 from ..threads import ThreadBudget
 from ..volume import Volume

@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 
-from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..methods.consistency import reject_inconsistent
 from ..methods.pairs import SlicePair, deduplicate, to_roi_pairs
@@ -26,6 +25,7 @@ from ..methods.slices import SlicedVolume
 from ..methods.tell2reg import tell2reg
 from ..dense.field_start import FieldStart
 from ..methods.guided import Guide
+from ..progress import StageProgress
 from ..register import (RegisterOptions, RegistrationResult, check_volumes, fit_and_check, register_images,
                         same_stiffness)
 from ..roipairs import RoiPairs

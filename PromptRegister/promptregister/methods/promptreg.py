@@ -24,9 +24,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..models.base import SliceEmbedding
+from ..progress import StageProgress
 from .auxiliary import auxiliary_prompt
 from .guided import Guide, closest_candidate, overlap
 from .marginal import agreement, average_masks, random_transforms, sigmoid

@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..progress import StageProgress
 from ..models.base import EverythingOptions
+from ..progress import StageProgress
 from .matching import area_filter, cosine_matrix, greedy_pairs, overlap_filter
 from .pairs import SlicePair, spread_cap
 from .slices import SlicedVolume, search_ranges

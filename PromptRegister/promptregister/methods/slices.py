@@ -13,10 +13,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..intensity import IntensityWindow
 from ..models.base import EverythingMasks, EverythingOptions, Segmenter, SliceEmbedding
+from ..progress import StageProgress
 from ..slicing import SliceFrame
 from ..volume import Volume
 

@@ -15,9 +15,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..progress import StageProgress
 from ..errors import PromptRegisterError
 from ..models.text import TextDetector, clean_phrases
+from ..progress import StageProgress
 from .matching import cosine_matrix, greedy_pairs
 from .pairs import SlicePair
 from .samreg import moving_slices_for

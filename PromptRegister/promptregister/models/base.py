@@ -17,8 +17,8 @@ from typing import Any, Callable, List, Optional, Protocol, Sequence
 import numpy as np
 import torch
 
-from ..progress import CountProgress
 from ..errors import PromptRegisterError
+from ..progress import CountProgress
 from .cache import EmbeddingCache
 from .device import run_in_batches
 from .grid import EmbeddingGrid
