@@ -240,10 +240,10 @@ def test_a_pair_the_image_and_the_other_pairs_contradict_is_dropped_and_listed(h
     # 3 mm): with heavier image terms or a stiffer grid the wrong pair matters less and the gain from
     # dropping it shrinks (weight 64: 0.992 -> 0.997).
     pinned = {"device": "cpu", "image_weight": 16.0, "grid_spacing_mm": 3.0}
-    used, fit, after, dropped = fit_pairs(pairs, options_from_flat({**pinned, "drop_below": 0.3}), (fixed, moving))
+    used, fit, after, dropped = fit_pairs(pairs, options_from_flat(pinned).fit, (fixed, moving), drop_below=0.3)
     assert [record["name"] for record in dropped] == ["wrong"] and len(used) == 2
     assert dropped[0]["dice_after_first_fit"] < 0.3 and min(after) > 0.5
-    _, kept_all, _, none = fit_pairs(pairs, options_from_flat({**pinned, "drop_below": 0.0}), (fixed, moving))
+    _, kept_all, _, none = fit_pairs(pairs, options_from_flat(pinned).fit, (fixed, moving), drop_below=0.0)
     assert none == [] and label_dice(fit) > label_dice(kept_all) + 0.01
 
 

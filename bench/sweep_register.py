@@ -114,7 +114,7 @@ def main() -> None:
                     options.fit, image_metric=metric, image_weight=image_weight, folding_weight=folding_weight,
                     device="cpu", **{name: value for (name, _), value in zip(extra, others)}))
                 started = time.perf_counter()
-                _, fit, _, dropped = fit_pairs(pairs, setting, (case.fixed, case.moving))  # as register() fits
+                _, fit, _, dropped = fit_pairs(pairs, setting.fit, (case.fixed, case.moving), drop_below=setting.drop_below)  # as register() fits
                 seconds = time.perf_counter() - started
                 after = mean_dice(case.fixed_labels, case.moving_labels, fit.transform())
                 folding = jacobian_stats(fit.field, case.fixed.geometry)["folding_percent"]

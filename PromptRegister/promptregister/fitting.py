@@ -11,7 +11,7 @@ by the local repair.)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -23,9 +23,6 @@ from .progress import StageProgress
 from .roipairs import RoiPairs
 from .volume import Volume
 from .warp import warp_volume
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .register_options import RegisterOptions
 
 
 MIN_PAIRS_FOR_LINEAR = 10
@@ -51,21 +48,21 @@ def pair_dice(pairs: RoiPairs, fit: FitResult) -> List[float]:
     return values
 
 
-def fit_pairs(pairs: RoiPairs, options: "RegisterOptions", images: Tuple[Volume, Volume],
+def fit_pairs(pairs: RoiPairs, options: FitOptions, images: Tuple[Volume, Volume], *, drop_below: float = 0.0,
               progress: Optional[StageProgress] = None, initial: Optional[np.ndarray] = None,
               linear: Optional[LinearFit] = None) -> Tuple[RoiPairs, FitResult, List[float], List[dict]]:
     """(pairs used, fit, their Dice after it, the dropped ones): the dense fit, and with the image term and
-    `options.drop_below`, a second fit without the pairs the first one could not honour. `initial`: a warm
-    start, `linear`: a given pre-alignment (fit_transform)."""
-    fit = fit_transform(pairs, fit_options_for(pairs, options.fit), progress, images=images, initial=initial,
+    `drop_below` (RegisterOptions.drop_below), a second fit without the pairs the first one could not honour.
+    `initial`: a warm start, `linear`: a given pre-alignment (fit_transform)."""
+    fit = fit_transform(pairs, fit_options_for(pairs, options), progress, images=images, initial=initial,
                         linear=linear)
     dice_after = pair_dice(pairs, fit)
-    if options.fit.image_weight <= 0 or options.drop_below <= 0:
+    if options.image_weight <= 0 or drop_below <= 0:
         return pairs, fit, dice_after, []
-    kept, dropped = drop_contradicted(pairs, dice_after, options.drop_below)
+    kept, dropped = drop_contradicted(pairs, dice_after, drop_below)
     if not dropped:
         return pairs, fit, dice_after, []
     # a refit after an image registration starts from it again; otherwise from scratch
-    fit = fit_transform(kept, fit_options_for(kept, options.fit), progress, images=images,
+    fit = fit_transform(kept, fit_options_for(kept, options), progress, images=images,
                         initial=initial if linear is not None else None, linear=linear)
     return kept, fit, pair_dice(kept, fit), dropped

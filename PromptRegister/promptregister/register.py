@@ -288,7 +288,8 @@ def fit_and_check(fixed: Volume, moving: Volume, pairs: RoiPairs, options: Regis
         fit = identity_fit(fixed, options)
         dice_after, dropped = pair_dice(pairs, fit), []
     else:
-        pairs, fit, dice_after, dropped = fit_pairs(pairs, options, (fixed, moving), progress, initial, linear)
+        pairs, fit, dice_after, dropped = fit_pairs(pairs, options.fit, (fixed, moving), drop_below=options.drop_below,
+                                                    progress=progress, initial=initial, linear=linear)
     timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
     jacobian = jacobian_stats(fit.field, fixed.geometry)
