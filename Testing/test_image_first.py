@@ -204,12 +204,12 @@ def test_a_point_pair_gives_a_region_pair_whose_fixed_region_holds_the_fixed_poi
 
 # -- the command line -----------------------------------------------------------------------------------------
 def test_cli_with_no_prompt_says_so_and_loads_no_model(hippocampus_paths, tmp_path, capsys, monkeypatch):
-    import promptregister.cli_register as cli_register
+    from promptregister.job import ModelPool
 
     def no_model(*args, **kwargs):
         raise AssertionError("the image registration must not load a model")
 
-    monkeypatch.setattr(cli_register, "choose_segmenter", no_model)
+    monkeypatch.setattr(ModelPool, "segmenter", no_model)
     fixed, _ = hippocampus_paths("001")
     moving, _ = hippocampus_paths("004")
     out = tmp_path / "out"

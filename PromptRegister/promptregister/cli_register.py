@@ -240,30 +240,15 @@ NEGATIVE_POINT = re.compile(r"^-\.?\d")
 """A value that starts like a negative number (parse_point then checks that it is three of them)."""
 
 
-def choose_segmenter(args: argparse.Namespace):
-    """The segmenter asked for; `auto` says which model it took and why."""
-    from .models import build_segmenter, choose_model
-
-    model, reason = choose_model(args.model, args.checkpoint, args.decoder)
-    if args.model == "auto":
-        print(f"model: {model} ({reason})", file=sys.stderr)
-    cache = None
-    if args.cache_embeddings:
-        from .models.cache import EmbeddingCache
-        from .paths import embeddings_cache_dir
-
-        cache = EmbeddingCache(disk_dir=embeddings_cache_dir())
-    return build_segmenter(model, checkpoint_path=args.checkpoint, decoder_path=args.decoder, device=args.device,
-                           cache=cache), model
-
-
 def run_register(args: argparse.Namespace) -> int:
     from .cli_console import ProgressBar, table
     from .io import read_volume
+    from .job import ModelPool, RegisterJob, run_job
     from .methods import PointPrompt
     from .methods.point_pairs import parse_point_pair
-    from .outputs import ReportInputs, check_output_folder, write_outputs
-    from .register import check_volumes, register
+    from .outputs import check_output_folder
+    from .paths import embeddings_cache_dir
+    from .register import check_volumes
 
     out_dir = check_output_folder(args.out_dir, args.resampled, args.overwrite)
     text = args.text
@@ -288,24 +273,22 @@ def run_register(args: argparse.Namespace) -> int:
     if same_file(args.fixed, args.moving):
         print("note: the fixed and moving images are the same file; the result should be (close to) the identity",
               file=sys.stderr)
-    segmenter, model = None, "none"
-    if prompted:
-        segmenter, model = choose_segmenter(args)
-    else:
+    if not prompted:
         print("no prompt: registering the images alone (the image registration every prompt refines); no model "
               "is needed", file=sys.stderr)
-    detector = None
-    if text is not None:
-        from .models import build_detector
+    job = RegisterJob(fixed, moving, options, out_dir, points=points, point_pairs=point_pairs, text=text,
+                      auto=args.auto, sample_points=args.sample_points, model=args.model, checkpoint=args.checkpoint,
+                      decoder=args.decoder, detector=args.detector, detector_checkpoint=args.detector_checkpoint,
+                      device=args.device, resampled=args.resampled, report=args.report)
+    pool = ModelPool(disk_cache=embeddings_cache_dir() if args.cache_embeddings else None)
 
-        detector = build_detector(args.detector, checkpoint_path=args.detector_checkpoint, device=args.device)
+    def say_model(model: str, reason: str) -> None:
+        if args.model == "auto":
+            print(f"model: {model} ({reason})", file=sys.stderr)
+
     with ProgressBar(args.quiet) as progress:
-        result = register(fixed, moving, segmenter=segmenter, text=text, points=points, point_pairs=point_pairs,
-                          auto=args.auto, sample_points=args.sample_points, detector=detector, options=options,
-                          progress=progress)
-
-    written = write_outputs(result, out_dir, moving if args.resampled else None, fixed.geometry,
-                            ReportInputs(fixed, moving, model) if args.report else None)
+        outcome = run_job(job, pool, progress, on_model=say_model)
+    result, written, model = outcome.registration, outcome.files, outcome.model
 
     summary = result.summary()
     summary["model"] = model

@@ -64,14 +64,14 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
     """Register one row and evaluate it; returns its summary record (status ok or failed; never raises for a
     user-input problem). Models come warm from this process's cache (warm_models)."""
     from ..io import read_label_map, read_volume
+    from ..job import RegisterJob, run_job
     from ..methods.point_pairs import PointPair
     from ..methods.promptreg import PointPrompt
-    from ..outputs import ReportInputs, write_outputs
-    from ..register import register
 
     warm_models.tune_allocator()
     started = time.perf_counter()
-    paid: Dict[str, float] = {}
+    pool = warm_models.POOL
+    loaded_before = pool.load_seconds
     record: Dict[str, Any] = {"id": row.id, "status": "ok", "worker": warm_models.worker_name()}
     folder = Path(out_root) / row.id
     try:
@@ -80,14 +80,15 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
             marker.unlink()  # outputs about to change: the old marker must not vouch for them
         fixed, moving = read_volume(row.fixed), read_volume(row.moving)
         device = warm_models.task_device(settings)
-        segmenter = warm_models.segmenter(settings, paid) if row.has_prompt else None
-        detector = warm_models.detector(settings, paid) if row.text else None
-        result = register(fixed, moving, segmenter=segmenter, text=phrases(row.text),
+        job = RegisterJob(fixed, moving, settings.register_options(device), folder,
                           points=[PointPrompt(p) for p in row.points],
-                          point_pairs=[PointPair(m, f) for m, f in row.point_pairs], auto=row.auto,
-                          detector=detector, options=settings.register_options(device))
-        written = write_outputs(result, folder, moving if settings.resampled else None, fixed.geometry,
-                                ReportInputs(fixed, moving, settings.model) if settings.report else None)
+                          point_pairs=[PointPair(m, f) for m, f in row.point_pairs], text=phrases(row.text),
+                          auto=row.auto, model=settings.model, checkpoint=settings.checkpoint,
+                          decoder=settings.decoder, detector=settings.detector,
+                          detector_checkpoint=settings.detector_checkpoint, device=device,
+                          resampled=settings.resampled, report=settings.report)
+        outcome = run_job(job, pool)
+        result, written = outcome.registration, outcome.files
         remove_stale(folder, written)
         record["pairs"] = len(result.pairs)
         record["folding_percent"] = round(float(result.jacobian.get("folding_percent", 0.0)), 4)
@@ -96,21 +97,24 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
         if row.fixed_labels and row.moving_labels:
             record.update(label_figures(read_label_map(row.fixed_labels), read_label_map(row.moving_labels),
                                         result.transform(), row))
-        if paid:  # this pair loaded the worker's models (the first of its worker)
-            record["model_load_s"] = round(paid["model_load_s"], 3)
+        if pool.load_seconds > loaded_before:  # this pair loaded the worker's models (the first of its worker)
+            record["model_load_s"] = round(pool.load_seconds - loaded_before, 3)
         record["seconds"] = round(time.perf_counter() - started, 3)
         with atomic_output(marker) as temporary:  # last: its presence says every output is complete
             temporary.write_text(json.dumps({"fingerprint": fingerprint(row, settings), "record": record}, indent=1))
     except PromptRegisterError as error:
         record.update(status="failed", message=str(error), seconds=round(time.perf_counter() - started, 3))
-        if paid:
-            record["model_load_s"] = round(paid["model_load_s"], 3)
+        if pool.load_seconds > loaded_before:
+            record["model_load_s"] = round(pool.load_seconds - loaded_before, 3)
     return record
 
 
 def phrases(text):
-    """The row's text prompt; "paper" is the Tell2Reg paper's set, as for `register --text paper`."""
-    if text and text.strip().lower() == "paper":
+    """The row's text prompt (None when blank); "paper" is the Tell2Reg paper's set, as for `register --text
+    paper`."""
+    if not text or not text.strip():
+        return None
+    if text.strip().lower() == "paper":
         from ..methods import PAPER_PHRASES
 
         return ", ".join(PAPER_PHRASES)

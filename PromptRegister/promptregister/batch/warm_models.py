@@ -1,26 +1,21 @@
 """Models kept warm in each worker process: loaded by the first pair that needs them, reused by the rest.
 
-A Dask worker process lives for the whole run and runs its tasks one after another, so a module-level cache is
-what "models load once per worker, not once per pair" needs. Each load is timed; the pair that paid for it says
-so in its record (`model_load_s`), which is how the summary (and the tests) can tell.
+A Dask worker process lives for the whole run and runs its tasks one after another, so a module-level model
+pool (job.ModelPool, the one the worker and the command line use) is what "models load once per worker, not
+once per pair" needs. Loads are timed; the pair that paid for them says so in its record (`model_load_s`), which
+is how the summary (and the tests) can tell.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
-from typing import Any, Callable, Dict, Tuple
 
+from ..job import ModelPool
 from .settings import BatchSettings
 
-EMBEDDING_CACHE_BYTES = 1024 ** 3
-"""Slice embeddings each worker keeps in memory: a cohort registered to one atlas encodes the atlas once per
-worker, not once per pair (an embedding is a pure function of the slice, so a hit changes no result)."""
-
-_MODELS: Dict[Tuple, Any] = {}
-_LOCK = threading.Lock()
+POOL = ModelPool()
+"""This process's warm models (each segmenter with job.EMBEDDING_CACHE_BYTES of embeddings)."""
 
 
 def worker_name() -> str:
@@ -75,42 +70,11 @@ def task_device(settings: BatchSettings) -> str:
     return settings.device
 
 
-def _cached(key: Tuple, build: Callable[[], Any], paid: Dict[str, float]) -> Any:
-    with _LOCK:
-        if key not in _MODELS:
-            started = time.perf_counter()
-            _MODELS[key] = build()
-            paid["model_load_s"] = paid.get("model_load_s", 0.0) + time.perf_counter() - started
-        return _MODELS[key]
-
-
-def segmenter(settings: BatchSettings, paid: Dict[str, float]):
-    """The settings' segmenter, built once per process; the seconds a build took are added to `paid`."""
-    from ..models import EmbeddingCache, build_segmenter
-
-    device = task_device(settings)
-    key = ("segmenter", settings.model, settings.checkpoint, settings.decoder, device)
-    return _cached(key, lambda: build_segmenter(settings.model, checkpoint_path=settings.checkpoint,
-                                                decoder_path=settings.decoder, device=device,
-                                                cache=EmbeddingCache(memory_bytes=EMBEDDING_CACHE_BYTES)), paid)
-
-
-def detector(settings: BatchSettings, paid: Dict[str, float]):
-    from ..models import build_detector
-
-    device = task_device(settings)
-    key = ("detector", settings.detector, settings.detector_checkpoint, device)
-    return _cached(key, lambda: build_detector(settings.detector, checkpoint_path=settings.detector_checkpoint,
-                                               device=device), paid)
-
-
 def held() -> int:
     """How many models this process holds warm."""
-    with _LOCK:
-        return len(_MODELS)
+    return len(POOL)
 
 
 def forget() -> None:
     """Drop the warm models (tests that count loads in this process)."""
-    with _LOCK:
-        _MODELS.clear()
+    POOL.clear()

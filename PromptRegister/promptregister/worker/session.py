@@ -9,14 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from ..job import DEFAULT_DETECTOR, ModelPool, RegisterJob, run_job
 from ..progress import StageProgress
 from ..volume import Volume
 from .folders import make_private_folder, remove_stale_folders
 from .protocol import ProtocolError
 
-
-EMBEDDING_CACHE_BYTES = 2 * 1024 ** 3
-"""Embeddings kept in memory per model: about 1 MB per SAM slice, so a few thousand slices."""
 
 def register_options(values: Dict[str, Any], device: str):
     """RegisterOptions from a request's flat "options" object (register.FLAT_OPTIONS, and "preset", one of
@@ -42,8 +40,7 @@ class Session:
         self.folder = make_private_folder()  # private (0700)
         self.volumes: Dict[str, Volume] = {}
         self.paths: Dict[str, str] = {}
-        self.segmenters: Dict[Tuple[str, str, Optional[str]], Any] = {}
-        self.detectors: Dict[Tuple[str, str, Optional[str]], Any] = {}
+        self.pool = ModelPool()  # warm segmenters and detectors, each with its in-memory embedding cache
         self.model_reason = ""
 
     def close(self) -> None:
@@ -77,30 +74,16 @@ class Session:
                   progress: Optional[StageProgress] = None, decoder: Optional[str] = None):
         """A warm segmenter (`auto` as in `models.choose_model`). Weights that are downloaded on first use
         report progress as the stage "download <model>"."""
-        from ..models import build_segmenter, choose_model
-        from ..models.cache import EmbeddingCache
+        segmenter, concrete, reason = self.pool.segmenter(model, device, checkpoint, decoder, progress)
+        self.said_model(concrete, reason)
+        return segmenter
 
-        model, reason = choose_model(model, checkpoint, decoder)
+    def said_model(self, model: str, reason: str) -> None:
         self.model_reason = f"{model}: {reason}"  # returned with the result, so the panel can say it
         print(f"model {self.model_reason}", file=sys.stderr, flush=True)
-        key = (model, device, checkpoint, decoder)
-        if key not in self.segmenters:
-            cache = EmbeddingCache(memory_bytes=EMBEDDING_CACHE_BYTES)
-
-            def downloaded(done: int, total: Optional[int]) -> None:
-                if progress is not None and total:
-                    progress(f"download {model}", done / total)
-            self.segmenters[key] = build_segmenter(model, checkpoint_path=checkpoint, decoder_path=decoder,
-                                                   device=device, cache=cache, download_progress=downloaded)
-        return self.segmenters[key]
 
     def detector(self, name: str, device: str, checkpoint: Optional[str]):
-        from ..models import build_detector
-
-        key = (name, device, checkpoint)
-        if key not in self.detectors:
-            self.detectors[key] = build_detector(name, checkpoint_path=checkpoint, device=device)
-        return self.detectors[key]
+        return self.pool.detector(name, device, checkpoint)
 
     # -- long requests -------------------------------------------------------------------------------
     def embed(self, request: Dict[str, Any], progress: StageProgress) -> Dict[str, Any]:
@@ -116,8 +99,7 @@ class Session:
                 "model": segmenter.name}
 
     def register(self, request: Dict[str, Any], progress: StageProgress) -> Dict[str, Any]:
-        from ..outputs import ReportInputs, check_output_folder, write_outputs
-        from ..register import register
+        from ..outputs import check_output_folder
 
         out_dir = request.get("out_dir")
         if not isinstance(out_dir, str) or not out_dir:
@@ -134,33 +116,21 @@ class Session:
         points = [self.point_prompt(p) for p in request.get("points") or []]
         point_pairs = [self.point_pair(p) for p in request.get("point_pairs") or []]
         device = request.get("device", "auto")
-        text = request.get("text")
-        auto, sample_points = bool(request.get("auto", False)), int(request.get("sample_points", 0))
-        prompted = text is not None or points or point_pairs or auto or sample_points > 0
-        segmenter = None
-        if prompted:  # the image registration needs no model
-            segmenter = self.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
-                                       request.get("decoder"))
-        detector = None
-        if text is not None:
-            detector = self.detector(request.get("detector", "grounding-dino-tiny"), device,
-                                     request.get("detector_checkpoint"))
-        options = register_options(request.get("options") or {}, device)
-        before = segmenter.encoded_slices if segmenter is not None else 0
-        result = register(fixed, moving, segmenter=segmenter, text=text, points=points, point_pairs=point_pairs,
-                          auto=auto, sample_points=sample_points, detector=detector, options=options,
-                          progress=progress)
-        progress("write", 0.0)  # the last point where a cancel takes effect: after it, the outputs are written
-        model = segmenter.name if segmenter is not None else "none"
-        report = ReportInputs(fixed, moving, model) if request.get("report", True) else None
-        written = write_outputs(result, out_dir, moving if resampled else None, fixed.geometry, report)
-        summary = result.summary()
-        if "report.html" in written:
-            summary["report"] = str(written["report.html"])
-        return {"files": {name: str(path) for name, path in written.items()},
-                "summary": summary, "model": model,
-                "model_reason": self.model_reason if segmenter is not None else "no prompt: the images alone",
-                "slices_encoded": segmenter.encoded_slices - before if segmenter is not None else 0}
+        job = RegisterJob(fixed, moving, register_options(request.get("options") or {}, device), Path(out_dir),
+                          points=points, point_pairs=point_pairs, text=request.get("text"),
+                          auto=bool(request.get("auto", False)), sample_points=int(request.get("sample_points", 0)),
+                          model=request.get("model", "auto"), checkpoint=request.get("checkpoint"),
+                          decoder=request.get("decoder"), detector=request.get("detector", DEFAULT_DETECTOR),
+                          detector_checkpoint=request.get("detector_checkpoint"), device=device,
+                          resampled=resampled, report=bool(request.get("report", True)))
+        outcome = run_job(job, self.pool, progress, on_model=self.said_model)
+        summary = outcome.registration.summary()
+        if "report.html" in outcome.files:
+            summary["report"] = str(outcome.files["report.html"])
+        return {"files": {name: str(path) for name, path in outcome.files.items()},
+                "summary": summary, "model": outcome.model,
+                "model_reason": self.model_reason if job.prompted else outcome.model_reason,
+                "slices_encoded": outcome.slices_encoded}
 
     @staticmethod
     def point_pair(entry: Any):
