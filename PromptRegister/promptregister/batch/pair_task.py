@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
-from ..checksums import sha256_of as file_sha256
+from ..checksums import known_sha256
 from ..errors import PromptRegisterError
 from ..io.atomic import atomic_output
 from . import warm_models
@@ -22,16 +22,11 @@ from .manifest import PATH_COLUMNS, PairRow
 from .settings import BatchSettings
 
 DONE_FILE = "done.json"
-_DIGESTS: Dict[Tuple[str, int, int], str] = {}
-"""SHA-256 by (path, size, modification time): an atlas shared by 300 pairs is read once per run, not 300 times."""
 
 
 def file_digest(path: Path) -> str:
-    status = Path(path).stat()
-    key = (str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = file_sha256(path)
-    return _DIGESTS[key]
+    """The file's SHA-256, read once per run for an unchanged file (an atlas shared by many pairs)."""
+    return known_sha256(path)
 
 
 def fingerprint(row: PairRow, settings: BatchSettings) -> Dict[str, Any]:

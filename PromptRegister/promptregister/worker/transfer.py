@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict
 
-from ..checksums import sha256_of
+from ..checksums import known_sha256, sha256_of
 from .protocol import ProtocolError
 
 CHUNK_BYTES = 512 * 1024
@@ -53,7 +53,6 @@ class Transfers:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.uploads = self.folder / "uploads"
-        self.checksums: Dict[str, str] = {}  # "path:mtime:size" -> SHA-256
 
     def upload(self, request: Dict[str, Any]) -> Dict[str, Any]:
         name, offset = request.get("name"), request.get("offset")
@@ -94,13 +93,10 @@ class Transfers:
         if self.folder.resolve() not in resolved.parents or not resolved.is_file():
             raise ProtocolError("bad_request", f"{path} is not a file of this worker's results; only files in "
                                                f"{self.folder} can be downloaded")
-        stat = resolved.stat()
-        key = f"{resolved}:{stat.st_mtime_ns}:{stat.st_size}"  # a file written again gets a new checksum
-        if key not in self.checksums:
-            self.checksums[key] = sha256_of(resolved)
         size = resolved.stat().st_size
+        whole = known_sha256(resolved)  # a file written again gets a new checksum
         with open(resolved, "rb") as stream:
             stream.seek(offset)
             raw = stream.read(CHUNK_BYTES)
-        return {"path": path, "offset": offset, "size": size, "sha256": self.checksums[key],
+        return {"path": path, "offset": offset, "size": size, "sha256": whole,
                 "last": offset + len(raw) >= size, **pack(raw)}
