@@ -254,10 +254,6 @@ def run_register(args: argparse.Namespace) -> int:
     text = args.text
     if text is not None and not text.strip(" ,."):
         raise PromptRegisterError("the text prompt is empty; give phrases such as --text \"prostate, bladder\"")
-    if text is not None and text.strip().lower() == "paper":
-        from .methods import PAPER_PHRASES
-
-        text = ", ".join(PAPER_PHRASES)
     points = [PointPrompt(parse_point(p, args.point_space), True) for p in args.point]
     points += [PointPrompt(parse_point(p, args.point_space), False) for p in args.negative_point]
     point_pairs = [parse_point_pair(p, args.point_space) for p in args.point_pair]

@@ -66,7 +66,7 @@ class RegisterJob:
     @property
     def prompted(self) -> bool:
         """Whether any prompt was given (without one, no model is needed)."""
-        return bool(self.text is not None or self.points or self.point_pairs or self.auto or self.sample_points > 0)
+        return bool(text_prompt(self.text) is not None or self.points or self.point_pairs or self.auto or self.sample_points > 0)
 
 
 @dataclass
@@ -143,6 +143,18 @@ class ModelPool:
             return self._models[key]
 
 
+def text_prompt(text: Optional[str]) -> Optional[str]:
+    """The phrases a text prompt asks for: "paper" is the Tell2Reg paper's set (methods.PAPER_PHRASES); a
+    blank text is no text prompt."""
+    if text is None or not text.strip(" ,."):
+        return None
+    if text.strip().lower() == "paper":
+        from .methods import PAPER_PHRASES
+
+        return ", ".join(PAPER_PHRASES)
+    return text
+
+
 def run_job(job: RegisterJob, pool: ModelPool, progress: Optional[StageProgress] = None,
             on_model: Optional[Callable[[str, str], None]] = None) -> JobResult:
     """Register, then write the outputs into job.out_dir. `on_model(model, reason)` is told which segmenter
@@ -152,14 +164,15 @@ def run_job(job: RegisterJob, pool: ModelPool, progress: Optional[StageProgress]
     from .register import register
 
     report = progress or (lambda stage, fraction: None)
+    text = text_prompt(job.text)
     segmenter, model, reason = None, "none", "no prompt: the images alone"
     if job.prompted:  # the image registration needs no model
         segmenter, model, reason = pool.segmenter(job.model, job.device, job.checkpoint, job.decoder, report)
         if on_model is not None:
             on_model(model, reason)
-    detector = pool.detector(job.detector, job.device, job.detector_checkpoint) if job.text is not None else None
+    detector = pool.detector(job.detector, job.device, job.detector_checkpoint) if text is not None else None
     before = segmenter.encoded_slices if segmenter is not None else 0
-    result = register(job.fixed, job.moving, segmenter=segmenter, text=job.text, points=list(job.points),
+    result = register(job.fixed, job.moving, segmenter=segmenter, text=text, points=list(job.points),
                       point_pairs=list(job.point_pairs), auto=job.auto, sample_points=job.sample_points,
                       detector=detector, options=job.options, progress=progress)
     report("write", 0.0)

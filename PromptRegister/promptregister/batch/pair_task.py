@@ -77,7 +77,7 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
         device = warm_models.task_device(settings)
         job = RegisterJob(fixed, moving, settings.register_options(device), folder,
                           points=[PointPrompt(p) for p in row.points],
-                          point_pairs=[PointPair(m, f) for m, f in row.point_pairs], text=phrases(row.text),
+                          point_pairs=[PointPair(m, f) for m, f in row.point_pairs], text=row.text,
                           auto=row.auto, model=settings.model, checkpoint=settings.checkpoint,
                           decoder=settings.decoder, detector=settings.detector,
                           detector_checkpoint=settings.detector_checkpoint, device=device,
@@ -104,16 +104,6 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
     return record
 
 
-def phrases(text):
-    """The row's text prompt (None when blank); "paper" is the Tell2Reg paper's set, as for `register --text
-    paper`."""
-    if not text or not text.strip():
-        return None
-    if text.strip().lower() == "paper":
-        from ..methods import PAPER_PHRASES
-
-        return ", ".join(PAPER_PHRASES)
-    return text
 
 
 def remove_stale(folder: Path, written) -> None:
