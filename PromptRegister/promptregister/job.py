@@ -178,6 +178,9 @@ def run_job(job: RegisterJob, pool: ModelPool, progress: Optional[StageProgress]
     report("write", 0.0)
     inputs = ReportInputs(job.fixed, job.moving, model) if job.report else None
     written = write_outputs(result, job.out_dir, job.moving if job.resampled else None, job.fixed.geometry, inputs)
-    report("write", 1.0)
+    try:
+        report("write", 1.0)
+    except Exception:  # a cancel that arrived during the write is too late: the outputs are complete
+        pass
     encoded = segmenter.encoded_slices - before if segmenter is not None else 0
     return JobResult(result, written, model, reason, encoded)
