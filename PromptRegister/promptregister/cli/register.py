@@ -14,8 +14,8 @@ import sys
 import textwrap
 from typing import List, Sequence
 
-from .choices import PRESETS
-from .errors import PromptRegisterError
+from ..choices import PRESETS
+from ..errors import PromptRegisterError
 
 
 def add_register_command(commands: argparse._SubParsersAction) -> None:
@@ -75,7 +75,7 @@ def add_register_command(commands: argparse._SubParsersAction) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser):
     """The segmenter, detector and device options (register and batch); returns their group."""
-    from .models import DETECTOR_CHOICES, SEGMENTER_CHOICES
+    from ..models import DETECTOR_CHOICES, SEGMENTER_CHOICES
 
     models = p.add_argument_group("models")
     models.add_argument("--model", default="auto", choices=("auto",) + SEGMENTER_CHOICES,
@@ -97,8 +97,8 @@ def add_model_arguments(p: argparse.ArgumentParser):
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
     """How region pairs are found, the displacement field and the safeguards (register and batch); `flat_options`
     gives them by the names RegisterOptions takes."""
-    from .methods import Tell2RegOptions
-    from .register import RegisterOptions
+    from ..methods import Tell2RegOptions
+    from ..register import RegisterOptions
 
     defaults = RegisterOptions()
     samreg, promptreg, fit = defaults.samreg, defaults.promptreg, defaults.fit
@@ -241,14 +241,14 @@ NEGATIVE_POINT = re.compile(r"^-\.?\d")
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from .cli_console import ProgressBar, table
-    from .io import read_volume
-    from .job import ModelPool, RegisterJob, run_job
-    from .methods import PointPrompt
-    from .methods.point_pairs import parse_point_pair
-    from .outputs import check_output_folder
-    from .paths import embeddings_cache_dir
-    from .register import check_volumes
+    from .console import ProgressBar, table
+    from ..io import read_volume
+    from ..job import ModelPool, RegisterJob, run_job
+    from ..methods import PointPrompt
+    from ..methods.point_pairs import parse_point_pair
+    from ..outputs import check_output_folder
+    from ..paths import embeddings_cache_dir
+    from ..register import check_volumes
 
     out_dir = check_output_folder(args.out_dir, args.resampled, args.overwrite)
     text = args.text
@@ -334,7 +334,7 @@ def parse_slab(text) -> "tuple | None":
 
 
 def _options(args: argparse.Namespace):
-    from .register import options_from_flat
+    from ..register import options_from_flat
 
     return options_from_flat(flat_options(args), preset=args.preset)
 
