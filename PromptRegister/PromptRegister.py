@@ -29,6 +29,7 @@ if MODULE_DIR not in sys.path:  # the engine package and PromptRegisterLib sit b
     sys.path.insert(0, MODULE_DIR)
 
 from PromptRegisterLib.dependencies import start_driver_query  # noqa: E402
+from PromptRegisterLib.first_use import FirstUse  # noqa: E402
 from PromptRegisterLib.interactive_panel import InteractivePanel  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
@@ -96,7 +97,6 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.interactive = None
         self._updating = False
         self._shownSummary = None  # the summary the results table shows
-        self._afterProbe = None  # what to do once the worker Python has said which packages it has
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -139,6 +139,8 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resampleButton.connect("clicked(bool)", self.onResample)
         self.ui.hardenTransformButton.connect("clicked(bool)", self.onHardenTransform)
         self.ui.layoutButton.connect("clicked(bool)", self.onSideBySide)
+        self.firstUse = FirstUse(self.ui, self.logic, self.timer, lambda text: slicer.util.confirmOkCancelDisplay(text),
+                                 lambda text: slicer.util.errorDisplay(text))
         self.interactive = InteractivePanel(self.ui, self.logic, lambda: self.parameterNode, slicer.util.errorDisplay)
         self.interactive.setup()
         # a Python slot: PythonQt would hand clicked's False to QTimer.start, a 0 ms timer (one core busy)
@@ -201,7 +203,8 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = self.logic.machineSettings()
         if not settings.worker_command and self.logic.knownUnmetRequirements(settings.worker_python) is None:
             try:
-                self.waitForProbe(settings.worker_python, self.onInteractiveStart)
+                self.firstUse.ask(settings.worker_python, self.onInteractiveStart)
+                self.updateGUIFromParameterNode()
             except ValueError as error:
                 slicer.util.errorDisplay(f"The interactive session could not start: {error}")
             return
@@ -313,8 +316,9 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             values.validate()
             if not self.confirmPrealignment():
                 return
-            if self.offerInstall(settings):
-                return  # the registration starts when the installation has finished (onPoll)
+            if self.firstUse.offer_install(settings, then=self.onRegister):
+                self.updateGUIFromParameterNode()
+                return  # the registration starts when the probe or the installation has finished (onPoll)
             self.logic.start(self.parameterNode, values, settings)
         except (ValueError, RuntimeError, TransformChainError) as error:  # shown to the user, never a traceback
             slicer.util.errorDisplay(f"Registration could not start: {error}")
@@ -336,62 +340,10 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             f"The moving volume is under your transform '{names}'.\n\nRegister starting from it? It stays as it is; "
             "the result is placed above it. (Cancel, then remove or harden it, to register the volume as stored.)")
 
-    def offerInstall(self, settings) -> bool:
-        """When the worker's Python lacks packages, offer to install them; True while an installation runs (or was
-        declined), False when nothing is missing. A worker started by a command (over SSH on another machine) has
-        its own packages there: nothing is asked of this Slicer."""
-        if settings.worker_command.strip():
-            return False
-        workerPython = settings.worker_python
-        missing = self.logic.knownUnmetRequirements(workerPython)
-        if missing is None:  # another Python: asked in the background; Register goes on when it has answered
-            self.waitForProbe(workerPython, self.onRegister)
-            return True
-        if not missing:
-            return False
-        message = self.logic.installMessage(missing, workerPython)
-        if not slicer.util.confirmOkCancelDisplay(message):
-            return True
-        self.logic.startInstall(missing, workerPython)
-        self.ui.progressBar.value = 0
-        self.ui.stageLabel.text = "installing packages..."
-        self.timer.start()
-        self.updateGUIFromParameterNode()
-        return True
-
-    def waitForProbe(self, workerPython: str, then) -> None:
-        """Ask the worker Python for its packages without waiting (dependencies.RequirementsProbe), then call
-        `then` from the timer."""
-        self.logic.startProbe(workerPython)
-        self._afterProbe = then
-        self.ui.stageLabel.text = "asking the worker's Python which packages it has..."
-        self.timer.start()
-        self.updateGUIFromParameterNode()
-
-    def pollProbe(self):
-        try:
-            answered = self.logic.pollProbe()
-        except ValueError as error:
-            self.timer.stop()
-            self._afterProbe = None
-            self.ui.stageLabel.text = "failed"
-            slicer.util.errorDisplay(str(error))
-            return
-        if answered:
-            self.timer.stop()
-            then, self._afterProbe = self._afterProbe, None
-            self.ui.stageLabel.text = ""
-            if then is not None:
-                then()
-        self.updateGUIFromParameterNode()
-
     def onPoll(self):
         let_readers_run()
-        if self.logic.probe is not None:
-            self.pollProbe()
-            return
-        if self.logic.installing:
-            self.pollInstall()
+        if self.firstUse.poll():
+            self.updateGUIFromParameterNode()
             return
         for event in self.logic.poll():
             kind = event.get("type")
@@ -414,28 +366,6 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 else:
                     self.ui.stageLabel.text = "done"
                     self.ui.progressBar.value = 100
-        self.updateGUIFromParameterNode()
-
-    def pollInstall(self):
-        install = self.logic.install
-        for line in install.lines():
-            if line.strip():
-                self.ui.stageLabel.text = line[-120:]
-        self.ui.progressBar.value = int(100 * install.fraction)
-        if not install.finished:
-            return
-        self.timer.stop()
-        self.logic.install = None
-        if install.cancelled:  # the user's Cancel, not a failure
-            self.ui.stageLabel.text = "installation cancelled; press Register to install again"
-        elif install.returncode != 0:
-            tail = "\n".join(list(install.output)[-12:])
-            slicer.util.errorDisplay(f"Installing failed ({' '.join(install.failed_command or [])}):\n{tail}")
-            self.ui.stageLabel.text = "installation failed"
-        else:
-            self.logic.forgetRequirements()  # asked again: the installation changed them
-            self.ui.stageLabel.text = "installed; registering..."
-            self.onRegister()
         self.updateGUIFromParameterNode()
 
     def onCancel(self):

@@ -47,7 +47,7 @@ def main() -> None:
     install(slicer, dialogs)
     slicer.mrmlScene = slicer.vtkMRMLScene()
     for name in ("dependencies", "installer", "logic", "module_logic", "mrml", "parameters", "resample",
-                 "settings", "transforms", "views", "interactive", "interactive_panel", "pipes"):
+                 "settings", "transforms", "views", "interactive", "interactive_panel", "pipes", "first_use"):
         __import__(f"PromptRegisterLib.{name}")
     import PromptRegister
 
