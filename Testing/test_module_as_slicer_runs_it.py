@@ -15,22 +15,7 @@ import pytest
 import slicer
 
 from slicer_standin_app import install_sample_data
-from slicer_standins import Dialogs, loaded_module
-
-
-@pytest.fixture()
-def dialogs():
-    return Dialogs()
-
-
-@pytest.fixture()
-def widget(dialogs):
-    with loaded_module(slicer, dialogs) as module:
-        widget = module.PromptRegisterWidget()
-        widget.setup()
-        widget.enter()
-        yield widget
-        widget.cleanup()
+from slicer_standins import loaded_module
 
 
 def _volume(name: str, labels: bool = False):
@@ -145,7 +130,7 @@ def test_a_worker_started_by_a_command_asks_this_slicer_for_no_installation(widg
 
     from PromptRegisterLib.settings import MachineSettings
 
-    fixed, moving = _volume("first"), _volume("second")
+    _volume("first"), _volume("second")
     widget.logic.saveMachineSettings(MachineSettings(worker_command=f"{sys.executable} -m promptregister.worker"))
     monkeypatch.setattr(widget.logic, "unmetRequirements", lambda python="": {"torch>=2.1": None})
     widget.ui.registerButton.emit("clicked(bool)", False)

@@ -9,27 +9,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 import slicer
 
 from mrml_helpers import clicks_on_labels
-from slicer_standins import Dialogs, loaded_module
-
-
-@pytest.fixture()
-def dialogs():
-    return Dialogs()
-
-
-@pytest.fixture()
-def widget(dialogs):
-    with loaded_module(slicer, dialogs) as module:
-        widget = module.PromptRegisterWidget()
-        widget.setup()
-        widget.enter()
-        yield widget
-        widget.cleanup()
 
 
 def test_typing_is_never_overwritten_by_the_parameter_node(widget):

@@ -235,7 +235,7 @@ class RegistrationLogic:
                 if result is None:
                     time.sleep(0.02)
         finally:
-            self.abandon() if self.running_id is not None else None
+            self.abandon()  # nothing when the run ended; otherwise (an error raised here) stop it
         return self.finish(scene, moving_node, result)
 
     def batch(self, manifest: str, out_dir: str, *, workers: Optional[int] = None, scheduler: Optional[str] = None,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
 
 from .progress import StageProgress
 from .volume import Volume
@@ -78,7 +78,6 @@ class JobResult:
     model: str
     model_reason: str
     slices_encoded: int = 0
-    messages: List[str] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
         """The registration's summary with the model and the report's path."""

@@ -286,8 +286,7 @@ def run_register(args: argparse.Namespace) -> int:
         outcome = run_job(job, pool, progress, on_model=say_model)
     result, written, model = outcome.registration, outcome.files, outcome.model
 
-    summary = result.summary()
-    summary["model"] = model
+    summary = outcome.summary()
     summary["out_dir"] = str(out_dir)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -124,11 +124,8 @@ class Session:
                           detector_checkpoint=request.get("detector_checkpoint"), device=device,
                           resampled=resampled, report=bool(request.get("report", True)))
         outcome = run_job(job, self.pool, progress, on_model=self.said_model)
-        summary = outcome.registration.summary()
-        if "report.html" in outcome.files:
-            summary["report"] = str(outcome.files["report.html"])
         return {"files": {name: str(path) for name, path in outcome.files.items()},
-                "summary": summary, "model": outcome.model,
+                "summary": outcome.summary(), "model": outcome.model,
                 "model_reason": self.model_reason if job.prompted else outcome.model_reason,
                 "slices_encoded": outcome.slices_encoded}
 
