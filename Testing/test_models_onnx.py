@@ -20,7 +20,7 @@ import pytest
 from scipy import ndimage
 
 from promptregister.errors import PromptRegisterError
-from promptregister.methods.promptreg import best_mask
+from promptregister.methods.prompt_masks import best_mask
 from promptregister.methods.slices import SlicedVolume
 from promptregister.models import minisam
 from promptregister.models.cache import EmbeddingCache

@@ -174,6 +174,7 @@ FLAT_OPTIONS = {
     "marginal_samples": (("promptreg",), "marginal_samples"),
     "search_stride": (("promptreg",), "search_stride"),
     "mask_choice": (("promptreg",), "mask_choice"),
+    "closeup_mm": (("promptreg",), "closeup_mm"),
     "sigma_mm": (("promptreg",), "sigma_mm"),
     "box_threshold": (("tell2reg",), "box_threshold"),
     "text_threshold": (("tell2reg",), "text_threshold"),

@@ -133,6 +133,10 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     matching.add_argument("--mask-choice", choices=("score", "part"), default=None,
                           help="PromptReg's ROI among SAM's three masks: 'score' (the paper's: the top-scoring one) or "
                                f"'part' (the smallest; default {promptreg.mask_choice}, or the preset's)")
+    matching.add_argument("--closeup-mm", type=float, default=None, metavar="MM",
+                          help="PromptReg after the image registration: segment each click on a window this wide "
+                               "around it (and around where the images put it) instead of the whole slice; 0 = "
+                               f"whole slices (default {promptreg.closeup_mm:g}; docs/register-sweep.md)")
     matching.add_argument("--grow-mm", type=float, default=None,
                           help="grow each slice pair through neighbouring slices of both images, up to this many mm "
                                f"each way, into 3D regions (default {defaults.growth.max_mm:g}, or the preset's; "
@@ -351,5 +355,6 @@ def flat_options(args: argparse.Namespace) -> dict:
         **({} if args.grid_spacing is None else {"grid_spacing_mm": args.grid_spacing}),
         "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
                                                                     "mask_choice", "on_worse", "drop_below",
-                                                                    "unfold", "grow_mm", "image_linear", "guide_mm")
+                                                                    "unfold", "grow_mm", "image_linear", "guide_mm",
+                                                                    "closeup_mm")
                                   if getattr(args, name) is not None}}

@@ -8,11 +8,12 @@ avoids holding a full-volume mask per candidate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..roipairs import RoiPair, RoiPairs
+from .closeup import CloseUp
 from .growth import GrowthOptions, grow_pair, regions_to_volume
 from .matching import mask_iou
 from .slices import SlicedVolume
@@ -28,6 +29,8 @@ class SlicePair:
         score: the method's similarity of the two regions (higher is better).
         source: provenance (method, prompt, slices, ...), JSON-serialisable.
         name: label shown to users.
+        closeups: (fixed, moving) close-ups the regions were drawn on (methods/closeup.py), or None for whole
+            slices; the slice indices and masks are then the close-ups'.
     """
 
     fixed_slice: int
@@ -37,6 +40,7 @@ class SlicePair:
     score: float
     source: Dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    closeups: Optional[Tuple[CloseUp, CloseUp]] = None
 
 
 def deduplicate(pairs: Sequence[SlicePair], max_iou: float = 0.8) -> List[SlicePair]:
@@ -45,7 +49,8 @@ def deduplicate(pairs: Sequence[SlicePair], max_iou: float = 0.8) -> List[SliceP
     kept: List[SlicePair] = []
     for pair in sorted(pairs, key=lambda p: -p.score):
         duplicate = any(
-            other.fixed_slice == pair.fixed_slice and other.moving_slice == pair.moving_slice
+            other.closeups is pair.closeups
+            and other.fixed_slice == pair.fixed_slice and other.moving_slice == pair.moving_slice
             and mask_iou(other.fixed_mask, pair.fixed_mask) > max_iou
             and mask_iou(other.moving_mask, pair.moving_mask) > max_iou
             for other in kept)
@@ -76,11 +81,17 @@ def to_roi_pairs(pairs: Sequence[SlicePair], fixed: SlicedVolume, moving: Sliced
     result = RoiPairs(fixed.volume.geometry, moving.volume.geometry)
     growth = growth or GrowthOptions()
     for pair in pairs:
-        fixed_regions, moving_regions = grow_pair(fixed, pair.fixed_slice, pair.fixed_mask, moving,
+        fixed_view, moving_view = (fixed, moving) if pair.closeups is None else (up.view for up in pair.closeups)
+        fixed_regions, moving_regions = grow_pair(fixed_view, pair.fixed_slice, pair.fixed_mask, moving_view,
                                                   pair.moving_slice, pair.moving_mask, growth)
-        fixed_mask = regions_to_volume(fixed, fixed_regions)
-        moving_mask = regions_to_volume(moving, moving_regions)
+        fixed_mask = regions_to_volume(fixed_view, fixed_regions)
+        moving_mask = regions_to_volume(moving_view, moving_regions)
         source = dict(pair.source)
+        if pair.closeups is not None:
+            fixed_up, moving_up = pair.closeups
+            fixed_mask, moving_mask = fixed_up.paste(fixed_mask), moving_up.paste(moving_mask)
+            fixed_regions = {fixed_up.whole_slice(index): region for index, region in fixed_regions.items()}
+            moving_regions = {moving_up.whole_slice(index): region for index, region in moving_regions.items()}
         if growth.max_mm > 0:
             source["grown_slices"] = {"fixed": sorted(fixed_regions), "moving": sorted(moving_regions)}
         if fixed_mask.any() and moving_mask.any():

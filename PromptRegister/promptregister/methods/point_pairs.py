@@ -22,7 +22,8 @@ from ..geometry import Geometry
 from ..roipairs import RoiPair
 from .matching import cosine_matrix
 from .pairs import SlicePair
-from .promptreg import PromptRegOptions, best_mask
+from .prompt_masks import best_mask
+from .promptreg import PromptRegOptions
 from .slices import SlicedVolume
 
 LANDMARK_RADIUS_MM = 3.0

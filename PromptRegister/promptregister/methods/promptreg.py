@@ -18,7 +18,7 @@ fine (PromptRegOptions.search_stride) to embed fewer fixed slices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,11 +28,12 @@ from ..errors import PromptRegisterError
 from ..models.base import SliceEmbedding
 from ..progress import StageProgress
 from .auxiliary import auxiliary_prompt
-from .guided import Guide, closest_candidate, overlap
-from .marginal import agreement, average_masks, random_transforms, sigmoid
-from .matching import cosine_matrix
+from .closeup import CloseUp, move_embedding_time
+from .prompt_masks import best_mask, guided_peak, matching_mask, peak_of_maps, search_peak
+from .guided import Guide, overlap
+from .marginal import agreement, average_masks, random_transforms
 from .pairs import SlicePair
-from .slices import SlicedVolume, coarse_slices, refine_slices, search_ranges
+from .slices import SlicedVolume, search_ranges
 
 
 
@@ -67,6 +68,9 @@ class PromptRegOptions:
             smallest non-empty mask (SAM's "part" answer: for a click on a small structure, the structure,
             where the top score often goes to the region around it), the fixed one the most similar among
             those closest to it in area.
+        closeup_mm: with a guide (prompts refining an image registration), each click's region is segmented
+            on a window this wide (mm, a cube) around the click, and its counterpart on one around where the
+            image registration maps it (methods/closeup.py); 0: on whole slices (the paper's).
     """
 
     search_mm: float = 11.0
@@ -78,134 +82,16 @@ class PromptRegOptions:
     seed: int = 0
     mask_choice: str = "score"
     search_stride: int = 1
+    closeup_mm: float = 0.0
 
     def __post_init__(self) -> None:
+        if not float(self.closeup_mm) >= 0:
+            raise PromptRegisterError(f"closeup_mm is a width in mm, 0 (whole slices) or more; got {self.closeup_mm!r}")
         if int(self.search_stride) != self.search_stride or self.search_stride < 1:
             raise PromptRegisterError(f"search_stride must be a whole number of slices, at least 1; "
                                       f"got {self.search_stride!r}")
         if self.mask_choice not in MASK_CHOICES:
             raise PromptRegisterError(f"mask_choice must be one of {', '.join(MASK_CHOICES)}; got {self.mask_choice!r}")
-
-
-@dataclass
-class Peak:
-    """Where a prototype is most similar among the searched fixed slices."""
-
-    slice_index: int
-    xy: np.ndarray       # (x, y) fixed-slice pixels
-    similarity: float
-    confidence: float    # peak / best similarity at least peak_exclusion_cells away
-
-
-def find_peak(prototype: np.ndarray, embeddings: Sequence[Tuple[int, SliceEmbedding]],
-              exclusion_cells: int) -> Peak:
-    """The most similar embedding cell over several slices, as a point on its slice."""
-    return peak_of_maps([(index, embedding, embedding.similarity(prototype)) for index, embedding in embeddings],
-                        exclusion_cells)
-
-
-def peak_of_maps(maps: Sequence[Tuple[int, SliceEmbedding, np.ndarray]], exclusion_cells: int) -> Peak:
-    """find_peak over similarity maps already computed (NaN where a cell may not be chosen)."""
-    best = max(maps, key=lambda item: np.nanmax(item[2]) if np.isfinite(item[2]).any() else -np.inf)
-    index, embedding, similarity = best
-    if not np.isfinite(similarity).any():
-        raise PromptRegisterError("no valid embedding cell on the searched fixed slices")
-    row, col = np.unravel_index(int(np.nanargmax(similarity)), similarity.shape)
-    peak = float(similarity[row, col])
-    second = -np.inf
-    for _, _, other in maps:
-        masked = other.copy()
-        r0, c0 = max(0, row - exclusion_cells), max(0, col - exclusion_cells)
-        masked[r0:row + exclusion_cells + 1, c0:col + exclusion_cells + 1] = np.nan
-        if np.isfinite(masked).any():
-            second = max(second, float(np.nanmax(masked)))
-    confidence = peak / second if np.isfinite(second) and second > 0 else float("inf")
-    return Peak(index, cell_centre(embedding, row, col), peak, confidence)
-
-
-def search_peak(fixed: SlicedVolume, group: Sequence[int], prototype: np.ndarray, stride: int,
-                exclusion_cells: int) -> Peak:
-    """The peak over the fixed slices `group`, searched coarse to fine: the coarse slices first, then also
-    the slices between the best coarse slice and its coarse neighbours (embedded here, in one batch)."""
-    searched = coarse_slices(group, stride)
-    if stride > 1:
-        coarse = find_peak(prototype, [(f, fixed.embedding(f)) for f in searched], exclusion_cells)
-        refined = refine_slices(group, coarse.slice_index, stride)
-        fixed.embed(refined)
-        searched = sorted(set(searched) | set(refined))
-    return find_peak(prototype, [(f, fixed.embedding(f)) for f in searched], exclusion_cells)
-
-
-def guided_peak(fixed: SlicedVolume, guide: Guide, point_lps: Sequence[float], prototype: np.ndarray,
-                exclusion_cells: int) -> Peak:
-    """The peak among the fixed cells within guide.radius_mm of where the image registration maps the click."""
-    maps = []
-    for index in guide.fixed_slices(fixed, point_lps):
-        embedding = fixed.embedding(index)
-        similarity = embedding.similarity(prototype).astype(float)
-        near = guide.near_cells(fixed, index, embedding, point_lps)
-        if near.any():
-            similarity[~near] = np.nan
-            maps.append((index, embedding, similarity))
-    if not maps:  # the radius is below one cell: the cell nearest the mapped click
-        index, xy = fixed.point_to_pixel(np.clip(guide.fixed_point(point_lps), *_bounds(fixed)))
-        return Peak(index, xy, 0.0, float("inf"))
-    return peak_of_maps(maps, exclusion_cells)
-
-
-def _bounds(volume: SlicedVolume) -> Tuple[np.ndarray, np.ndarray]:
-    """The LPS box of a volume's voxel centres (low, high)."""
-    corners = volume.volume.geometry.bounds()
-    return corners.min(axis=0), corners.max(axis=0)
-
-
-def cell_centre(embedding: SliceEmbedding, row: int, col: int) -> np.ndarray:
-    """(x, y) slice pixel position of an embedding cell's centre, kept inside the slice."""
-    grid = embedding.grid
-    cell_h, cell_w = grid.cell_size
-    xy = grid.to_image(np.array([(col + 0.5) * cell_w, (row + 0.5) * cell_h]))
-    height, width = grid.image_size
-    return np.clip(xy, [0.5, 0.5], [width - 0.5, height - 0.5])
-
-
-def best_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray,
-              choice: str = "score") -> Tuple[np.ndarray, np.ndarray]:
-    """(mask, probability map) of the segmenter's highest-scoring multimask output ('score'), or of the
-    smallest non-empty one ('part')."""
-    prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
-    best = int(np.argmax(prediction.scores))
-    areas = [int(mask.sum()) for mask in prediction.masks]
-    if choice == "part" and any(areas):
-        best = min((i for i, area in enumerate(areas) if area), key=lambda i: areas[i])
-    return prediction.masks[best], sigmoid(prediction.logits[best])
-
-
-def matching_mask(segmenter, embedding: SliceEmbedding, points: np.ndarray, labels: np.ndarray,
-                  prototype: np.ndarray, target_area: Optional[float] = None,
-                  expected: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """(mask, probability map) of the multimask output whose prototype is most similar to `prototype`:
-    of SAM's part / object / whole answers on the fixed slice, the one that corresponds to the moving ROI.
-    With `target_area` (pixels), only the outputs within a factor of 2 of the one closest to it compete.
-    With `expected` (a mask on the slice: an image registration's image of the moving ROI), the output that
-    overlaps it most wins, when any does."""
-    prediction = segmenter.segment(embedding, points=points, labels=labels, multimask=True)
-    candidates = [i for i, mask in enumerate(prediction.masks) if mask.any()]
-    if not candidates:
-        best = int(np.argmax(prediction.scores))
-        return prediction.masks[best], sigmoid(prediction.logits[best])
-    if target_area is not None:
-        ratio = {i: abs(np.log(prediction.masks[i].sum() / target_area)) for i in candidates}
-        closest = min(ratio.values())
-        candidates = [i for i in candidates if ratio[i] <= closest + np.log(2.0)]
-    if expected is not None and expected.any():
-        chosen = closest_candidate([prediction.masks[i] for i in candidates], expected)
-        if chosen is not None:
-            best = candidates[chosen]
-            return prediction.masks[best], sigmoid(prediction.logits[best])
-    similarity = cosine_matrix(prototype[None], np.stack([embedding.prototype(prediction.masks[i])
-                                                          for i in candidates]))[0]
-    best = candidates[int(np.argmax(similarity))]
-    return prediction.masks[best], sigmoid(prediction.logits[best])
 
 
 def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt],
@@ -251,6 +137,8 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
     +/- search_mm slab; the pair's source then keeps its overlap with the registration's image ("guide_dice")."""
     options = options or PromptRegOptions()
     report = progress or (lambda stage, fraction: None)
+    if guide is not None and options.closeup_mm > 0:
+        return _on_closeups(fixed, moving, prompts, options, report, first_number, one_region, guide)
     groups = group_prompts(moving, prompts, one_region)
     stride = int(options.search_stride)
     if guide is None:
@@ -315,6 +203,40 @@ def promptreg(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[Point
                     "auxiliary_prompts": auxiliary, "marginal_samples": options.marginal_samples,
                     **({} if pair_agreement is None else {"agreement": round(pair_agreement, 4)}),
                     **({} if expected is None else {"guide_dice": round(overlap(fixed_mask, expected), 4)})}))
+    report("promptreg: corresponding prompts", 1.0)
+    return pairs
+
+
+def _on_closeups(fixed: SlicedVolume, moving: SlicedVolume, prompts: Sequence[PointPrompt],
+                 options: PromptRegOptions, report: StageProgress, first_number: int, one_region: bool,
+                 guide: Guide) -> List[SlicePair]:
+    """promptreg one click at a time, each on a close-up of the moving volume around the click and one of the
+    fixed volume around where the guide maps it (options.closeup_mm). A click the guide maps outside the fixed
+    volume is matched on whole slices."""
+    positives = [prompt for prompt in prompts if prompt.positive]
+    if one_region:
+        positives = positives[:1]
+    whole = replace(options, closeup_mm=0.0)
+    pairs: List[SlicePair] = []
+    for offset, prompt in enumerate(positives):
+        number = first_number + offset
+        part = _within(report, offset / max(len(positives), 1), 1.0 / max(len(positives), 1))
+        mapped = guide.fixed_point(prompt.point)
+        if not fixed.volume.geometry.contains(mapped):
+            pairs += promptreg(fixed, moving, [prompt] + [p for p in prompts if not p.positive], whole, part,
+                               number, one_region, guide)
+            continue
+        moving_up = CloseUp.around(moving, prompt.point, options.closeup_mm, options.closeup_mm / 2.0)
+        fixed_up = CloseUp.around(fixed, mapped, options.closeup_mm, options.closeup_mm / 2.0)
+        inside = [p for p in prompts if p is not prompt and (one_region or not p.positive)
+                  and moving_up.view.volume.geometry.contains(p.point)]
+        found = promptreg(fixed_up.view, moving_up.view, [prompt] + inside, whole, part, number, one_region, guide)
+        move_embedding_time((fixed_up, moving_up), (fixed, moving))
+        for pair in found:
+            pair.closeups = (fixed_up, moving_up)
+            pair.source.update(moving_slice=moving_up.whole_slice(pair.moving_slice),
+                               fixed_slice=fixed_up.whole_slice(pair.fixed_slice), closeup_mm=options.closeup_mm)
+        pairs += found
     report("promptreg: corresponding prompts", 1.0)
     return pairs
 

@@ -38,16 +38,18 @@ class SlicedVolume:
         segmenter: embeds and segments the slices.
         window: intensity window (default: 0.5-99.5 percentiles of the whole volume).
         name: "fixed" or "moving", used in messages.
+        axis: the index axis to slice along (default: SliceFrame's choice for the geometry); a close-up of a
+            volume keeps the whole volume's.
     """
 
     def __init__(self, volume: Volume, segmenter: Segmenter, window: Optional[IntensityWindow] = None,
-                 name: str = "volume"):
+                 name: str = "volume", axis: Optional[int] = None):
         if volume.array.ndim != 3:
             raise PromptRegisterError(f"the {name} image must be 3D; got an array of shape {volume.array.shape}")
         self.volume = volume
         self.segmenter = segmenter
         self.name = name
-        self.frame = SliceFrame.for_geometry(volume.geometry)
+        self.frame = SliceFrame.for_geometry(volume.geometry, axis)
         self.window = window or IntensityWindow.from_percentiles(volume.array)
         self._images: Dict[int, np.ndarray] = {}
         self._embeddings: Dict[int, SliceEmbedding] = {}
