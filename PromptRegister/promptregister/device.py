@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .errors import PromptRegisterError
+from .options.names import DEVICE_CHOICES
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
 def resolve_device(name: str = "auto", auto_mps: bool = True) -> torch.device:

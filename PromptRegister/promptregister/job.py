@@ -19,7 +19,7 @@ from .volume import Volume
 if TYPE_CHECKING:  # the engine's heavy modules load with the first job, not with the worker
     from .methods.point_pairs import PointPair
     from .methods.promptreg import PointPrompt
-    from .register_options import RegisterOptions
+    from .options import RegisterOptions
 
 EMBEDDING_CACHE_BYTES = 2 * 1024 ** 3
 """Slice embeddings a pool keeps in memory for each segmenter: an interactive session's two volumes, or a cohort

@@ -29,7 +29,7 @@ from .methods.samreg import samreg
 from .methods.slices import SlicedVolume, outside_message
 from .methods.tell2reg import tell2reg
 from .progress import StageProgress
-from .register_options import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM,  # noqa: F401
+from .options.register import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM,  # noqa: F401
                                IMAGE_REGULARISER_SCALE, IMAGE_WEIGHT, PRESETS, RegisterOptions, options_from_flat)
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
 from .fitting import fit_pairs, pair_dice

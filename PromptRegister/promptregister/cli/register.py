@@ -14,7 +14,8 @@ import sys
 import textwrap
 from typing import List, Sequence
 
-from ..choices import PRESETS
+from ..options.fit import LINEAR_MODELS
+from ..options.register import PRESET_HELP, PRESETS
 from ..errors import PromptRegisterError
 
 
@@ -147,13 +148,12 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
                                f"distance of where the images put it (default {defaults.guide_mm:g})")
 
     field = p.add_argument_group("the displacement field")
-    field.add_argument("--image-linear", choices=("none", "translation", "rigid", "affine"), default=None,
+    field.add_argument("--image-linear", choices=LINEAR_MODELS, default=None,
                        help="the image registration's linear start, found on the images "
                             f"(default {defaults.image_linear}, or the preset's)")
     field.add_argument("--preset", choices=PRESETS, default="default",
-                       help="'default': images of one modality (MR to MR, CT to CT); 'multimodal': MR to ultrasound, "
-                            "CT to MR (MIND-SSC image term); 'paper': fit the region pairs alone, as the SAMReg and "
-                            "Tell2Reg papers do (no image term, no folding penalty); default: %(default)s")
+                       help="; ".join(f"'{name}': {line}" for name, line in PRESET_HELP.items())
+                       + "; default: %(default)s")
     field.add_argument("--grid-spacing", type=float, metavar="MM",
                        help=f"B-spline control point spacing (default: the preset's, {fit.grid_spacing_mm:g} mm; "
                             "3 mm for --preset multimodal)")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..geometry import Geometry
-from .options import FitOptions
+from ..options.fit import FitOptions
 
 
 @dataclass

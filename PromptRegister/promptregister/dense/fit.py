@@ -36,7 +36,7 @@ from .folding import FoldingPenalty
 from .image_term import ImageLevel, build_level
 from .band import Band, bounding_box, converged, pool, pool_factor, smoothing_widths
 from .linear import LinearFit, fit_linear
-from .options import FitOptions
+from ..options.fit import FitOptions
 from .result import FitResult, LevelReport  # noqa: F401  (FitResult is imported from here too)
 from .unfold import UnfoldReport, unfold
 

@@ -15,10 +15,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import PromptRegisterError
+from ..options.fit import LINEAR_MODELS
 from ..volume import Volume
 from .linear import LinearFit
 
-IMAGE_LINEAR_MODELS = ("none", "translation", "rigid", "affine")
+IMAGE_LINEAR_MODELS = LINEAR_MODELS
 
 SHRINK_FACTORS = (4, 2, 1)
 LNCC_RADIUS = 2

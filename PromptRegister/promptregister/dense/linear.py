@@ -20,9 +20,9 @@ import SimpleITK as sitk
 
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
+from ..options.fit import LINEAR_MODELS
 from ..roipairs import RoiPairs
 
-LINEAR_MODELS = ("none", "translation", "rigid", "affine")
 
 #: Smallest/largest allowed singular value of an affine matrix; beyond this the
 #: fit is implausible for anatomy and falls back to rigid.

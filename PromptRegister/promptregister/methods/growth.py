@@ -34,37 +34,9 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import PromptRegisterError
+from ..options.methods import GrowthOptions
 from .matching import cosine_matrix, mask_iou
 from .slices import SlicedVolume
-
-
-@dataclass(frozen=True)
-class GrowthOptions:
-    """How far and by what rule slice regions grow into neighbouring slices (module docstring).
-
-    Attributes:
-        max_mm: the farthest a region grows each way from its slice; 0 keeps one-slice pairs (the papers').
-        min_iou: stop when a slice's region overlaps the previous slice's by less than this.
-        max_area_ratio: stop when the area differs from the seed region's by more than this factor.
-        min_similarity: stop when the region's prototype has a cosine similarity below this with the seed's.
-        min_pixels: stop when the region has fewer pixels than this.
-    """
-
-    max_mm: float = 0.0
-    min_iou: float = 0.5
-    max_area_ratio: float = 1.6
-    min_similarity: float = 0.9
-    min_pixels: int = 4
-
-    def validate(self) -> None:
-        if self.max_mm < 0:
-            raise PromptRegisterError(f"grow_mm must not be negative; got {self.max_mm!r}")
-        if not -1.0 <= self.min_similarity <= 1.0:
-            raise PromptRegisterError(f"the growth's min_similarity is a cosine in [-1, 1]; got {self.min_similarity!r}")
-        if not 0.0 < self.min_iou <= 1.0:
-            raise PromptRegisterError(f"the growth's min_iou must be in (0, 1]; got {self.min_iou!r}")
-        if self.max_area_ratio < 1.0 or self.min_pixels < 1:
-            raise PromptRegisterError("the growth's max_area_ratio must be >= 1 and min_pixels >= 1")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from ..errors import PromptRegisterError
 from ..models.base import SliceEmbedding
+from ..options.methods import MASK_CHOICES, PromptRegOptions  # noqa: F401 (PromptReg's settings, re-exported)
 from ..progress import StageProgress
 from .auxiliary import auxiliary_prompt
 from .closeup import CloseUp, move_embedding_time
@@ -43,55 +44,6 @@ class PointPrompt:
 
     point: Tuple[float, float, float]
     positive: bool = True
-
-
-MASK_CHOICES = ("score", "part")
-
-
-@dataclass(frozen=True)
-class PromptRegOptions:
-    """Settings of PromptReg (defaults from the paper, Tables 3-4 and Sec. 4).
-
-    Attributes:
-        search_mm: fixed slices within +/- this distance of the prompt's slice position are searched.
-        sigma_mm: auxiliary prompts are added while the two directed Hausdorff distances differ by more.
-        step_px: a positive auxiliary point is stepped this far toward the fixed contour.
-        max_auxiliary: at most this many auxiliary prompts per pair.
-        marginal_samples: random transforms to marginalise over (0 turns marginalisation off).
-        search_stride: search the fixed slices coarse to fine: first every search_stride-th slice, then the
-            slices around the best of those. 1 (the paper's) searches every slice; larger strides embed fewer
-            fixed slices, the encoder's main cost.
-        peak_exclusion_cells: cells around the peak ignored when finding the second peak.
-        seed: seeds the random transforms.
-        mask_choice: which of the segmenter's three masks is the ROI. 'score' (the paper's): the moving ROI
-            is the highest-scoring mask, the fixed one the most similar to it. 'part': the moving ROI is the
-            smallest non-empty mask (SAM's "part" answer: for a click on a small structure, the structure,
-            where the top score often goes to the region around it), the fixed one the most similar among
-            those closest to it in area.
-        closeup_mm: with a guide (prompts refining an image registration), each click's region is segmented
-            on a window this wide (mm, a cube) around the click, and its counterpart on one around where the
-            image registration maps it (methods/closeup.py); 0: on whole slices (the paper's).
-    """
-
-    search_mm: float = 11.0
-    sigma_mm: float = 20.0
-    step_px: float = 2.0
-    max_auxiliary: int = 3
-    marginal_samples: int = 4
-    peak_exclusion_cells: int = 3
-    seed: int = 0
-    mask_choice: str = "score"
-    search_stride: int = 1
-    closeup_mm: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not float(self.closeup_mm) >= 0:
-            raise PromptRegisterError(f"closeup_mm is a width in mm, 0 (whole slices) or more; got {self.closeup_mm!r}")
-        if int(self.search_stride) != self.search_stride or self.search_stride < 1:
-            raise PromptRegisterError(f"search_stride must be a whole number of slices, at least 1; "
-                                      f"got {self.search_stride!r}")
-        if self.mask_choice not in MASK_CHOICES:
-            raise PromptRegisterError(f"mask_choice must be one of {', '.join(MASK_CHOICES)}; got {self.mask_choice!r}")
 
 
 def group_prompts(moving: SlicedVolume, prompts: Sequence[PointPrompt],

