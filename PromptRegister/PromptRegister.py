@@ -34,13 +34,13 @@ from PromptRegisterLib.interactive_panel import InteractivePanel  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import restore_interpolation  # noqa: E402
 from PromptRegisterLib.pipes import TICK_MS, let_readers_run  # noqa: E402
+from PromptRegisterLib.results_panel import ResultsPanel  # noqa: E402
 from PromptRegisterLib.sample_data import register_sample_data  # noqa: E402
 from PromptRegisterLib.parameters import (DEVICES, MODELS, PRESETS, find_or_create_parameter_node, get_node,  # noqa: E402
                                           preselect_volumes, read_parameters, set_node, write_parameters)
 from PromptRegisterLib.settings import MachineSettings  # noqa: E402
 from promptregister.options.panel import PRESET_HELP  # noqa: E402
 from PromptRegisterLib.transforms import TransformChainError, user_chain  # noqa: E402
-from PromptRegisterLib.views import show_side_by_side  # noqa: E402
 
 
 class PromptRegister(ScriptedLoadableModule):
@@ -96,7 +96,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pipeTimer.connect("timeout()", self.onPipeTick)
         self.interactive = None
         self._updating = False
-        self._shownSummary = None  # the summary the results table shows
+        self.results = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -107,7 +107,6 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.addItems(list(MODELS))
         self.ui.deviceComboBox.addItems(list(DEVICES))
         self.ui.presetComboBox.addItems(list(PRESETS))
-        self.ui.resultsTable.setHorizontalHeaderLabels(["pair", "source", "similarity", "overlap after"])
         self.logic = PromptRegisterLogic()
         settings = self.logic.machineSettings()
         self.ui.workerPythonLineEdit.currentPath = settings.worker_python
@@ -134,13 +133,11 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.registerButton.connect("clicked(bool)", self.onRegister)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.showRoisCheckBox.connect("toggled(bool)", self.onShowRois)
-        self.ui.applyTransformButton.connect("toggled(bool)", self.onApplyTransform)
-        self.ui.resampleButton.connect("clicked(bool)", self.onResample)
-        self.ui.hardenTransformButton.connect("clicked(bool)", self.onHardenTransform)
-        self.ui.layoutButton.connect("clicked(bool)", self.onSideBySide)
         self.firstUse = FirstUse(self.ui, self.logic, self.timer, lambda text: slicer.util.confirmOkCancelDisplay(text),
                                  lambda text: slicer.util.errorDisplay(text))
+        self.results = ResultsPanel(self.ui, self.logic, lambda: self.parameterNode, slicer.util.errorDisplay,
+                                    qt.QTableWidgetItem)
+        self.results.setup()
         self.interactive = InteractivePanel(self.ui, self.logic, lambda: self.parameterNode, slicer.util.errorDisplay)
         self.interactive.setup()
         # a Python slot: PythonQt would hand clicked's False to QTimer.start, a 0 ms timer (one core busy)
@@ -261,11 +258,7 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.presetComboBox.toolTip = PRESET_HELP.get(values.preset, "")
             for name, field in self.SPIN_BOXES.items():
                 _setIfDifferent(getattr(self.ui, name), "value", getattr(values, field))
-            self.fillResults(values.last_summary)
-            hasResult = get_node(self.parameterNode, "outputTransform") is not None
-            _setIfDifferent(self.ui.applyTransformButton, "checked", self.logic.transformApplied(self.parameterNode))
-            for button in (self.ui.applyTransformButton, self.ui.resampleButton, self.ui.hardenTransformButton):
-                button.enabled = hasResult
+            self.results.refresh(values.last_summary)
             fixed, moving = self.ui.fixedVolumeSelector.currentNode(), self.ui.movingVolumeSelector.currentNode()
             chosen = fixed is not None and moving is not None
             ready = chosen and fixed is not moving
@@ -371,69 +364,6 @@ class PromptRegisterWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCancel(self):
         if self.logic.cancel():
             self.ui.stageLabel.text = "cancelling..."
-
-    def fillResults(self, summary):
-        """The last result's pairs and summary; rebuilt only when the result changes (the GUI updates every
-        200 ms during a run, and a rebuilt table loses the user's selection and scroll position)."""
-        if summary == self._shownSummary:
-            return
-        self._shownSummary = summary
-        if not summary:  # no result in this scene (a new or closed scene): nothing of an earlier one stays
-            self.ui.resultsTable.setRowCount(0)
-            self.ui.summaryLabel.text = ""
-            self.ui.summaryLabel.toolTip = ""
-            return
-        pairs = summary.get("pairs", [])
-        table = self.ui.resultsTable
-        table.setRowCount(len(pairs))
-        for row, pair in enumerate(pairs):
-            source = pair.get("source", {})
-            cells = [pair.get("name", ""), source.get("method", ""), f"{pair.get('score', 0):.3f}",
-                     f"{pair.get('dice_after', 0):.3f}"]
-            for column, text in enumerate(cells):
-                table.setItem(row, column, qt.QTableWidgetItem(text))
-        text = (f"{len(pairs)} region pairs; mean pair overlap after {summary.get('mean_dice_after')} (how "
-                "well each pair's two regions coincide, not a score of your structures); "
-                f"folding {summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
-        if summary.get("report"):
-            text += f"\nPictures of the result: {summary['report']}"
-        dropped = summary.get("dropped_pairs") or []
-        if dropped:  # listed, never silent: the user may want to re-prompt those structures
-            text += f"; dropped {len(dropped)} contradicted pairs: " + ", ".join(d["name"] for d in dropped)
-        warnings = summary.get("warnings") or []
-        # a result worse than the pre-alignment is said where the user looks, in the panel's own words
-        self.ui.summaryLabel.text = "\n".join([text] + [f"Warning: {warning}." for warning in warnings])
-        self.ui.summaryLabel.toolTip = "\n".join(warnings)
-
-    def onShowRois(self, visible):
-        self.logic.setRoisVisible(self.parameterNode, visible)
-
-    def onApplyTransform(self, applied):
-        self.logic.setTransformApplied(self.parameterNode, applied)
-
-    def onResample(self):
-        try:
-            nodes = self.logic.resample(self.parameterNode, self.ui.resampleExtraSelector.currentNode())
-        except ValueError as error:
-            slicer.util.errorDisplay(f"Resampling failed: {error}")
-            return
-        slicer.util.setSliceViewerLayers(background=get_node(self.parameterNode, "fixedVolume"), foreground=nodes[0],
-                                         foregroundOpacity=0.5)
-
-    def onHardenTransform(self):
-        self.logic.hardenTransform(self.parameterNode)
-
-    def onSideBySide(self):
-        try:
-            views = show_side_by_side(slicer.mrmlScene, get_node(self.parameterNode, "fixedVolume"),
-                                      get_node(self.parameterNode, "movingVolume"))
-        except ValueError as error:
-            slicer.util.errorDisplay(str(error))
-            return
-        layoutManager = slicer.app.layoutManager()
-        for name in views:
-            layoutManager.sliceWidget(name).sliceLogic().FitSliceToAll()
-
 
 # -- Logic ------------------------------------------------------------------------------------------
 class PromptRegisterLogic(ScriptedLoadableModuleLogic, ModuleLogic):
