@@ -15,7 +15,7 @@ from vtk.util import numpy_support
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
 from PromptRegisterLib.interactive import InteractiveLoop  # noqa: E402
-from PromptRegisterLib.logic import RegistrationLogic  # noqa: E402
+from PromptRegisterLib.registration_run import RegistrationRun  # noqa: E402
 from PromptRegisterLib.mrml import lps_to_ras, node_from_volume  # noqa: E402
 
 from promptregister.interactive import decode_mask  # noqa: E402
@@ -51,7 +51,7 @@ def loop_on_pair(hippocampus):
         moving, moving_labels = hippocampus("004")
         fixed_node = node_from_volume(scene, fixed, "case001")
         moving_node = node_from_volume(scene, moving, "case004")
-        registration = RegistrationLogic(command=command)
+        registration = RegistrationRun(command=command)
         messages = []
         loop = InteractiveLoop(registration, scene, on_message=messages.append)
         loop.open(fixed_node, moving_node, model="classical", device="cpu", options=FAST)

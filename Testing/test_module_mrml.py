@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
 from mrml_helpers import clicks_on_labels, wait_for_end  # noqa: E402
 from test_mrml_logic import reopen_scene, save_scene  # noqa: E402
-from PromptRegisterLib.logic import RegistrationLogic  # noqa: E402
+from PromptRegisterLib.registration_run import RegistrationRun  # noqa: E402
 from PromptRegisterLib.module_logic import ModuleLogic  # noqa: E402
 from PromptRegisterLib.mrml import node_from_volume, volume_from_node  # noqa: E402
 from PromptRegisterLib.parameters import (Parameters, find_or_create_parameter_node, get_node,  # noqa: E402
@@ -99,7 +99,7 @@ def test_a_worker_killed_during_a_run_is_reported_and_register_works_again(hippo
     moving, moving_labels = hippocampus("004")
     moving_node = node_from_volume(scene, moving, "case004")
     markups = clicks_on_labels(scene, moving_labels, 2, 1)
-    logic = RegistrationLogic()
+    logic = RegistrationRun()
     try:
         logic.start(fixed_node, moving_node, markups_node=markups, **REQUEST)
         events = []
@@ -162,7 +162,7 @@ def test_non_linear_or_fixed_side_transforms_are_refused_before_anything_is_sent
     grid.SetName("my warp")
     scene.AddNode(grid)
     moving.SetAndObserveTransformNodeID(grid.GetID())
-    logic = RegistrationLogic()
+    logic = RegistrationRun()
     with pytest.raises(TransformChainError, match="non-linear transform 'my warp'.*harden"):
         logic.start(fixed, moving, auto=True, **REQUEST)
     moving.SetAndObserveTransformNodeID(None)
@@ -195,7 +195,7 @@ def test_a_pre_alignment_is_kept_and_resample_equals_promptregister_warp(hippoca
         node.SetAndObserveTransformNodeID(mine.GetID())
     markups = clicks_on_labels(scene, moving_labels, 2, 1)  # clicked where the user sees the scan (world)
 
-    logic = RegistrationLogic()
+    logic = RegistrationRun()
     try:
         through = logic.register(scene, fixed_node, moving_node, markups_node=markups, **REQUEST)
         plain_node = node_from_volume(scene, moving, "case004")
@@ -261,7 +261,7 @@ def test_resampling_a_segmentation_leaves_nothing_behind_but_the_result(tmp_path
 def _remote_logic():
     """A worker started by a command, as an SSH worker is (here this machine's Python): files travel through
     the protocol."""
-    return RegistrationLogic(command=[sys.executable, "-m", "promptregister.worker"])
+    return RegistrationRun(command=[sys.executable, "-m", "promptregister.worker"])
 
 
 def test_a_remote_workers_volumes_and_results_move_a_few_chunks_per_tick_with_progress(hippocampus, monkeypatch):

@@ -12,7 +12,7 @@ import slicer  # noqa: E402  (the slicer-core wheel: pip install -e ".[slicer]")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
-from PromptRegisterLib.logic import RegistrationLogic  # noqa: E402
+from PromptRegisterLib.registration_run import RegistrationRun  # noqa: E402
 from PromptRegisterLib.mrml import (lps_to_ras, map_points_ras, node_from_volume, point_prompts,  # noqa: E402
                                     ras_to_lps, restore_interpolation, volume_from_node)
 
@@ -89,7 +89,7 @@ def registered(hippocampus):
     fixed_node = node_from_volume(scene, fixed, "case001")
     moving_node = node_from_volume(scene, moving, "case004")
     markups = clicks_on_labels(scene, moving_labels, 2, 0)
-    logic = RegistrationLogic()
+    logic = RegistrationRun()
     stages = []
     nodes = logic.register(scene, fixed_node, moving_node, markups_node=markups, model="classical", device="cpu",
                            options={"marginal_samples": 0}, on_progress=lambda stage, f: stages.append(stage))

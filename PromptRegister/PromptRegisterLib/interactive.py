@@ -46,10 +46,10 @@ TABLE_COLUMNS = ("pair", "name", "method", "similarity", "confidence", "agreemen
 
 
 class InteractiveLoop:
-    """One interactive registration in the scene, driven by requests to the worker of a RegistrationLogic.
+    """One interactive registration in the scene, driven by requests to the worker of a RegistrationRun.
 
     Arguments:
-        registration: the module's RegistrationLogic (it owns the worker and the private folder).
+        registration: the module's RegistrationRun (it owns the worker and the private folder).
         scene: the MRML scene the result nodes go into.
         on_message: called with sentences the user should see (errors, refinements, warnings).
     """

@@ -14,7 +14,7 @@ import slicer
 
 from . import dependencies
 from .installer import BackgroundInstall
-from .logic import RegistrationLogic
+from .registration_run import RegistrationRun
 from .parameters import get_node, read_parameters, set_node, write_parameters
 from .resample import resample_volume
 from .settings import MachineSettings
@@ -127,13 +127,13 @@ class ModuleLogic:
 
     # -- the worker ---------------------------------------------------------------------------------------
     def registration(self, workerPython="", workerCommand=None):
-        """The RegistrationLogic (and its worker) for these machine settings: a new one when they changed."""
+        """The RegistrationRun (and its worker) for these machine settings: a new one when they changed."""
         command = list(workerCommand) if workerCommand else None
         current = self._registration
         if current is None or (current.python or "") != (workerPython or "") or current.command != command:
             if current is not None:
                 current.close(wait=False)
-            self._registration = RegistrationLogic(python=workerPython or None, command=command)
+            self._registration = RegistrationRun(python=workerPython or None, command=command)
         return self._registration
 
     def interactiveLoop(self, settings: Optional[MachineSettings] = None, onMessage=None):
@@ -230,7 +230,7 @@ class ModuleLogic:
         return nodes
 
     def registerVolumes(self, fixedNode, movingNode, **request):
-        """Register and wait (console, batch, tests); see PromptRegisterLib.logic.RegistrationLogic.register."""
+        """Register and wait (console, batch, tests); see PromptRegisterLib.registration_run.RegistrationRun.register."""
         return self.registration().register(slicer.mrmlScene, fixedNode, movingNode, **request)
 
     def runBatch(self, manifest: str, outDir: str, workers: Optional[int] = None, scheduler: Optional[str] = None,

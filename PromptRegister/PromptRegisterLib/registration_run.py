@@ -1,9 +1,10 @@
-"""The module's logic without Qt: MRML volumes -> files -> worker -> results -> MRML.
+"""One registration through the worker, without Qt: MRML volumes -> files -> worker -> results -> MRML.
 
-Usable from Slicer's Python console and in tests (slicer-core wheel):
+The module's Logic (module_logic.ModuleLogic) holds one of these; it owns the worker. Usable on its own from
+Slicer's Python console and in tests (slicer-core wheel):
 
-    logic = RegistrationLogic()
-    nodes = logic.register(scene, fixed_node, moving_node, markups_node=points, model="classical")
+    run = RegistrationRun()
+    nodes = run.register(scene, fixed_node, moving_node, markups_node=points, model="classical")
     nodes["transform"], nodes["fixed_segmentation"], nodes["moving_segmentation"], nodes["summary"]
 
 Nothing here blocks a GUI for long: the worker starts in the background (its
@@ -29,7 +30,7 @@ from .transforms import check_registration_inputs, placement_matrix
 
 
 
-class RegistrationLogic:
+class RegistrationRun:
     """Owns the worker; turns a request on MRML nodes into a registration and its result nodes.
 
     Arguments:
