@@ -46,8 +46,9 @@ def main() -> None:
     dialogs = Dialogs()
     install(slicer, dialogs)
     slicer.mrmlScene = slicer.vtkMRMLScene()
-    for name in ("dependencies", "installer", "logic", "module_logic", "mrml", "parameters", "resample",
-                 "settings", "transforms", "views", "interactive", "interactive_panel", "pipes", "first_use"):
+    for name in ("dependencies", "installer", "registration_run", "module_logic", "results_panel", "mrml",
+                 "parameters", "resample", "settings", "transforms", "views", "interactive", "interactive_panel",
+                 "pipes", "first_use", "transfers"):
         __import__(f"PromptRegisterLib.{name}")
     import PromptRegister
 

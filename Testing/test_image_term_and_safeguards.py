@@ -111,7 +111,7 @@ def test_the_paper_preset_fits_the_roi_pairs_alone(hippocampus):
     images = (hippocampus("001")[0], hippocampus("004")[0])
     roi_only = fit_transform(pairs, FitOptions(image_weight=0.0, folding_weight=0.0, grid_spacing_mm=GRID_SPACING_MM,
                                                device="cpu"))
-    with_paper = fit_transform(pairs, options_from_flat({"device": "cpu"}, preset="paper").fit, images=images)
+    with_paper = fit_transform(pairs, options_from_flat({}, preset="paper", device="cpu").fit, images=images)
     np.testing.assert_array_equal(with_paper.field, roi_only.field)
     with pytest.raises(PromptRegisterError, match="unknown preset 'papers'"):
         options_from_flat({}, preset="papers")
@@ -239,11 +239,11 @@ def test_a_pair_the_image_and_the_other_pairs_contradict_is_dropped_and_listed(h
     # The image weight and control-point spacing are pinned at the ones these figures were measured with (16,
     # 3 mm): with heavier image terms or a stiffer grid the wrong pair matters less and the gain from
     # dropping it shrinks (weight 64: 0.992 -> 0.997).
-    pinned = {"device": "cpu", "image_weight": 16.0, "grid_spacing_mm": 3.0}
-    used, fit, after, dropped = fit_pairs(pairs, options_from_flat(pinned).fit, (fixed, moving), drop_below=0.3)
+    pinned = {"image_weight": 16.0, "grid_spacing_mm": 3.0}
+    used, fit, after, dropped = fit_pairs(pairs, options_from_flat(pinned, device="cpu").fit, (fixed, moving), drop_below=0.3)
     assert [record["name"] for record in dropped] == ["wrong"] and len(used) == 2
     assert dropped[0]["dice_after_first_fit"] < 0.3 and min(after) > 0.5
-    _, kept_all, _, none = fit_pairs(pairs, options_from_flat(pinned).fit, (fixed, moving), drop_below=0.0)
+    _, kept_all, _, none = fit_pairs(pairs, options_from_flat(pinned, device="cpu").fit, (fixed, moving), drop_below=0.0)
     assert none == [] and label_dice(fit) > label_dice(kept_all) + 0.01
 
 

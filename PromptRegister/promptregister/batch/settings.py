@@ -70,7 +70,7 @@ class BatchSettings:
         """RegisterOptions for one pair, its fit on `device` (a worker's own GPU on a local GPU cluster)."""
         from ..register import options_from_flat
 
-        return options_from_flat({**self.options, "device": device}, preset=self.preset)
+        return options_from_flat(self.options, preset=self.preset, device=device)
 
     def prompts_for(self, row: PairRow) -> PairRow:
         """The row with the default prompt (--text, --auto) where it gives none; with neither, the row is

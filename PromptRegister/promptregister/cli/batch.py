@@ -67,7 +67,6 @@ def settings_from_args(args: argparse.Namespace):
     from ..batch import BatchSettings
 
     options = flat_options(args)
-    options.pop("device")
     return BatchSettings(model=args.model, checkpoint=args.checkpoint, decoder=args.decoder, detector=args.detector,
                          detector_checkpoint=args.detector_checkpoint, device=args.device, preset=args.preset,
                          options=options, text=args.text, auto=args.auto, report=not args.no_report,

@@ -98,39 +98,38 @@ def add_model_arguments(p: argparse.ArgumentParser):
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
     """How region pairs are found, the displacement field and the safeguards (register and batch); `flat_options`
     gives them by the names RegisterOptions takes."""
-    from ..methods import Tell2RegOptions
-    from ..register import RegisterOptions
+    from ..options import RegisterOptions
 
     defaults = RegisterOptions()
-    samreg, promptreg, fit = defaults.samreg, defaults.promptreg, defaults.fit
+    samreg, promptreg, tell2reg, fit = defaults.samreg, defaults.promptreg, defaults.tell2reg, defaults.fit
     matching = p.add_argument_group("finding the region pairs")
-    matching.add_argument("--search-mm", type=float, default=samreg.search_mm,
+    matching.add_argument("--search-mm", type=float,
                           help="fixed slices within +/- this distance of the moving slice are searched "
-                               "(default %(default)s)")
-    matching.add_argument("--threshold", type=float, default=samreg.threshold,
-                          help="minimum cosine similarity of a pair for --auto and --text (default %(default)s)")
-    matching.add_argument("--pairs-per-slice", type=int, default=samreg.pairs_per_slice, metavar="K",
+                               f"(default {samreg.search_mm:g})")
+    matching.add_argument("--threshold", type=float,
+                          help=f"minimum cosine similarity of a pair for --auto and --text (default {samreg.threshold:g})")
+    matching.add_argument("--pairs-per-slice", type=int, metavar="K",
                           help="--auto and --text: keep the K most similar pairs of each moving slice "
-                               "(default %(default)s)")
-    matching.add_argument("--max-pairs", type=int, default=samreg.max_pairs, metavar="N",
+                               f"(default {samreg.pairs_per_slice})")
+    matching.add_argument("--max-pairs", type=int, metavar="N",
                           help="--auto: keep at most N pairs in all, spread over the slices; bounds the fit's time "
-                               "(default %(default)s)")
+                               f"(default {samreg.max_pairs})")
     matching.add_argument("--slice-step", type=int, default=None,
                           help=f"use every n-th moving slice for --auto and --text (default: {samreg.slice_step} for "
                                "--auto, 1 for --text and with --preset paper)")
     matching.add_argument("--moving-slices", metavar="FIRST:LAST",
                           help="only these moving slices (a slab, inclusive) for --auto and --text")
-    matching.add_argument("--one-to-many", action="store_true",
+    matching.add_argument("--one-to-many", action="store_true", default=None,
                           help="SAMReg: let several moving regions pair with the same fixed region")
-    matching.add_argument("--box-threshold", type=float, default=Tell2RegOptions().box_threshold,
-                          help="Tell2Reg: keep detector boxes scoring above this (default %(default)s)")
-    matching.add_argument("--text-threshold", type=float, default=Tell2RegOptions().text_threshold,
-                          help="Tell2Reg: phrase-token score threshold (default %(default)s)")
-    matching.add_argument("--marginal-samples", type=int, default=promptreg.marginal_samples,
-                          help="PromptReg marginalisation transforms, 0 = off (default %(default)s)")
-    matching.add_argument("--search-stride", type=int, default=promptreg.search_stride, metavar="N",
+    matching.add_argument("--box-threshold", type=float,
+                          help=f"Tell2Reg: keep detector boxes scoring above this (default {tell2reg.box_threshold:g})")
+    matching.add_argument("--text-threshold", type=float,
+                          help=f"Tell2Reg: phrase-token score threshold (default {tell2reg.text_threshold:g})")
+    matching.add_argument("--marginal-samples", type=int,
+                          help=f"PromptReg marginalisation transforms, 0 = off (default {promptreg.marginal_samples})")
+    matching.add_argument("--search-stride", type=int, metavar="N",
                           help="PromptReg: search every N-th fixed slice, then around the best one; 1 searches every "
-                               "slice (default %(default)s)")
+                               f"slice (default {promptreg.search_stride})")
     matching.add_argument("--mask-choice", choices=("score", "part"), default=None,
                           help="PromptReg's ROI among SAM's three masks: 'score' (the paper's: the top-scoring one) or "
                                f"'part' (the smallest; default {promptreg.mask_choice}, or the preset's)")
@@ -154,12 +153,12 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     field.add_argument("--preset", choices=PRESETS, default="default",
                        help="; ".join(f"'{name}': {line}" for name, line in PRESET_HELP.items())
                        + "; default: %(default)s")
-    field.add_argument("--grid-spacing", type=float, metavar="MM",
+    field.add_argument("--grid-spacing", type=float, metavar="MM", dest="grid_spacing_mm",
                        help=f"B-spline control point spacing (default: the preset's, {fit.grid_spacing_mm:g} mm; "
                             "3 mm for --preset multimodal)")
-    field.add_argument("--smoothness", type=float, default=fit.smoothness,
+    field.add_argument("--smoothness", type=float,
                        help="weight of the bending-energy regulariser: higher = a smoother, stiffer field "
-                            "(default %(default)s)")
+                            f"(default {fit.smoothness:g})")
     field.add_argument("--image-weight", type=float, default=None,
                        help="weight of the image term (see --image-metric), 0 = off "
                             f"(default {fit.image_weight:g}, or the preset's)")
@@ -174,9 +173,9 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
                        help="after the fit, repair the voxels whose Jacobian determinant is still <= 0, so the "
                             f"transform never folds (default {'on' if defaults.fit.unfold else 'off'}; off in the "
                             "paper preset)")
-    field.add_argument("--seed", type=int, default=0,
+    field.add_argument("--seed", type=int,
                        help="seeds sampled points and marginalisation, so that a rerun gives the same pairs "
-                            "(default %(default)s)")
+                            f"(default {defaults.seed})")
 
     safety = p.add_argument_group("safeguards")
     safety.add_argument("--on-worse", choices=("warn", "keep"), default=None,
@@ -339,22 +338,15 @@ def parse_slab(text) -> "tuple | None":
 def _options(args: argparse.Namespace):
     from ..register import options_from_flat
 
-    return options_from_flat(flat_options(args), preset=args.preset)
+    return options_from_flat(flat_options(args), preset=args.preset, device=args.device)
 
 
 def flat_options(args: argparse.Namespace) -> dict:
-    """The method options of add_method_arguments by their flat names (register.FLAT_OPTIONS)."""
-    return {
-        "search_mm": args.search_mm, "threshold": args.threshold, "pairs_per_slice": args.pairs_per_slice,
-        "max_pairs": args.max_pairs, "moving_slices": parse_slab(args.moving_slices),
-        **({} if args.slice_step is None else {"slice_step": args.slice_step}),
-        "one_to_many": args.one_to_many, "marginal_samples": args.marginal_samples,
-        "search_stride": args.search_stride,
-        "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
-        "smoothness": args.smoothness, "device": args.device,
-        **({} if args.grid_spacing is None else {"grid_spacing_mm": args.grid_spacing}),
-        "seed": args.seed, **{name: getattr(args, name) for name in ("image_weight", "image_metric", "folding_weight",
-                                                                    "mask_choice", "on_worse", "drop_below",
-                                                                    "unfold", "grow_mm", "image_linear", "guide_mm",
-                                                                    "closeup_mm")
-                                  if getattr(args, name) is not None}}
+    """The method options of add_method_arguments that were given, by their flat names (options.FLAT_OPTIONS;
+    each argument's dest is its flat name): what is not given is the preset's, then the default."""
+    from ..options import FLAT_OPTIONS
+
+    given = {name: getattr(args, name) for name in FLAT_OPTIONS if getattr(args, name, None) is not None}
+    if "moving_slices" in given:
+        given["moving_slices"] = parse_slab(given["moving_slices"])
+    return given

@@ -194,7 +194,6 @@ FLAT_OPTIONS = {
     "unfold": (("fit",), "unfold"),
     "smoothness": (("fit",), "smoothness"),
     "linear": (("fit",), "linear"),
-    "device": (("fit",), "device"),
     "seed": (("promptreg", "fit", ""), "seed"),
 }
 
@@ -220,12 +219,17 @@ PRESET_HELP: Dict[str, str] = {
 """One line per preset, for the panel's tooltip and the command line's help."""
 
 
-def options_from_flat(values: Dict[str, object], preset: str = "default") -> RegisterOptions:
+def options_from_flat(values: Dict[str, object], preset: str = "default", device: str = "auto") -> RegisterOptions:
     """RegisterOptions from flat names (see FLAT_OPTIONS), as the CLI and the worker's requests give them,
-    on top of a preset (PRESETS); an unknown name is an error that lists the known ones."""
+    on top of a preset (PRESETS); an unknown name is an error that lists the known ones. The compute device is
+    not a method option: it comes with the models (--device, a request's "device") and reaches the fit here."""
     if preset not in PRESETS:
         raise PromptRegisterError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if "device" in values:
+        raise PromptRegisterError("the device is not a method option: give it beside the options (--device, a "
+                                  "request's \"device\", BatchSettings(device=...))")
     options = RegisterOptions()
+    options.fit = replace(options.fit, device=device)
     for name, value in {**PRESETS[preset], **values}.items():
         if name not in FLAT_OPTIONS:
             raise PromptRegisterError(f"unknown option {name!r}; known: {', '.join(sorted(FLAT_OPTIONS))}")

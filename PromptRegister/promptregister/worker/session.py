@@ -27,7 +27,7 @@ def register_options(values: Dict[str, Any], device: str):
     values = dict(values)
     preset = values.pop("preset", "default")  # a named starting point (register.PRESETS), then the options
     try:
-        return options_from_flat({"device": device, **values}, preset=str(preset))
+        return options_from_flat(values, preset=str(preset), device=device)
     except (PromptRegisterError, TypeError) as error:
         raise ProtocolError("bad_request", str(error)) from None
 
