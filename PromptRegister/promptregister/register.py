@@ -29,8 +29,9 @@ from .methods.samreg import samreg
 from .methods.slices import SlicedVolume, outside_message
 from .methods.tell2reg import tell2reg
 from .progress import StageProgress
-from .options.register import (FLAT_OPTIONS, FOLDING_WEIGHT, GRID_SPACING_MM,  # noqa: F401
-                               IMAGE_REGULARISER_SCALE, IMAGE_WEIGHT, PRESETS, RegisterOptions, options_from_flat)
+from .options.flat import FLAT_OPTIONS, options_from_flat  # noqa: F401
+from .options.register import (FOLDING_WEIGHT, GRID_SPACING_MM, IMAGE_REGULARISER_SCALE, IMAGE_WEIGHT,  # noqa: F401
+                               PRESETS, RegisterOptions)
 from .agreement import AGREEMENT_REGION_MM, ImageAgreement, image_agreement, near
 from .fitting import fit_pairs, pair_dice
 from .metrics import jacobian_stats

@@ -24,7 +24,7 @@ class BatchSettings:
         checkpoint, decoder: model files, as for `promptregister register`.
         detector, detector_checkpoint: the text detector for rows with text.
         device: auto, cpu or cuda.
-        preset, options: the method and field options, by their flat names (register.FLAT_OPTIONS).
+        preset, options: the method and field options, by their flat names (options.FLAT_OPTIONS).
         text, auto: the prompt for rows that give none (the manifest's own prompts win).
         report: write each pair's report.html (linked from summary.html).
         resampled: also write each moving image resampled onto its fixed grid.

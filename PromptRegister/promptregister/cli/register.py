@@ -14,7 +14,6 @@ import sys
 import textwrap
 from typing import List, Sequence
 
-from ..options.fit import LINEAR_MODELS
 from ..options.register import PRESET_HELP, PRESETS
 from ..errors import PromptRegisterError
 
@@ -96,96 +95,32 @@ def add_model_arguments(p: argparse.ArgumentParser):
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    """How region pairs are found, the displacement field and the safeguards (register and batch); `flat_options`
-    gives them by the names RegisterOptions takes."""
-    from ..options import RegisterOptions
+    """How region pairs are found, the displacement field and the safeguards (register and batch): one flag for
+    each setting options.FLAT_OPTIONS gives a help line, its dest the flat name and its default None (then the
+    preset's, then the option classes' default: `flat_options` passes on only what was given)."""
+    from ..options import FLAT_OPTIONS, flat_default
+    from ..options.flat import FIELD, GROUPS
 
-    defaults = RegisterOptions()
-    samreg, promptreg, tell2reg, fit = defaults.samreg, defaults.promptreg, defaults.tell2reg, defaults.fit
-    matching = p.add_argument_group("finding the region pairs")
-    matching.add_argument("--search-mm", type=float,
-                          help="fixed slices within +/- this distance of the moving slice are searched "
-                               f"(default {samreg.search_mm:g})")
-    matching.add_argument("--threshold", type=float,
-                          help=f"minimum cosine similarity of a pair for --auto and --text (default {samreg.threshold:g})")
-    matching.add_argument("--pairs-per-slice", type=int, metavar="K",
-                          help="--auto and --text: keep the K most similar pairs of each moving slice "
-                               f"(default {samreg.pairs_per_slice})")
-    matching.add_argument("--max-pairs", type=int, metavar="N",
-                          help="--auto: keep at most N pairs in all, spread over the slices; bounds the fit's time "
-                               f"(default {samreg.max_pairs})")
-    matching.add_argument("--slice-step", type=int, default=None,
-                          help=f"use every n-th moving slice for --auto and --text (default: {samreg.slice_step} for "
-                               "--auto, 1 for --text and with --preset paper)")
-    matching.add_argument("--moving-slices", metavar="FIRST:LAST",
-                          help="only these moving slices (a slab, inclusive) for --auto and --text")
-    matching.add_argument("--one-to-many", action="store_true", default=None,
-                          help="SAMReg: let several moving regions pair with the same fixed region")
-    matching.add_argument("--box-threshold", type=float,
-                          help=f"Tell2Reg: keep detector boxes scoring above this (default {tell2reg.box_threshold:g})")
-    matching.add_argument("--text-threshold", type=float,
-                          help=f"Tell2Reg: phrase-token score threshold (default {tell2reg.text_threshold:g})")
-    matching.add_argument("--marginal-samples", type=int,
-                          help=f"PromptReg marginalisation transforms, 0 = off (default {promptreg.marginal_samples})")
-    matching.add_argument("--search-stride", type=int, metavar="N",
-                          help="PromptReg: search every N-th fixed slice, then around the best one; 1 searches every "
-                               f"slice (default {promptreg.search_stride})")
-    matching.add_argument("--mask-choice", choices=("score", "part"), default=None,
-                          help="PromptReg's ROI among SAM's three masks: 'score' (the paper's: the top-scoring one) or "
-                               f"'part' (the smallest; default {promptreg.mask_choice}, or the preset's)")
-    matching.add_argument("--closeup-mm", type=float, default=None, metavar="MM",
-                          help="PromptReg after the image registration: segment each click on a window this wide "
-                               "around it (and around where the images put it) instead of the whole slice; 0 = "
-                               f"whole slices (default {promptreg.closeup_mm:g}; docs/register-sweep.md)")
-    matching.add_argument("--grow-mm", type=float, default=None,
-                          help="grow each slice pair through neighbouring slices of both images, up to this many mm "
-                               f"each way, into 3D regions (default {defaults.growth.max_mm:g}, or the preset's; "
-                               "0 = one slice)")
-
-    matching.add_argument("--guide-mm", type=float, default=None,
-                          help="PromptReg after the image registration: search a click's counterpart within this "
-                               f"distance of where the images put it (default {defaults.guide_mm:g})")
-
-    field = p.add_argument_group("the displacement field")
-    field.add_argument("--image-linear", choices=LINEAR_MODELS, default=None,
-                       help="the image registration's linear start, found on the images "
-                            f"(default {defaults.image_linear}, or the preset's)")
-    field.add_argument("--preset", choices=PRESETS, default="default",
-                       help="; ".join(f"'{name}': {line}" for name, line in PRESET_HELP.items())
-                       + "; default: %(default)s")
-    field.add_argument("--grid-spacing", type=float, metavar="MM", dest="grid_spacing_mm",
-                       help=f"B-spline control point spacing (default: the preset's, {fit.grid_spacing_mm:g} mm; "
-                            "3 mm for --preset multimodal)")
-    field.add_argument("--smoothness", type=float,
-                       help="weight of the bending-energy regulariser: higher = a smoother, stiffer field "
-                            f"(default {fit.smoothness:g})")
-    field.add_argument("--image-weight", type=float, default=None,
-                       help="weight of the image term (see --image-metric), 0 = off "
-                            f"(default {fit.image_weight:g}, or the preset's)")
-    field.add_argument("--image-metric", choices=("lncc", "mind"), default=None,
-                       help="the image term's similarity: 'lncc' (local correlation, same modality) or 'mind' "
-                            "(MIND-SSC descriptors, between modalities: MR to ultrasound, CT to MR); default "
-                            f"{fit.image_metric}")
-    field.add_argument("--folding-weight", type=float, default=None,
-                       help=f"weight of the folding penalty, 0 = off (default {fit.folding_weight:g}, or the "
-                            "preset's)")
-    field.add_argument("--unfold", action=argparse.BooleanOptionalAction, default=None,
-                       help="after the fit, repair the voxels whose Jacobian determinant is still <= 0, so the "
-                            f"transform never folds (default {'on' if defaults.fit.unfold else 'off'}; off in the "
-                            "paper preset)")
-    field.add_argument("--seed", type=int,
-                       help="seeds sampled points and marginalisation, so that a rerun gives the same pairs "
-                            f"(default {defaults.seed})")
-
-    safety = p.add_argument_group("safeguards")
-    safety.add_argument("--on-worse", choices=("warn", "keep"), default=None,
-                        help="when the registered image agrees with the fixed one less than before: 'warn' (write the "
-                             "result and say so) or 'keep' (write the identity, the images as they were, and say so); "
-                             f"default {defaults.on_worse}, or the preset's")
-    safety.add_argument("--drop-below", type=float, default=None,
-                        help="with the image term, drop pairs whose regions overlap by less than this Dice after the "
-                             f"fit and fit again without them; 0 = never (default {defaults.drop_below:g}, or the "
-                             "preset's)")
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
+    groups[FIELD].add_argument("--preset", choices=PRESETS, default="default",
+                               help="; ".join(f"'{key}': {line.rstrip('.')}" for key, line in PRESET_HELP.items())
+                               + "; default: %(default)s")
+    for name, option in FLAT_OPTIONS.items():
+        if not option.help:
+            continue
+        default = flat_default(name)
+        shown = ("on" if default else "off") if isinstance(default, bool) else (
+            f"{default:g}" if isinstance(default, float) else default)
+        arguments = dict(dest=name, default=None, help=option.help.format(default=shown))
+        if option.choices:
+            arguments["choices"] = option.choices
+        elif isinstance(default, bool):
+            arguments["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, (int, float)):
+            arguments["type"] = type(default)
+        if option.metavar or name.endswith("_mm"):
+            arguments["metavar"] = option.metavar or "MM"
+        groups[option.group].add_argument(option.flag or "--" + name.replace("_", "-"), **arguments)
 
 
 REGISTER_EXAMPLES = """examples:

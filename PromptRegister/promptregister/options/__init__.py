@@ -8,4 +8,5 @@ has none of those) reads its defaults and choices from here rather than keeping 
 from .fit import IMAGE_METRICS, LINEAR_MODELS, WEIGHTINGS, FitOptions  # noqa: F401
 from .methods import (MASK_CHOICES, EverythingOptions, GrowthOptions, PromptRegOptions, SamRegOptions,  # noqa: F401
                       SliceSearch, Tell2RegOptions)
-from .register import FLAT_OPTIONS, PRESETS, RegisterOptions, options_from_flat  # noqa: F401
+from .flat import FLAT_OPTIONS, FlatOption, flat_default, options_from_flat  # noqa: F401
+from .register import PRESETS, RegisterOptions  # noqa: F401

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from .names import DEVICE_CHOICES, SEGMENTER_CHOICES
-from .register import PRESET_HELP, RegisterOptions, options_from_flat  # noqa: F401 (PRESET_HELP: the panel's tooltips)
+from .flat import options_from_flat
+from .register import PRESET_HELP, RegisterOptions  # noqa: F401 (PRESET_HELP: the panel's tooltips)
 from .register import PRESETS as PRESET_OPTIONS
 
 MODELS: Tuple[str, ...] = ("auto",) + tuple(name for name in SEGMENTER_CHOICES if name != "onnx")

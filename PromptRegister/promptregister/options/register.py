@@ -7,7 +7,7 @@ never on pairs a test asserts on or a benchmark reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict
 
 from ..errors import PromptRegisterError
@@ -158,46 +158,6 @@ class RegisterOptions:
             raise PromptRegisterError(f"guide_mm must be positive; got {self.guide_mm!r}")
 
 
-FLAT_OPTIONS = {
-    # flat name (CLI option, worker request field) -> (the option objects it sets, their attribute);
-    # "" is RegisterOptions itself
-    "search_mm": (("samreg", "promptreg", "tell2reg"), "search_mm"),
-    "threshold": (("samreg", "tell2reg"), "threshold"),
-    "pairs_per_slice": (("samreg", "tell2reg"), "pairs_per_slice"),
-    "slice_step": (("samreg", "tell2reg"), "slice_step"),
-    "auto_slice_step": (("samreg",), "slice_step"),
-    "moving_slices": (("samreg", "tell2reg"), "moving_slices"),
-    "max_pairs": (("samreg",), "max_pairs"),
-    "one_to_many": (("samreg",), "one_to_many"),
-    "marginal_samples": (("promptreg",), "marginal_samples"),
-    "search_stride": (("promptreg",), "search_stride"),
-    "mask_choice": (("promptreg",), "mask_choice"),
-    "closeup_mm": (("promptreg",), "closeup_mm"),
-    "sigma_mm": (("promptreg",), "sigma_mm"),
-    "box_threshold": (("tell2reg",), "box_threshold"),
-    "text_threshold": (("tell2reg",), "text_threshold"),
-    "grid_spacing_mm": (("fit",), "grid_spacing_mm"),
-    "image_weight": (("fit",), "image_weight"),
-    "image_metric": (("fit",), "image_metric"),
-    "image_region": (("fit",), "image_region"),
-    "max_image_voxels": (("fit",), "max_image_voxels"),
-    "folding_weight": (("fit",), "folding_weight"),
-    "grow_mm": (("growth",), "max_mm"),
-    "on_worse": (("",), "on_worse"),
-    "drop_below": (("",), "drop_below"),
-    "image_first": (("",), "image_first"),
-    "image_linear": (("",), "image_linear"),
-    "guide_mm": (("",), "guide_mm"),
-    "pair_weight": (("",), "pair_weight"),
-    "doubtful_below": (("",), "doubtful_below"),
-    "regulariser_volume_mm3": (("fit",), "regulariser_volume_mm3"),
-    "unfold": (("fit",), "unfold"),
-    "smoothness": (("fit",), "smoothness"),
-    "linear": (("fit",), "linear"),
-    "seed": (("promptreg", "fit", ""), "seed"),
-}
-
-
 PRESETS: Dict[str, Dict[str, object]] = {
     "default": {},
     "multimodal": {"image_metric": "mind", "image_weight": MIND_WEIGHT, "max_image_voxels": MIND_VOXELS,
@@ -217,29 +177,3 @@ PRESET_HELP: Dict[str, str] = {
     "paper": "The papers' fit: the region pairs alone, no image term and no folding penalty.",
 }
 """One line per preset, for the panel's tooltip and the command line's help."""
-
-
-def options_from_flat(values: Dict[str, object], preset: str = "default", device: str = "auto") -> RegisterOptions:
-    """RegisterOptions from flat names (see FLAT_OPTIONS), as the CLI and the worker's requests give them,
-    on top of a preset (PRESETS); an unknown name is an error that lists the known ones. The compute device is
-    not a method option: it comes with the models (--device, a request's "device") and reaches the fit here."""
-    if preset not in PRESETS:
-        raise PromptRegisterError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    if "device" in values:
-        raise PromptRegisterError("the device is not a method option: give it beside the options (--device, a "
-                                  "request's \"device\", BatchSettings(device=...))")
-    options = RegisterOptions()
-    options.fit = replace(options.fit, device=device)
-    for name, value in {**PRESETS[preset], **values}.items():
-        if name not in FLAT_OPTIONS:
-            raise PromptRegisterError(f"unknown option {name!r}; known: {', '.join(sorted(FLAT_OPTIONS))}")
-        targets, attribute = FLAT_OPTIONS[name]
-        for target in targets:
-            if target:
-                setattr(options, target, replace(getattr(options, target), **{attribute: value}))
-            else:
-                setattr(options, attribute, value)
-    options.__post_init__()
-    return options
-
-

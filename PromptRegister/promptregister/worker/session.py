@@ -17,15 +17,15 @@ from .protocol import ProtocolError
 
 
 def register_options(values: Dict[str, Any], device: str):
-    """RegisterOptions from a request's flat "options" object (register.FLAT_OPTIONS, and "preset", one of
-    register.PRESETS); an unknown or malformed option is a bad request."""
+    """RegisterOptions from a request's flat "options" object (options.FLAT_OPTIONS, and "preset", one of
+    options.PRESETS); an unknown or malformed option is a bad request."""
     from ..errors import PromptRegisterError
     from ..register import options_from_flat
 
     if not isinstance(values, dict):
         raise ProtocolError("bad_request", '"options" must be an object of option names and values')
     values = dict(values)
-    preset = values.pop("preset", "default")  # a named starting point (register.PRESETS), then the options
+    preset = values.pop("preset", "default")  # a named starting point (options.PRESETS), then the options
     try:
         return options_from_flat(values, preset=str(preset), device=device)
     except (PromptRegisterError, TypeError) as error:
