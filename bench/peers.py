@@ -38,7 +38,7 @@ A "Metric" entry replaces the first metric only, so the B-spline map keeps its b
 entries apply to the B-spline map only."""
 
 ELASTIX_STRONG = "ncc-1000-5mm"
-"""elastix's strongest setting on the sweep pairs (docs/benchmarks.md, "Issue #13, session 13")."""
+"""elastix's strongest setting on the sweep pairs (docs/benchmarks.md, "2026-12-03: against each peer's strongest setting")."""
 
 
 def elastix_bspline(fixed: Volume, moving: Volume, on_labels: bool, setting: str = "default") -> Tuple[np.ndarray, float]:

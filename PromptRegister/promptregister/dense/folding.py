@@ -23,7 +23,7 @@ STEP_DIVISOR = 3.0
 MAX_SAMPLES = 262_144
 """The most points the penalty is evaluated at (64^3). A 64^3 image with a 6 mm grid on 1 mm voxels has 32^3, so
 results there are unchanged; on a 200 x 200 x 96 image the third-of-the-spacing rule gave 1.1 million points, and
-the penalty and its gradient took half of each fit iteration's time (session 14, bench/interactive.py --mni)."""
+the penalty and its gradient took half of each fit iteration's time (bench/interactive.py --mni, 2026-12-03)."""
 
 
 def folding_samples(geometry: Geometry, grid: BSplineGrid) -> Tuple[list, np.ndarray]:

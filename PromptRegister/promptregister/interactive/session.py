@@ -47,7 +47,7 @@ they say "look here first", not "wrong"."""
 WARM_MIN_ITERATIONS = 10
 """A warm-started fit may stop after this many iterations (then at two convergence windows, 20; a cold one
 after FitOptions.min_iterations, 30): it starts near its optimum. On the sample pair the finest level costs
-about 75 ms an iteration on 2 CPU cores, and a warm update still ran 50 (session 14)."""
+about 75 ms an iteration on 2 CPU cores, and a warm update still ran 50 (bench/interactive.py, 2026-12-03)."""
 
 WARM_LEARNING_RATE_MM = 0.5
 """The warm-started fit's Adam step (a cold fit's is FitOptions.learning_rate_mm, 1 mm): smaller steps from a

