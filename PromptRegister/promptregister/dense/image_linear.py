@@ -19,7 +19,6 @@ from ..options.fit import LINEAR_MODELS
 from ..volume import Volume
 from .linear import LinearFit
 
-IMAGE_LINEAR_MODELS = LINEAR_MODELS
 
 SHRINK_FACTORS = (4, 2, 1)
 LNCC_RADIUS = 2
@@ -40,9 +39,9 @@ def linear_from_images(fixed: Volume, moving: Volume, model: str = "rigid", metr
     Returns:
         LinearFit; its note says what was found, or why the identity was kept.
     """
-    if model not in IMAGE_LINEAR_MODELS:
+    if model not in LINEAR_MODELS:
         raise PromptRegisterError(f"the image registration's linear model must be one of "
-                                  f"{', '.join(IMAGE_LINEAR_MODELS)}; got {model!r}")
+                                  f"{', '.join(LINEAR_MODELS)}; got {model!r}")
     if model == "none":
         return LinearFit(np.eye(3), np.zeros(3), "none", "identity (no linear start asked for)")
     fixed_image, moving_image = _as_float(fixed), _as_float(moving)

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Dict
 
 from ..errors import PromptRegisterError
-from .fit import LINEAR_MODELS as IMAGE_LINEAR_MODELS
-from .fit import FitOptions
+from .fit import LINEAR_MODELS, FitOptions
 from .methods import GrowthOptions, PromptRegOptions, SamRegOptions, Tell2RegOptions
 
 
@@ -149,8 +148,8 @@ class RegisterOptions:
             raise PromptRegisterError(f"drop_below is a Dice overlap in [0, 1); got {self.drop_below!r}")
         if not 0.0 <= float(self.doubtful_below) < 1.0:
             raise PromptRegisterError(f"doubtful_below is a Dice overlap in [0, 1); got {self.doubtful_below!r}")
-        if self.image_linear not in IMAGE_LINEAR_MODELS:
-            raise PromptRegisterError(f"image_linear must be one of {', '.join(IMAGE_LINEAR_MODELS)}; "
+        if self.image_linear not in LINEAR_MODELS:
+            raise PromptRegisterError(f"image_linear must be one of {', '.join(LINEAR_MODELS)}; "
                                       f"got {self.image_linear!r}")
         if not float(self.pair_weight) > 0:
             raise PromptRegisterError(f"pair_weight must be positive; got {self.pair_weight!r}")
