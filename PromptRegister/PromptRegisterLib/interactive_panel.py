@@ -17,10 +17,8 @@ from typing import Callable, List
 import slicer
 import vtk
 
+from .loop_status import should_refit, status_line
 from .parameters import get_node, read_parameters
-
-CHANGES = ("prompt", "correct", "delete", "undo", "auto", "text")
-"""Answers that change the pairs: with "after every change" ticked, each is followed by a fit."""
 
 
 class InteractivePanel:
@@ -148,9 +146,7 @@ class InteractivePanel:
             self.error_display(f"The interactive session ended: {died[0].get('message', '')}\n\n"
                                "Press Start to begin again.")
             return
-        changed = any(e.get("type") == "result" and e.get("kind") in CHANGES for e in events)
-        fitting = any(kind == "fit" for kind, _ in self.loop.pending.values())
-        if changed and self.ui.autoUpdateCheckBox.checked and not fitting and self.loop.pairs:
+        if should_refit(self.loop, events, self.ui.autoUpdateCheckBox.checked):
             self.loop.update_transform()
         if self.messages:
             self.ui.interactiveStatusLabel.text = self.messages[-1]
@@ -171,21 +167,4 @@ class InteractivePanel:
         ui.pairComboBox.addItems(list(loop.pairs))
         if chosen in loop.pairs:
             ui.pairComboBox.currentText = chosen
-        parts = [f"{len(loop.pairs)} pairs"]
-        flagged = [pair_id for pair_id, pair in loop.pairs.items() if pair.get("low_confidence")]
-        if flagged:
-            parts.append(f"low confidence: {', '.join(flagged)}")
-        if loop.sending_fraction is not None:
-            parts.append(f"sending the volumes to the worker {loop.sending_fraction:.0%}")
-        else:
-            parts.append("slices embedded" if loop.embedded else f"embedding slices {loop.embed_fraction:.0%}")
-        if loop.last_fit is not None:
-            summary = loop.last_fit["summary"]
-            parts.append(f"last fit {loop.last_fit.get('seconds', 0):.1f} s, folding "
-                         f"{summary.get('jacobian', {}).get('folding_percent', 0):.3f}%")
-            if summary.get("kept_prealignment") or summary.get("warnings"):
-                parts.append("; ".join(summary.get("warnings", [])))
-        pending = [kind for kind, _ in loop.pending.values()]
-        if pending:
-            parts.append("working: " + ", ".join(dict.fromkeys(pending)))
-        ui.interactiveStatusLabel.text = "; ".join(parts)
+        ui.interactiveStatusLabel.text = status_line(loop)

@@ -1,4 +1,4 @@
-"""Command line: `promptregister register | batch | fit | warp | evaluate | weights | sample-data | worker`, one
+"""Command line: `promptregister register | batch | fit | warp | evaluate | weights | sample-data | worker | web`, one
 module per command below this one (console.py and values.py at the bottom).
 
 Every user-fixable problem ends with a one-line `error: ...` and exit code 2,
@@ -19,6 +19,7 @@ from .fit import add_fit_command
 from .register import add_register_command, join_negative_points
 from .sample import add_sample_data_command
 from .warp import add_warp_command
+from .web import add_web_command
 from .weights import add_weights_command
 from .worker import add_worker_command
 
@@ -35,6 +36,9 @@ EXAMPLES = """examples:
       --fixed-labels FL.nii.gz --moving-labels ML.nii.gz --out transform.h5
   promptregister warp --reference F.nii.gz --moving M.nii.gz --transform transform.h5 --out warped.nii.gz
   promptregister evaluate --fixed-labels FL.nii.gz --moving-labels ML.nii.gz --transform transform.h5
+
+  the browser app (needs the web extra), on the bundled sample pair:
+  promptregister web --sample
 
 Coordinates are ITK LPS millimetres. A transform maps fixed points to moving
 points (ITK's resampling convention; Slicer loads it as the grid transform's
@@ -84,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_command(commands)
     add_sample_data_command(commands)
     add_worker_command(commands)
+    add_web_command(commands)
     return parser
 
 
