@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,18 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from promptregister.io import read_label_map
+from browser_helpers import (VIEWS, chromium_path, colour_pixels, frame, page_pixel, scroll_to, start_server,
+                             structure_point)
 from promptregister.io.segmentation import pair_colour
 from promptregister.sample_data import sample_path
-
-VIEWS = ("Fixed", "Moving", "Overlay")
 SHOTS = os.environ.get("PROMPTREGISTER_SCREENSHOTS")
 
 
 def chromium() -> str:
-    found = os.environ.get("PROMPTREGISTER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    found = chromium_path()
     if found:
         return found
     message = "the browser tests need Chromium: apt-get install chromium (or set PROMPTREGISTER_CHROMIUM)"
@@ -43,20 +39,9 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`promptregister web --sample` on a free port; yields the address it printed (with its token)."""
-    log = tmp_path_factory.mktemp("web") / "server.log"
-    process = subprocess.Popen([sys.executable, "-m", "promptregister", "web", "--sample", "--port", "0",
-                                "--model", "classical", "--device", "cpu"],
-                               stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    started = time.monotonic()
-    address = None
-    while address is None:
-        line = process.stdout.readline()
-        if not line:
-            lines = [line for line in log.read_text().splitlines() if "error" in line.lower()]
-            raise RuntimeError(f"the server ended before serving (exit {process.wait()}): {lines[-5:]}")
-        found = re.search(r"(http://\S+)", line)
-        address = found.group(1) if found else None
-    yield address, time.monotonic() - started
+    process, address, seconds = start_server(["--sample", "--model", "classical", "--device", "cpu"],
+                                             tmp_path_factory.mktemp("web") / "server.log")
+    yield address, seconds
     process.terminate()
     process.wait(timeout=30)
 
@@ -69,64 +54,6 @@ def browser():
         launched = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         yield launched
         launched.close()
-
-
-def geometry(page, name: str) -> dict:
-    return page.evaluate("() => window.trame.state.get('view_geometry')")[name]
-
-
-def view_image(page, name: str):
-    return page.locator("img").nth(VIEWS.index(name))
-
-
-def frame(page, name: str) -> np.ndarray:
-    """The view as the browser shows it (RGB)."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    return np.asarray(Image.open(BytesIO(view_image(page, name).screenshot())).convert("RGB")).astype(int)
-
-
-def page_pixel(page, name: str, ras) -> tuple:
-    """Where a RAS point on the view's slice shows on the page (the view's pixel -> RAS matrix, inverted)."""
-    shown = geometry(page, name)
-    matrix = np.array(shown["xy_to_ras"]).reshape(4, 4)
-    xy, *_ = np.linalg.lstsq(matrix[:3, :2], np.asarray(ras) - matrix[:3, 3], rcond=None)
-    box = view_image(page, name).bounding_box()
-    width, height = shown["size"]
-    return box["x"] + xy[0] * box["width"] / width, box["y"] + (height - xy[1]) * box["height"] / height
-
-
-def scroll_to(page, name: str, offset: float) -> None:
-    """Scroll the view with the mouse wheel (one notch, one slice) until it shows `offset`."""
-    box = view_image(page, name).bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(200):
-        current = geometry(page, name)["xy_to_ras"][11]
-        if abs(current - offset) < 0.5:
-            return
-        page.mouse.wheel(0, -100 if offset > current else 100)
-        time.sleep(0.15)
-    raise AssertionError(f"could not scroll {name} to {offset} (at {current})")
-
-
-def structure_point(label_path: Path, label: int = 1):
-    labels = read_label_map(label_path)
-    mask = labels.array == label
-    k = int(np.argmax(mask.sum(axis=(1, 2))))
-    depth = ndimage.distance_transform_edt(mask[k])
-    j, i = np.unravel_index(np.argmax(depth), depth.shape)
-    lps = labels.geometry.index_to_physical(np.array([i, j, k], float))
-    return [-float(lps[0]), -float(lps[1]), float(lps[2])]
-
-
-def colour_pixels(image: np.ndarray, colour) -> int:
-    """Pixels tinted towards a pair's colour: its strongest channel well above the others (the slices are grey;
-    the views arrive as JPEG, which blurs thin coloured outlines, so no exact colour match)."""
-    strongest = int(np.argmax(colour))
-    others = [channel for channel in range(3) if channel != strongest]
-    return int((image[..., strongest] - image[..., others].max(axis=-1) > 50).sum())
 
 
 def shoot(page, name: str) -> None:

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
 
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "PromptRegister"))
 
-from promptregister.io import read_label_map  # noqa: E402
+from browser_helpers import structure_point  # noqa: E402
 from promptregister.io.segmentation import pair_colour  # noqa: E402
 from promptregister.sample_data import sample_path  # noqa: E402
 
@@ -54,17 +53,6 @@ def click(views, name: str, ras, drag_px: int = 0) -> None:
     interactor.InvokeEvent("LeftButtonPressEvent")
     interactor.SetEventInformation(x + drag_px, y)
     interactor.InvokeEvent("LeftButtonReleaseEvent")
-
-
-def structure_point(label_path: Path, label: int = 1):
-    """RAS of the most interior voxel of `label`'s largest axial cross-section (where a user would click)."""
-    labels = read_label_map(label_path)
-    mask = labels.array == label
-    k = int(np.argmax(mask.sum(axis=(1, 2))))
-    depth = ndimage.distance_transform_edt(mask[k])
-    j, i = np.unravel_index(np.argmax(depth), depth.shape)
-    lps = labels.geometry.index_to_physical(np.array([i, j, k], float))
-    return [-float(lps[0]), -float(lps[1]), float(lps[2])]
 
 
 def wait(session, timeout: float = 300.0) -> list:
