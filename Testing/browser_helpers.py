@@ -70,16 +70,23 @@ def page_pixel(page, name: str, ras) -> tuple:
 
 
 def scroll_to(page, name: str, offset: float) -> None:
-    """Scroll the view with the mouse wheel (one notch, one slice) until it shows `offset`."""
+    """Scroll the view with the mouse wheel (one notch, one slice) until it shows `offset`. Each notch waits for
+    the page to hear of the new slice (its state arrives up to 100 ms later), so the wheel never overshoots."""
     box = view_image(page, name).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    slice_at = lambda: geometry(page, name)["xy_to_ras"][11]  # noqa: E731
     for _ in range(200):
-        current = geometry(page, name)["xy_to_ras"][11]
+        current = slice_at()
         if abs(current - offset) < 0.5:
-            return
+            time.sleep(0.3)
+            if abs(slice_at() - offset) < 0.5:
+                return
+            continue
         page.mouse.wheel(0, -100 if offset > current else 100)
-        time.sleep(0.15)
-    raise AssertionError(f"could not scroll {name} to {offset} (at {current})")
+        deadline = time.monotonic() + 3
+        while slice_at() == current and time.monotonic() < deadline:
+            time.sleep(0.03)
+    raise AssertionError(f"could not scroll {name} to {offset} (at {slice_at()})")
 
 
 def structure_point(label_path: Path, label: int = 1, slice_shift: int = 0):

@@ -88,3 +88,18 @@ def test_the_command_refuses_unsafe_or_wrong_settings_in_one_line_before_serving
         assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"], result.stderr
         assert message in result.stderr
         assert "Traceback" not in result.stderr and "serving" not in result.stdout
+
+
+def test_trame_gets_the_token_even_when_it_begins_with_a_dash():
+    import argparse
+
+    from wslink import server as wslink_server
+
+    from PromptRegisterWeb.app import WebConfig, largest_message, trame_arguments
+
+    parser = argparse.ArgumentParser()
+    wslink_server.add_arguments(parser)
+    for token in ("-starts-with-a-dash-0123", "plain-token-0123456789"):
+        options, _ = parser.parse_known_args(trame_arguments(WebConfig(token=token))[1:])
+        assert options.authKey == token
+    assert 10 * 1024 * 1024 < largest_message(WebConfig(upload_limit_mb=10)) < 20 * 1024 * 1024

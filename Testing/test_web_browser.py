@@ -120,3 +120,20 @@ def test_click_update_and_download_in_a_real_browser(server, browser, tmp_path):
     assert scored.returncode == 0, scored.stderr
     mean = json.loads(scored.stdout)["mean"]
     assert mean["dice_after"] > mean["dice_before"], mean
+
+
+def test_uploaded_volumes_open_in_the_page(server, browser):
+    """The other way round from the sample: subject 004 fixed, 001 moving, both sent from the browser."""
+    address, _ = server
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(address)
+    page.wait_for_function("() => window.trame.state.get('ready') === true", timeout=60_000)
+    for field, name in (("fixed-upload", "case004_t1.nii.gz"), ("moving-upload", "case001_t1.nii.gz")):
+        page.locator(f"input#{field}, #{field} input[type=file]").first.set_input_files(str(sample_path(name)))
+    page.click("#open-uploads")
+    page.wait_for_function("() => (window.trame.state.get('volumes') || '').startsWith('fixed: case004_t1')",
+                           timeout=60_000)
+    assert page.inner_text("#volumes") == "fixed: case004_t1.nii.gz; moving: case001_t1.nii.gz"
+    page.wait_for_function("() => window.trame.state.get('ready') === true && "
+                           "window.trame.state.get('rows').length === 0", timeout=60_000)
+    page.close()

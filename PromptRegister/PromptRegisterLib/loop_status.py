@@ -49,6 +49,7 @@ def pair_rows(loop) -> List[Dict[str, str]]:
             "similarity": f"{float(pair.get('similarity', 0)):.3f}",
             "flag": ("low: " + "; ".join(pair.get("reasons", []))) if pair.get("low_confidence") else "",
             "corrected": "yes" if pair.get("corrected") else "",
+            "refined": "yes" if pair.get("refined") else "not yet",
             "dice after fit": "" if dice is None else f"{dice:.3f}",
         })
     return rows

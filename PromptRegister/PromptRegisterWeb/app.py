@@ -194,20 +194,30 @@ class WebApp:
         shutil.rmtree(self.private, ignore_errors=True)
 
 
+def trame_arguments(config: WebConfig) -> List[str]:
+    """What trame is told on its command line (it reads sys.argv itself): only what this command decided."""
+    argv = [sys.argv[0] if sys.argv else "promptregister", "--server"]
+    if config.token is not None:  # one word with its option: a token may begin with "-"
+        argv += [f"--authKey={config.token}"]
+    return argv
+
+
+def largest_message(config: WebConfig) -> int:
+    """The web socket's message limit in bytes: an upload at the cap, with room for its framing; larger
+    messages are refused by the server before they are read whole."""
+    return int(max(config.upload_limit_mb, 1) * 1024 * 1024 * 1.1) + (1 << 20)
+
+
 def serve(config: WebConfig) -> None:
     """Start the server and block until Ctrl-C."""
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # no display needed
     from trame.app import get_server
 
-    # trame reads its own options from sys.argv: give it only what this command decided
-    argv = [sys.argv[0], "--server"]
-    if config.token is not None:
-        argv += ["--authKey", config.token]
-    max_message = int(max(config.upload_limit_mb, 1) * 1024 * 1024 * 1.4) + (1 << 20)  # base64 and framing
-    argv += ["--ws-max-msg-size", str(max_message)]
+    argv = trame_arguments(config)
     saved, sys.argv = sys.argv, argv
     try:
         server = get_server("promptregister-web", client_type="vue3")
+        server.options["ws_max_msg_size"] = largest_message(config)
         app = WebApp(server, config)
         query = f"?secret={config.token}" if config.token else ""
         host_shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
