@@ -127,6 +127,7 @@ def test_uploaded_volumes_open_in_the_page(server, browser):
     address, _ = server
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     page.goto(address)
+    page.wait_for_selector("#view-Moving", timeout=60_000)  # connected: the state is there
     page.wait_for_function("() => window.trame.state.get('ready') === true", timeout=60_000)
     for field, name in (("fixed-upload", "case004_t1.nii.gz"), ("moving-upload", "case001_t1.nii.gz")):
         page.locator(f"input#{field}, #{field} input[type=file]").first.set_input_files(str(sample_path(name)))
