@@ -270,3 +270,14 @@ def test_text_pairs_come_from_a_grounding_dino_checkpoint_and_join_the_list(hipp
         assert [pair["id"] for pair in found["pairs"]] == [f"p{n + 1}" for n in range(len(found["pairs"]))]
         fitted = client.call("fit", session=session, timeout=300)
         assert {entry["id"] for entry in fitted["summary"]["pairs"]} == {pair["id"] for pair in found["pairs"]}
+
+
+def test_a_session_name_is_a_plain_name_never_a_path(worker, hippocampus_paths, tmp_path):
+    """The name becomes the session's folder: a path there would write transform.h5 wherever it pointed."""
+    fixed_path, _ = hippocampus_paths("001")
+    moving_path, _ = hippocampus_paths("004")
+    for name in (str(tmp_path / "victim"), "../../escape", "a/b", ".hidden", "", 7):
+        with pytest.raises(WorkerError, match="plain name"):
+            worker.call("open", session=name, fixed=str(fixed_path), moving=str(moving_path), model="classical",
+                        device="cpu", options=FAST, timeout=120)
+    assert not (tmp_path / "victim").exists()

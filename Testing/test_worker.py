@@ -360,3 +360,19 @@ def test_a_batch_request_runs_a_cohort_on_dask_and_a_cancel_keeps_the_finished_p
     with pytest.raises(WorkerError) as caught:
         worker.call("batch", timeout=30, **{**request, "settings": {"modle": "classical"}})
     assert caught.value.code == "bad_request" and "modle" in caught.value.message
+
+
+def test_a_deeply_nested_line_is_refused_and_the_worker_answers_the_next_request():
+    """4 KB of brackets used to exhaust json's recursion and end the worker before it answered anything."""
+    import json
+    import subprocess
+    import sys
+
+    lines = "[" * 2000 + "]" * 2000 + "\n" + '{"id": 1, "type": "hello"}\n'
+    result = subprocess.run([sys.executable, "-m", "promptregister.worker"], input=lines, capture_output=True,
+                            text=True, timeout=120)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    refused = [event for event in events if event.get("type") == "error"]
+    assert refused and refused[0]["code"] == "bad_json" and "deep" in refused[0]["message"]
+    assert any(event.get("id") == 1 and event.get("type") == "result" for event in events), events
+    assert result.returncode == 0, result.stderr[-500:]

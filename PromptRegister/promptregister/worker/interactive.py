@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, Deque, Dict
 
-from .protocol import Cancelled, ProtocolError, error_fields
+from .protocol import SAFE_NAME, Cancelled, ProtocolError, error_fields
 
 
 class Preempted(Exception):
@@ -166,8 +166,11 @@ class InteractiveRequests:
         segmenter = store.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
                                     request.get("decoder"))
         session_id = request.get("session")  # a client may name it, to send clicks before this answer arrives
-        if session_id is not None and (not isinstance(session_id, str) or not session_id or session_id in self.sessions):
-            raise ProtocolError("bad_request", f'"session" must be a new, non-empty name; {session_id!r} is not')
+        # the name becomes the session's folder: a plain name, never a path (as batch pair ids)
+        if session_id is not None and (not isinstance(session_id, str) or not SAFE_NAME.match(session_id)
+                                       or session_id in self.sessions):
+            raise ProtocolError("bad_request", '"session" must be a new plain name (letters, digits, ".", "_", "-", '
+                                f'starting with a letter or digit); {session_id!r} is not')
         session = InteractiveSession(fixed, moving, segmenter, options)
         session_id = session_id or f"s{next(self.numbers)}"
         self.sessions[session_id] = session

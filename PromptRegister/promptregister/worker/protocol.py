@@ -30,6 +30,7 @@ with id null. Error codes are listed in ERROR_CODES.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict, Union
 
 PROTOCOL_VERSION = 2
@@ -58,8 +59,42 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+"""A name the worker turns into a file or folder name (uploads, sessions): plain, never a path."""
+
+MAX_NESTING = 32
+"""Deepest nesting of arrays and objects a request may have (real requests use 4): deeper ones are refused before
+anything walks them recursively."""
+
+
+def nesting_depth(line: str) -> int:
+    """How deeply the arrays and objects of a JSON text nest (strings skipped), without parsing it: json.loads
+    recurses once a level and a 4 KB line of brackets would exhaust the interpreter's stack."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for character in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif character == "\\":
+                escaped = True
+            elif character == '"':
+                in_string = False
+        elif character == '"':
+            in_string = True
+        elif character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_request(line: str) -> Dict[str, Any]:
     """One request line -> dict with a string id and a known type, or ProtocolError."""
+    few_brackets = line.count("[") + line.count("{") <= MAX_NESTING  # counted in C: a chunk of data has none
+    if not few_brackets and nesting_depth(line) > MAX_NESTING:
+        raise ProtocolError("bad_json", f"the request nests arrays or objects more than {MAX_NESTING} deep")
     try:
         message = json.loads(line)
     except json.JSONDecodeError as error:

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Dict
 
 from ..checksums import known_sha256, sha256_of
-from .protocol import ProtocolError
+from .protocol import SAFE_NAME, ProtocolError
 
 CHUNK_BYTES = 512 * 1024
 """Raw bytes per chunk: compressed and base64-encoded, a chunk stays well under the worker's 1 Mi-character
 request line (base64 grows data by a third; zlib never grows it by more than a few bytes)."""
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
 def pack(raw: bytes) -> Dict[str, str]:
