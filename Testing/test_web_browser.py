@@ -131,6 +131,7 @@ def test_uploaded_volumes_open_in_the_page(server, browser):
     page.wait_for_function("() => window.trame.state.get('ready') === true", timeout=60_000)
     for field, name in (("fixed-upload", "case004_t1.nii.gz"), ("moving-upload", "case001_t1.nii.gz")):
         page.locator(f"input#{field}, #{field} input[type=file]").first.set_input_files(str(sample_path(name)))
+    page.wait_for_function("() => window.trame.state.get('uploads_ready') === true", timeout=60_000)
     page.click("#open-uploads")
     page.wait_for_function("() => (window.trame.state.get('volumes') || '').startsWith('fixed: case004_t1')",
                            timeout=60_000)

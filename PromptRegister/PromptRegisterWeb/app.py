@@ -81,6 +81,9 @@ class WebApp:
         state.update({"data_files": config.data.names(), "uploads_allowed": config.upload_limit_mb > 0,
                       "volumes": "", "fixed_name": None, "moving_name": None})
         state.update(self.session.view_state())
+        state.uploads_ready = False  # set here once both files have reached the server, not when the page has them
+        state.change("fixed_upload", "moving_upload")(lambda fixed_upload=None, moving_upload=None, **_: setattr(
+            state, "uploads_ready", bool(fixed_upload) and bool(moving_upload)))
         state.change("opacity")(lambda opacity, **_: self.session.set_opacity(opacity))
         state.change("after_every_change")(lambda after_every_change, **_: setattr(
             self.session, "after_every_change", bool(after_every_change)))

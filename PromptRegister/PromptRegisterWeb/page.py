@@ -118,7 +118,7 @@ def _volumes_card(app, state) -> None:
                 v3.VFileInput(v_model=("moving_upload", None), label="Moving (upload)", density="compact",
                               show_size=True, id="moving-upload")
                 v3.VBtn("Open uploads", id="open-uploads", click=app.open_uploads,
-                        disabled=("!fixed_upload || !moving_upload",), variant="tonal")
+                        disabled=("!uploads_ready",), variant="tonal")
             html.Div("{{ volumes }}", id="volumes", classes="text-caption mt-2")
 
 
