@@ -11,8 +11,6 @@ node, and loop_status says what the user sees. This class only maps the app's bu
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -236,12 +234,3 @@ def _stem(path: Path) -> str:
             return name[: -len(suffix)]
     return name
 
-
-def copy_out(source: Path, folder: Path, name: str) -> Path:
-    """A copy of `source` named `name` in `folder` (written whole, then renamed)."""
-    target = folder / name
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as handle:
-        partial = Path(handle.name)
-    shutil.copyfile(source, partial)
-    partial.replace(target)
-    return target

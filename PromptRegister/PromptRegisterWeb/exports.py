@@ -6,15 +6,16 @@ Each is written whole into the server's private folder and then renamed, so a do
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Dict
 
 import slicer
 
 from promptregister.errors import PromptRegisterError
+from promptregister.io.atomic import atomic_output
 
-from .browser_session import BrowserSession, copy_out
+from .browser_session import BrowserSession
 
 DOWNLOADS: Dict[str, str] = {
     "transform": "transform.h5",
@@ -33,7 +34,9 @@ def export(session: BrowserSession, what: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = DOWNLOADS[what]
     if what == "transform":
-        return copy_out(session.transform_file(), folder, name)
+        with atomic_output(folder / name) as partial:
+            shutil.copyfile(session.transform_file(), partial)
+        return folder / name
     if what == "scene":
         return _write_scene(session, folder / name)
     return _write_segmentation(session.loop.nodes[what], folder / name)
@@ -41,14 +44,12 @@ def export(session: BrowserSession, what: str, folder: Path) -> Path:
 
 def _write_segmentation(node, target: Path) -> Path:
     """The segmentation in its own volume's space (the moving pairs are not moved by the transform)."""
-    partial = _partial(target)
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(str(partial))
-    storage.SetUseCompression(1)
-    if not storage.WriteData(node):
-        partial.unlink(missing_ok=True)
-        raise PromptRegisterError(f"could not write {target.name}")
-    partial.replace(target)
+    with atomic_output(target) as partial:
+        storage = slicer.vtkMRMLSegmentationStorageNode()
+        storage.SetFileName(str(partial))
+        storage.SetUseCompression(1)
+        if not storage.WriteData(node):
+            raise PromptRegisterError(f"could not write {target.name}")
     return target
 
 
@@ -58,17 +59,7 @@ def _write_scene(session: BrowserSession, target: Path) -> Path:
     for node in [session.fixed_node, session.moving_node] + list(session.loop.nodes.values()):
         if node is not None and node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is None:
             node.AddDefaultStorageNode()
-    partial = _partial(target).with_suffix(".mrb")
-    if not scene.WriteToMRB(str(partial)):
-        partial.unlink(missing_ok=True)
-        raise PromptRegisterError("could not write the scene bundle")
-    partial.replace(target)
+    with atomic_output(target) as partial:
+        if not scene.WriteToMRB(str(partial)):
+            raise PromptRegisterError("could not write the scene bundle")
     return target
-
-
-def _partial(target: Path) -> Path:
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=".part-", suffix="".join(target.suffixes))
-    import os
-
-    os.close(handle)
-    return Path(name)
