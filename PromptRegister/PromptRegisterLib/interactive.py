@@ -33,6 +33,7 @@ from promptregister.interactive import decode_mask
 from promptregister.io.segmentation import pair_colour
 from promptregister.worker import WorkerDied
 
+from .loop_status import pair_rows
 from .mrml import (map_points_ras, oriented_mask, ras_to_lps, read_transform_into, register_segmentation_converters,
                    transform_node_from_file, volume_from_node)
 from .transfers import Transfers
@@ -332,17 +333,10 @@ class InteractiveLoop:
         columns = [table.AddColumn() for _ in TABLE_COLUMNS]
         for column, title in zip(columns, TABLE_COLUMNS):
             column.SetName(title)
-        for pair in self.pairs.values():
+        for cells in pair_rows(self):  # the same rows the browser app shows
             row = table.AddEmptyRow()
-            dice = self.dice.get(pair["id"])
-            values = (pair["id"], pair["name"], pair["method"], f"{pair['similarity']:.3f}",
-                      "" if pair.get("confidence") is None else f"{float(pair['confidence']):.3f}",
-                      "" if pair.get("agreement") is None else f"{float(pair['agreement']):.2f}",
-                      "low: " + "; ".join(pair["reasons"]) if pair["low_confidence"] else "",
-                      "yes" if pair["refined"] else "not yet", "yes" if pair["corrected"] else "",
-                      "" if dice is None else f"{dice:.3f}")
-            for column, value in enumerate(values):
-                table.SetCellText(row, column, value)
+            for column, title in enumerate(TABLE_COLUMNS):
+                table.SetCellText(row, column, cells[title])
 
     def _transform_attached(self) -> bool:
         transform = self.nodes.get("transform")

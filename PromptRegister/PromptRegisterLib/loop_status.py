@@ -40,13 +40,15 @@ def running(loop) -> List[str]:
 
 
 def pair_rows(loop) -> List[Dict[str, str]]:
-    """One row per live pair, as the pairs table shows it (the table node's columns, by name)."""
+    """One row per live pair, by column name (the table node's columns, interactive.TABLE_COLUMNS)."""
     rows = []
     for pair_id, pair in loop.pairs.items():
         dice = loop.dice.get(pair_id)
         rows.append({
             "pair": pair_id, "name": pair.get("name", ""), "method": pair.get("method", ""),
             "similarity": f"{float(pair.get('similarity', 0)):.3f}",
+            "confidence": "" if pair.get("confidence") is None else f"{float(pair['confidence']):.3f}",
+            "agreement": "" if pair.get("agreement") is None else f"{float(pair['agreement']):.2f}",
             "flag": ("low: " + "; ".join(pair.get("reasons", []))) if pair.get("low_confidence") else "",
             "corrected": "yes" if pair.get("corrected") else "",
             "refined": "yes" if pair.get("refined") else "not yet",
