@@ -315,3 +315,18 @@ def test_the_folding_penalty_samples_at_most_max_samples_and_keeps_small_images_
     assert MAX_SAMPLES / 2 < np.prod(counts) <= MAX_SAMPLES
     for size, samples in zip(large.size, positions):  # still the whole image, evenly
         assert samples[0] == 0 and samples[-1] <= size - 1 and samples[-1] > size - 1 - 2 * (samples[1] - samples[0])
+
+
+def test_the_jacobian_of_a_box_is_the_whole_grids_there():
+    """The repair recomputes det J over the box it changed; the values must be those of the whole grid, at the
+    grid's faces (one-sided differences) as inside (central ones), on an oblique, anisotropic grid."""
+    rng = np.random.default_rng(3)
+    direction = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    geometry = Geometry.create((20, 16, 12), (1.0, 1.3, 2.0), (5.0, -2.0, 1.0), direction)
+    field = np.stack([ndimage.gaussian_filter(rng.normal(0.0, 6.0, geometry.shape), 1.2) for _ in range(3)], -1)
+    whole = jacobian_determinant(field, geometry)
+    assert (whole <= 0).any() and (whole > 1).any()  # a field that folds somewhere and stretches elsewhere
+    for box in [(slice(0, 3), slice(4, 16), slice(19, 20)), (slice(5, 9), slice(0, 1), slice(7, 13)),
+                (slice(None), slice(None), slice(None))]:
+        np.testing.assert_allclose(jacobian_determinant(field, geometry, box), whole[box], rtol=0, atol=1e-12)
+

@@ -74,6 +74,7 @@ def unfold(field: np.ndarray, linear_field: np.ndarray, geometry: Geometry, min_
         return field, report
     residual = field - linear_field
     repaired = residual.copy()
+    total = field.copy()  # linear_field + repaired, kept up to date box by box
     spacing_kji = np.asarray(geometry.spacing, dtype=float)[::-1]
     while bad.any() and report.rounds < max_rounds:
         report.rounds += 1
@@ -83,7 +84,11 @@ def unfold(field: np.ndarray, linear_field: np.ndarray, geometry: Geometry, min_
         smoothed = np.stack([ndimage.gaussian_filter(inner[..., axis], SIGMA_MM / spacing_kji, mode="nearest")
                              for axis in range(3)], axis=-1)
         repaired[box] = inner + weight[..., None] * (smoothed - inner)
-        bad = jacobian_determinant(linear_field + repaired, geometry) <= min_determinant
+        total[box] = linear_field[box] + repaired[box]
+        # Only the box changed, so only it and its one-voxel rim (the differences reach one voxel) can change det J.
+        rim = tuple(slice(max(0, part.start - 1), min(size, part.stop + 1)) for part, size in zip(box, bad.shape))
+        determinant[rim] = jacobian_determinant(total, geometry, rim)
+        bad = determinant <= min_determinant
     if bad.any():  # fade the non-linear part out around what is left, wider each time, then remove it
         report.faded = True
         radius_mm = RADIUS_MM
