@@ -329,4 +329,9 @@ def test_the_jacobian_of_a_box_is_the_whole_grids_there():
     for box in [(slice(0, 3), slice(4, 16), slice(19, 20)), (slice(5, 9), slice(0, 1), slice(7, 13)),
                 (slice(None), slice(None), slice(None))]:
         np.testing.assert_allclose(jacobian_determinant(field, geometry, box), whole[box], rtol=0, atol=1e-12)
+    from promptregister.metrics import jacobian_determinant_at
+
+    voxels = np.array([[0, 0, 0], [11, 15, 19], [5, 0, 7], [6, 8, 10], [11, 3, 0]])  # corners, faces, inside
+    np.testing.assert_allclose(jacobian_determinant_at(field, geometry, voxels), whole[tuple(voxels.T)], rtol=0,
+                               atol=1e-12)
 

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..geometry import Geometry
-from ..metrics import jacobian_determinant
+from ..metrics import jacobian_determinant, jacobian_determinant_at
 
 MIN_DETERMINANT = 0.05
 """The repair lifts det J above this, not merely above 0, so that writing the field as float32 and
@@ -85,9 +85,10 @@ def unfold(field: np.ndarray, linear_field: np.ndarray, geometry: Geometry, min_
                              for axis in range(3)], axis=-1)
         repaired[box] = inner + weight[..., None] * (smoothed - inner)
         total[box] = linear_field[box] + repaired[box]
-        # Only the box changed, so only it and its one-voxel rim (the differences reach one voxel) can change det J.
-        rim = tuple(slice(max(0, part.start - 1), min(size, part.stop + 1)) for part, size in zip(box, bad.shape))
-        determinant[rim] = jacobian_determinant(total, geometry, rim)
+        # det J changes only where the blend weight is not 0 and at those voxels' neighbours along each axis (the
+        # differences reach one voxel): recompute it there alone (on a large image, a thin shell of the box).
+        touched = _touched_voxels(weight > 0, box, bad.shape)
+        determinant[tuple(touched.T)] = jacobian_determinant_at(total, geometry, touched)
         bad = determinant <= min_determinant
     if bad.any():  # fade the non-linear part out around what is left, wider each time, then remove it
         report.faded = True
@@ -115,6 +116,16 @@ def _box_around(mask: np.ndarray, spacing_kji: np.ndarray, margin_mm: float) -> 
         margin = int(np.ceil(margin_mm / spacing)) + 1
         box.append(slice(max(0, hits[0] - margin), min(size, hits[-1] + margin + 1)))
     return tuple(box)
+
+
+def _touched_voxels(changed: np.ndarray, box: Tuple[slice, slice, slice], shape: Tuple[int, ...]) -> np.ndarray:
+    """(n, 3) (k, j, i) grid indices of the voxels whose det J a change at `changed` (a mask on `box`) can alter:
+    those voxels and their six face neighbours, inside the grid."""
+    rim = tuple(slice(max(0, part.start - 1), min(size, part.stop + 1)) for part, size in zip(box, shape))
+    grown = np.zeros(tuple(part.stop - part.start for part in rim), bool)
+    grown[tuple(slice(part.start - outer.start, part.stop - outer.start) for part, outer in zip(box, rim))] = changed
+    grown = ndimage.binary_dilation(grown, ndimage.generate_binary_structure(3, 1))
+    return np.argwhere(grown) + np.array([part.start for part in rim])
 
 
 def _soft_region(mask: np.ndarray, spacing_kji: np.ndarray, radius_mm: float) -> np.ndarray:
