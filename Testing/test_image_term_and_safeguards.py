@@ -335,3 +335,66 @@ def test_the_jacobian_of_a_box_is_the_whole_grids_there():
     np.testing.assert_allclose(jacobian_determinant_at(field, geometry, voxels), whole[tuple(voxels.T)], rtol=0,
                                atol=1e-12)
 
+
+
+def test_the_folding_penalty_sees_the_start_fields_own_jacobian():
+    """When prompts refine an image registration, T = S + v with S that registration's field. The penalty must use
+    S's Jacobian, not only its linear part: a start that compresses a slab to det 0.05 (its linear part is the
+    identity) plus a B-spline that adds a little more compression there is penalised, and with v = 0 the
+    penalty's determinants are the start field's own (metrics.jacobian_determinant) at the samples."""
+    import torch
+
+    from promptregister.dense.bspline import BSplineGrid
+    from promptregister.dense.field_start import FieldStart
+    from promptregister.dense.folding import FoldingPenalty, determinants, folding_samples, start_jacobians
+
+    geometry = Geometry.create((32, 32, 32), (1.0, 1.0, 1.0))
+    x = geometry.voxel_centres()[..., 0]
+    displacement = np.zeros(geometry.shape + (3,))
+    displacement[..., 0] = -0.95 * (np.clip(x, 12.0, 20.0) - 12.0)  # du_x/dx = -0.95 on 12 < x < 20: det 0.05
+    start = FieldStart(np.eye(3), np.zeros(3), "test", "test", displacement, geometry)
+    grid = BSplineGrid(geometry.size, geometry.spacing, 6.0)
+    positions, step_matrix = folding_samples(geometry, grid)
+    at_samples = start_jacobians(start, geometry, positions)
+    zero = torch.zeros((3,) + at_samples.shape[2:], dtype=torch.float64)
+    det = determinants(zero, torch.as_tensor(at_samples), torch.as_tensor(np.linalg.inv(step_matrix))).numpy()
+    whole = jacobian_determinant(displacement, geometry)
+    ks, js, is_ = (np.round(np.asarray(p)).astype(int) for p in positions[::-1])
+    np.testing.assert_allclose(det, whole[np.ix_(ks, js, is_)], atol=1e-9)  # samples on whole voxels here
+    assert det.min() == pytest.approx(0.05, abs=1e-9)
+
+    parameters = torch.zeros(grid.parameter_shape, dtype=torch.float64)
+    squeeze = -0.5 * np.arange(grid.parameter_shape[3], dtype=float)  # dv_x/dx = -1/12 everywhere
+    parameters[0] = torch.as_tensor(squeeze)[None, None, :]
+    project = lambda displacement: displacement  # noqa: E731 (the grid is LPS-aligned, 1 mm)
+    cpu = torch.device("cpu")
+    with_field = FoldingPenalty(geometry, grid, start, 0.1, cpu, torch.float64)
+    linear_only = FoldingPenalty(geometry, grid, replace(start, displacement=None), 0.1, cpu, torch.float64)
+    assert float(with_field(parameters, project)) > 0.0
+    assert float(linear_only(parameters, project)) == 0.0  # what the penalty saw before: nothing to keep apart
+
+
+def test_a_correction_that_folds_where_the_start_compresses_is_faded_out_there_only():
+    """The repair's hard case: the start map (an image registration) compresses a slab to det 0.08, and a
+    correction of up to 4 mm that compresses it further folds there. Smoothing the correction cannot clear
+    that, and neither can a fade over 3-24 mm (its edge folds again), so the repair fades it out around the
+    slab over a length at least its size, and keeps it elsewhere: no fold is left, the far part of the image
+    keeps its correction exactly, and most of it is kept overall (before, the whole correction was removed)."""
+    from promptregister.dense.unfold import MIN_DETERMINANT, unfold
+
+    geometry = Geometry.create((48, 24, 24), (1.0, 1.0, 1.0))
+    points = geometry.voxel_centres()
+    x = points[..., 0]
+    start = np.zeros(geometry.shape + (3,))
+    start[..., 0] = -0.92 * (np.clip(x, 10.0, 14.0) - 10.0)  # det 0.08 on 10 < x < 14
+    correction = np.zeros_like(start)
+    correction[..., 0] = -4.0 / (1.0 + np.exp(-(x - 12.0) / 1.5))  # a 4 mm step across the slab
+    field = start + correction
+    assert (jacobian_determinant(field, geometry) <= 0).any() and jacobian_determinant(start, geometry).min() > 0.05
+    repaired, report = unfold(field, start, geometry)
+    assert jacobian_determinant(repaired, geometry).min() > MIN_DETERMINANT
+    assert report.faded and report.rounds == 40  # smoothing alone could not clear it
+    far = x > 40.0
+    np.testing.assert_allclose(repaired[far], field[far])
+    kept = np.linalg.norm(repaired - start, axis=-1).mean() / np.linalg.norm(correction, axis=-1).mean()
+    assert kept > 0.5

@@ -292,7 +292,7 @@ class _Problem:
             roi_loss = self._roi_loss(grid, level, voxel_mm, len(level_sizes)) if self.has_pairs else None
             optimiser = torch.optim.Adam([parameters], lr=self.options.learning_rate_mm)
             image_level = self._image_level(grid, voxel_mm) if self.images is not None else None
-            folding = (FoldingPenalty(self.fixed, grid, self.linear.matrix, FOLDING_MARGIN, self.device, self.dtype)
+            folding = (FoldingPenalty(self.fixed, grid, self.linear, FOLDING_MARGIN, self.device, self.dtype)
                        if self.options.folding_weight > 0 else None)
 
             def loss_fn() -> torch.Tensor:

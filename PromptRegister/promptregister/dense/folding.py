@@ -1,4 +1,10 @@
-"""An explicit folding penalty: keeps the Jacobian determinant of T(p) = A p + t + v(p) positive.
+"""An explicit folding penalty: keeps the Jacobian determinant of T(p) = S(p) + v(p) positive.
+
+S is the start map: linear (A p + t), or an image registration's whole field when prompts refine it
+(field_start.py). The Jacobian of T is that of S plus dv/dp, so the penalty must see S's own Jacobian where S is
+not linear: with A alone it saw 23 folded voxels of a fit that folded 11,112 (4 % of a 64^3 hippocampus pair,
+classical pairs refining the image registration), and the repair after the fit then faded the prompts' part out
+over most of the image.
 
 A B-spline field fitted to wrong or contradicting ROI pairs can fold (the Jacobian determinant drops to or
 below zero: the transform is no longer invertible, and a resampled image tears). The penalty
@@ -14,6 +20,7 @@ from typing import Tuple
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..geometry import Geometry
 from .bspline import BSplineGrid
@@ -44,9 +51,10 @@ def sample_count(size: int, step: float) -> int:
     return max(2, int(np.floor((size - 1) / step)) + 1) if size > 1 else 1
 
 
-def determinants(displacement: torch.Tensor, linear_matrix: torch.Tensor, step_inverse: torch.Tensor) -> torch.Tensor:
-    """det(A + dv/dp) at every sample; displacement (3, k, j, i) mm, step_inverse = inverse of the matrix
-    from sample-index steps to LPS mm. Axes with a single sample contribute no derivative."""
+def determinants(displacement: torch.Tensor, start_jacobian: torch.Tensor, step_inverse: torch.Tensor) -> torch.Tensor:
+    """det(J_S + dv/dp) at every sample; displacement (3, k, j, i) mm, start_jacobian (3, 3, 1, 1, 1) for a linear
+    start (A) or (3, 3, k, j, i), step_inverse = inverse of the matrix from sample-index steps to LPS mm. Axes with
+    a single sample contribute no derivative."""
     derivatives = []
     for dim in (3, 2, 1):  # index axes i, j, k
         if displacement.shape[dim] > 1:
@@ -54,25 +62,49 @@ def determinants(displacement: torch.Tensor, linear_matrix: torch.Tensor, step_i
         else:
             derivatives.append(torch.zeros_like(displacement))
     by_index = torch.stack(derivatives, dim=1)  # (3 components, 3 index axes, k, j, i)
-    jacobian = torch.einsum("anzyx,nb->abzyx", by_index, step_inverse) + linear_matrix[:, :, None, None, None]
+    jacobian = torch.einsum("anzyx,nb->abzyx", by_index, step_inverse) + start_jacobian
     a, b, c = jacobian[0], jacobian[1], jacobian[2]
     return (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
             + a[2] * (b[0] * c[1] - b[1] * c[0]))
 
 
-class FoldingPenalty:
-    """mean(relu(margin - det J)^2) of the B-spline field plus the linear part, on folding_samples."""
+def start_jacobians(start, geometry: Geometry, positions: list) -> np.ndarray:
+    """The start map's Jacobian at the samples, (3, 3, k, j, i) (or (3, 3, 1, 1, 1) for a linear start).
 
-    def __init__(self, geometry: Geometry, grid: BSplineGrid, linear_matrix: np.ndarray, margin: float,
+    A field start S(p) = p + u(p) (field_start.FieldStart) has I + du/dp: central differences of u on its grid,
+    as metrics.jacobian_determinant takes them, interpolated linearly at the samples."""
+    displacement = getattr(start, "displacement", None)
+    if displacement is None:
+        return np.asarray(start.matrix, dtype=float)[:, :, None, None, None]
+    own = start.geometry
+    k, j, i = np.meshgrid(positions[2], positions[1], positions[0], indexing="ij")
+    physical = geometry.index_to_physical(np.stack([i, j, k], axis=-1).reshape(-1, 3))
+    coordinates = own.physical_to_index(physical)[:, ::-1].T  # (k, j, i) rows on the start's grid
+    to_index = np.linalg.inv(own.index_to_physical_matrix)
+    by_index = np.zeros((3, 3, coordinates.shape[1]))  # d u_a / d index_n
+    for index_axis, numpy_axis in ((0, 2), (1, 1), (2, 0)):
+        if displacement.shape[numpy_axis] > 1:
+            for component in range(3):
+                gradient = np.gradient(displacement[..., component], axis=numpy_axis)
+                by_index[component, index_axis] = ndimage.map_coordinates(gradient, coordinates, order=1,
+                                                                          mode="nearest")
+    jacobian = np.einsum("anp,nb->abp", by_index, to_index) + np.eye(3)[:, :, None]
+    return jacobian.reshape(3, 3, *k.shape)
+
+
+class FoldingPenalty:
+    """mean(relu(margin - det J)^2) of the B-spline field plus the start map (linear or a field), on
+    folding_samples."""
+
+    def __init__(self, geometry: Geometry, grid: BSplineGrid, start, margin: float,
                  device: torch.device, dtype: torch.dtype) -> None:
         positions, step_matrix = folding_samples(geometry, grid)
         self.weights = grid.weights(positions, device, dtype)
-        self.linear = torch.as_tensor(linear_matrix, device=device, dtype=dtype)
+        self.start = torch.as_tensor(start_jacobians(start, geometry, positions), device=device, dtype=dtype)
         self.step_inverse = torch.as_tensor(np.linalg.inv(step_matrix), device=device, dtype=dtype)
         self.margin = margin
 
     def __call__(self, parameters: torch.Tensor, project) -> torch.Tensor:
         displacement = project(BSplineGrid.evaluate(parameters, self.weights))
-        det = determinants(displacement, self.linear, self.step_inverse)
+        det = determinants(displacement, self.start, self.step_inverse)
         return torch.relu(self.margin - det).pow(2).sum()
-
