@@ -6,7 +6,7 @@ spacing and direction, so distances are in millimetres, never in pixels.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -65,34 +65,19 @@ def target_registration_error(mapped_fixed_points: np.ndarray, moving_points: np
     return np.linalg.norm(mapped_fixed_points - moving_points, axis=1)
 
 
-def jacobian_determinant(field: np.ndarray, geometry: Geometry,
-                         region: Optional[Tuple[slice, slice, slice]] = None) -> np.ndarray:
-    """det(I + du/dx) of the map p -> p + u(p), with derivatives in physical space, (k, j, i).
-
-    Arguments:
-        field: displacement (k, j, i, 3) in mm on `geometry`.
-        region: (k, j, i) slices with unit steps: the determinant over that box only, with exactly the values the
-            whole grid would give there (its neighbours enter the differences); a repair that changes one box
-            recomputes only it.
-    """
-    shape = field.shape[:3]
-    region = tuple(slice(None) for _ in range(3)) if region is None else region
-    bounds = [part.indices(size)[:2] for part, size in zip(region, shape)]
-    grown = tuple(slice(max(0, lo - 1), min(size, hi + 1)) for (lo, hi), size in zip(bounds, shape))
-    inner = tuple(slice(lo - part.start, hi - part.start) for (lo, hi), part in zip(bounds, grown))
-    sub = field[grown]
-    # d u / d index: central differences along i, j, k (numpy axes 2, 1, 0), one-sided at the grid's faces.
-    derivative = np.zeros(sub.shape[:3] + (3, 3))
+def jacobian_matrices(field: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """I + du/dx of the map p -> p + u(p) at every voxel, (k, j, i, 3, 3), derivatives in physical space: central
+    differences inside, one-sided at the grid's faces."""
+    derivative = np.zeros(field.shape[:3] + (3, 3))  # d u / d index along i, j, k (numpy axes 2, 1, 0)
     for index_axis, numpy_axis in ((0, 2), (1, 1), (2, 0)):
-        if shape[numpy_axis] > 1:
-            derivative[..., :, index_axis] = np.gradient(sub, axis=numpy_axis)
-    jacobian = derivative[inner] @ np.linalg.inv(geometry.index_to_physical_matrix)
-    jacobian += np.eye(3)
-    if min(geometry.size) == 1:  # a 2D image: no through-plane derivative exists; treat it as identity
-        flat = int(np.argmin(geometry.size))
-        normal = geometry.direction_matrix[:, flat]
-        jacobian = jacobian + np.outer(normal, normal) - jacobian @ np.outer(normal, normal)
-    return _determinant_3x3(jacobian)
+        if field.shape[numpy_axis] > 1:
+            derivative[..., :, index_axis] = np.gradient(field, axis=numpy_axis)
+    return _physical_jacobian(derivative, geometry)
+
+
+def jacobian_determinant(field: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """det(I + du/dx) of the map p -> p + u(p), with derivatives in physical space, (k, j, i)."""
+    return _determinant_3x3(jacobian_matrices(field, geometry))
 
 
 def jacobian_determinant_at(field: np.ndarray, geometry: Geometry, voxels: np.ndarray) -> np.ndarray:
@@ -110,13 +95,18 @@ def jacobian_determinant_at(field: np.ndarray, geometry: Geometry, voxels: np.nd
             behind[:, numpy_axis] = np.maximum(voxels[:, numpy_axis] - 1, 0)
             step = (ahead[:, numpy_axis] - behind[:, numpy_axis]).astype(float)
             derivative[:, :, index_axis] = (field[tuple(ahead.T)] - field[tuple(behind.T)]) / step[:, None]
+    return _determinant_3x3(_physical_jacobian(derivative, geometry))
+
+
+def _physical_jacobian(derivative: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """I + du/dx from d u / d index (..., 3 components, 3 index axes)."""
     jacobian = derivative @ np.linalg.inv(geometry.index_to_physical_matrix)
     jacobian += np.eye(3)
-    if min(geometry.size) == 1:
+    if min(geometry.size) == 1:  # a 2D image: no through-plane derivative exists; treat it as identity
         flat = int(np.argmin(geometry.size))
         normal = geometry.direction_matrix[:, flat]
         jacobian = jacobian + np.outer(normal, normal) - jacobian @ np.outer(normal, normal)
-    return _determinant_3x3(jacobian)
+    return jacobian
 
 
 def _determinant_3x3(m: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 from scipy import ndimage
 
 from ..geometry import Geometry
+from ..metrics import jacobian_matrices
 from .bspline import BSplineGrid
 
 STEP_DIVISOR = 3.0
@@ -71,25 +72,18 @@ def determinants(displacement: torch.Tensor, start_jacobian: torch.Tensor, step_
 def start_jacobians(start, geometry: Geometry, positions: list) -> np.ndarray:
     """The start map's Jacobian at the samples, (3, 3, k, j, i) (or (3, 3, 1, 1, 1) for a linear start).
 
-    A field start S(p) = p + u(p) (field_start.FieldStart) has I + du/dp: central differences of u on its grid,
-    as metrics.jacobian_determinant takes them, interpolated linearly at the samples."""
+    A field start S(p) = p + u(p) (field_start.FieldStart) has metrics.jacobian_matrices of u on its own grid,
+    interpolated linearly at the samples."""
     displacement = getattr(start, "displacement", None)
     if displacement is None:
         return np.asarray(start.matrix, dtype=float)[:, :, None, None, None]
-    own = start.geometry
     k, j, i = np.meshgrid(positions[2], positions[1], positions[0], indexing="ij")
     physical = geometry.index_to_physical(np.stack([i, j, k], axis=-1).reshape(-1, 3))
-    coordinates = own.physical_to_index(physical)[:, ::-1].T  # (k, j, i) rows on the start's grid
-    to_index = np.linalg.inv(own.index_to_physical_matrix)
-    by_index = np.zeros((3, 3, coordinates.shape[1]))  # d u_a / d index_n
-    for index_axis, numpy_axis in ((0, 2), (1, 1), (2, 0)):
-        if displacement.shape[numpy_axis] > 1:
-            for component in range(3):
-                gradient = np.gradient(displacement[..., component], axis=numpy_axis)
-                by_index[component, index_axis] = ndimage.map_coordinates(gradient, coordinates, order=1,
-                                                                          mode="nearest")
-    jacobian = np.einsum("anp,nb->abp", by_index, to_index) + np.eye(3)[:, :, None]
-    return jacobian.reshape(3, 3, *k.shape)
+    coordinates = start.geometry.physical_to_index(physical)[:, ::-1].T  # (k, j, i) rows on the start's grid
+    matrices = jacobian_matrices(displacement, start.geometry)
+    sampled = [[ndimage.map_coordinates(matrices[..., a, b], coordinates, order=1, mode="nearest")
+                for b in range(3)] for a in range(3)]
+    return np.asarray(sampled).reshape(3, 3, *k.shape)
 
 
 class FoldingPenalty:

@@ -7,8 +7,9 @@ resampled image tears, so the fitted field is repaired afterwards, locally:
 1. det J is computed as metrics.jacobian_determinant does (central differences in physical space, on the
    fixed grid: the figure every benchmark reports).
 2. Around the voxels with det J below `min_determinant`, the non-linear part of the field (the field less
-   the start map: the linear pre-alignment, or the image registration that prompts refine) is blended towards a Gaussian-smoothed copy of itself (1 mm), with a soft
-   weight that is 1 within 3 mm of the folded voxels and falls off over 3 mm more, so no new edge appears.
+   the start map: the linear pre-alignment, or the image registration that prompts refine) is blended towards
+   a Gaussian-smoothed copy of itself (1 mm), with a soft weight that is 1 within 3 mm of the folded voxels
+   and falls off over 3 mm more, so no new edge appears.
 3. Rounds repeat (the same small smoothing, around what still folds) while anything is still folded; each
    round moves the field a little further towards its local average. When `max_rounds` rounds do not
    suffice, the non-linear part is faded out around what is left, over a length at least the size of that
@@ -16,7 +17,8 @@ resampled image tears, so the fitted field is repaired afterwards, locally:
    of FADE_STEPS tries, and as a last resort removed: the start map alone (linear, det A > 0, or an
    image registration's field already repaired) does not fold, so the result never folds.
 
-Only the neighbourhood of folded voxels changes; the rest of the field is left exactly as fitted.
+Only the neighbourhood of folded voxels changes (for a fade, one as wide as the correction there is large);
+the rest of the field is left exactly as fitted.
 """
 
 from __future__ import annotations
