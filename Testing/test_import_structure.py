@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, Set
 
 PACKAGE = Path(__file__).resolve().parents[1] / "PromptRegister" / "promptregister"
-FRONT_ENDS = ("promptregister.cli", "promptregister.worker", "promptregister.__main__")
+FRONT_ENDS = ("promptregister.cli", "promptregister.worker", "promptregister.__main__", "promptregister.launch")
 """The command line (the cli package) and the worker: nothing below them imports them."""
 
 

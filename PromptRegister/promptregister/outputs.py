@@ -8,14 +8,19 @@ when every one of them is complete, so an error or a cancel leaves nothing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
+
+import numpy as np
 
 from .errors import PromptRegisterError
 from .geometry import Geometry
+from .io.atomic import remove_stale_temporaries, staging_folder
+from .io.write_errors import check_free_space, no_space_error
 from .volume import Volume
 
 @dataclass
@@ -31,19 +36,51 @@ MAIN_FILES = ("transform.h5", "fixed_rois.seg.nrrd", "moving_rois.seg.nrrd", "fi
               "pairs.json")
 RESAMPLED_FILE = "moving_resampled.nii.gz"
 REPORT_FILE = "report.html"  # report.REPORT_FILE, without importing the figures here
+_OTHER_OUTPUTS = re.compile(r"(fixed|moving)_rois\.layer\d+\.nii\.gz|report_[a-z_]+\.png")
+"""Extra label-map layers (RoiPairs.save) and the report's pictures (report/page.FIGURES)."""
+
+
+def earlier_outputs(out_dir: Path) -> List[str]:
+    """Names of files in `out_dir` that a registration writes: what --overwrite replaces, and removes when the new
+    run does not write them again, so the folder holds one run's files only."""
+    if not out_dir.is_dir():
+        return []
+    known = set(MAIN_FILES) | {RESAMPLED_FILE, REPORT_FILE}
+    return sorted(path.name for path in out_dir.iterdir()
+                  if path.is_file() and (path.name in known or _OTHER_OUTPUTS.fullmatch(path.name)))
 
 
 def check_output_folder(out_dir: os.PathLike, resampled: bool, overwrite: bool) -> Path:
     """The output folder, after refusing to replace earlier results unless asked to."""
     out_dir = Path(out_dir)
-    names = list(MAIN_FILES) + ([RESAMPLED_FILE] if resampled else []) + [REPORT_FILE]
-    existing = [name for name in names if (out_dir / name).exists()]
+    existing = earlier_outputs(out_dir)
     if existing and not overwrite:
         raise PromptRegisterError(f"{out_dir / existing[0]} exists; choose another output folder or allow overwriting")
     if out_dir.exists() and not out_dir.is_dir():
         raise PromptRegisterError(f"{out_dir} exists and is not a folder")
     check_writable(out_dir)
+    remove_stale_temporaries(out_dir)
     return out_dir
+
+
+def output_bytes(geometry: Geometry, resampled: bool) -> int:
+    """About how much a registration's outputs take on disk: the displacement field in float64 (transform.h5,
+    uncompressed), the resampled moving image in float32 when asked for, and a megabyte for the rest."""
+    voxels = int(np.prod(geometry.shape))
+    return voxels * (24 + (4 if resampled else 0)) + (1 << 20)
+
+
+def check_output_space(out_dir: Path, geometry: Geometry, resampled: bool) -> None:
+    """Refuse before the work when the outputs will not fit on out_dir's disk."""
+    check_free_space(out_dir if out_dir.exists() else _existing_parent(out_dir), output_bytes(geometry, resampled),
+                     "the registration's outputs")
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path(".")
 
 
 def check_writable(out_dir: Path) -> None:
@@ -77,7 +114,7 @@ def write_outputs(result, out_dir: os.PathLike, moving: Optional[Volume] = None,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".promptregister-", dir=out_dir))
+    staging = staging_folder(out_dir)
     try:
         transform = result.transform()
         write_transform(transform, staging / "transform.h5")
@@ -90,8 +127,16 @@ def write_outputs(result, out_dir: os.PathLike, moving: Optional[Volume] = None,
 
             write_report(result, report.fixed, report.moving, staging, model=report.model)
         names = sorted(path.name for path in staging.iterdir())
+        stale = [name for name in earlier_outputs(out_dir) if name not in names]
         for name in names:
             (staging / name).replace(out_dir / name)
+        for name in stale:  # an earlier run's files that this one did not write (--overwrite)
+            (out_dir / name).unlink(missing_ok=True)
+    except OSError as error:  # pairs.json, the report's pictures: Python's own writes
+        full = no_space_error(staging, error)
+        if full is None:
+            raise
+        raise full from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {name: out_dir / name for name in names}

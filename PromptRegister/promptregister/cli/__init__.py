@@ -8,6 +8,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -50,7 +51,35 @@ HEAVY_COMMANDS = ("batch", "fit", "register", "worker")
 """Commands that run PyTorch for long enough to be worth restarting under tcmalloc (see runtime.py)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or a system's stop) taken like Ctrl-C, so the same clean-up runs: temporary files
+    are removed and nothing half-written is left."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        try:
+            signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread (main() called from a test thread or an embedding program)
+            pass
+    try:
+        return _run(argv)
+    except PromptRegisterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("stopped (SIGTERM); no output was written", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:  # also while the parser imports the models, in the first second
+        print("interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if argv is None and arguments and arguments[0] in HEAVY_COMMANDS:
         from ..runtime import reexec_with_tcmalloc
@@ -61,14 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
-    try:
-        return int(args.handler(args) or 0)
-    except PromptRegisterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; no output was written", file=sys.stderr)
-        return 130
+    return int(args.handler(args) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

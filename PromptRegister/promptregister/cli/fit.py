@@ -46,16 +46,20 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..dense.fit import FitOptions, fit_transform
     from ..geometry import require_same_grid
     from ..io import read_label_map, read_volume, write_transform, write_volume
-    from ..io.atomic import check_writable
+    from ..io.write_errors import check_free_space
+    from ..io.images import check_image_output
+    from ..io.transforms import check_transform_output
     from ..metrics import dice
+    from ..outputs import output_bytes
     from ..roipairs import RoiPairs
     from ..warp import warp_volume
 
-    out = Path(args.out)
-    check_writable(out)
+    out = check_transform_output(args.out, displacement_field=not args.linear_only)
     if args.warped:
-        check_writable(Path(args.warped))
+        check_image_output(args.warped)
     fixed_labels = read_label_map(args.fixed_labels)
+    check_free_space(out.parent if str(out.parent) else Path("."),
+                     output_bytes(fixed_labels.geometry, resampled=bool(args.warped)), "the transform")
     moving_labels = read_label_map(args.moving_labels)
     moving_image = None
     if args.fixed:

@@ -184,7 +184,7 @@ def run_register(args: argparse.Namespace) -> int:
     from ..job import ModelPool, RegisterJob, run_job
     from ..methods import PointPrompt
     from ..methods.point_pairs import parse_point_pair
-    from ..outputs import check_output_folder
+    from ..outputs import check_output_folder, check_output_space
     from ..paths import embeddings_cache_dir
     from ..register import check_volumes
 
@@ -204,6 +204,7 @@ def run_register(args: argparse.Namespace) -> int:
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     check_volumes(fixed, moving, points, point_pairs)  # input errors before the model is chosen, loaded or named
+    check_output_space(out_dir, fixed.geometry, args.resampled)
     if same_file(args.fixed, args.moving):
         print("note: the fixed and moving images are the same file; the result should be (close to) the identity",
               file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_warp_command(commands: argparse._SubParsersAction) -> None:
@@ -22,10 +21,10 @@ def add_warp_command(commands: argparse._SubParsersAction) -> None:
 
 def run_warp(args: argparse.Namespace) -> int:
     from ..io import read_label_map, read_transform, read_volume, write_label_map, write_volume
-    from ..io.atomic import check_writable
+    from ..io.images import check_image_output
     from ..warp import warp_volume
 
-    check_writable(Path(args.out))
+    check_image_output(args.out)
     reference = read_volume(args.reference)
     moving = read_label_map(args.moving) if args.labels else read_volume(args.moving)
     warped = warp_volume(moving, read_transform(args.transform), reference.geometry, labels=args.labels)

@@ -5,13 +5,67 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator, List, Optional
 
 from ..errors import PromptRegisterError
+from .write_errors import no_space_error
 
 _MULTI_SUFFIXES = (".nii.gz", ".seg.nrrd", ".tar.gz")
+STAGING_PREFIX = ".promptregister-"
+_TEMPORARY = re.compile(r"\.(?:promptregister-|.+\.partial-)(\d+)-[A-Za-z0-9_]{8}(?:\..*)?")
+"""Our temporary names: staging folders (.promptregister-<pid>-xxxxxxxx) and partial files
+(.<name>.partial-<pid>-xxxxxxxx<suffix>); the writer's process id tells a stale one from one being written."""
+
+
+def staging_folder(parent: Path) -> Path:
+    """A new private folder in `parent` for files that are moved into place when all are complete."""
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def partial_name(target: Path, suffix: str = "") -> Path:
+    """A temporary name beside `target` that names this process (see remove_stale_temporaries)."""
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    return target.with_name(f".{stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def remove_stale_temporaries(folder: Path) -> List[str]:
+    """Remove our temporary files and folders in `folder` whose writer no longer runs (a run killed with SIGKILL,
+    or a machine that lost power, cannot clean up after itself). Returns the names removed."""
+    removed: List[str] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry.name)
+        except OSError:
+            pass  # another user's, or already gone
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or not a number we can ask about: leave it
+    return True
 
 
 def full_suffix(path: Path) -> str:
@@ -46,11 +100,16 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     check_writable(target)
-    suffix = full_suffix(target)
-    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
-    temporary = target.with_name(f".{stem}.partial-{uuid.uuid4().hex[:8]}{suffix}")
+    remove_stale_temporaries(target.parent if str(target.parent) else Path("."))
+    temporary = partial_name(target, full_suffix(target))
     try:
-        yield temporary
+        try:
+            yield temporary
+        except (OSError, RuntimeError) as error:
+            full = no_space_error(target.parent if str(target.parent) else Path("."), error)
+            if full is None:
+                raise
+            raise full from None
         if not temporary.exists():
             raise PromptRegisterError(f"Writing {target} produced no file.")
         os.replace(temporary, target)
@@ -65,7 +124,7 @@ def write_verified(source: BinaryIO, target: Path, sha256: Optional[str], mismat
     `sha256` (None: any content); otherwise PromptRegisterError(mismatch(actual digest)) and nothing is left.
     `progress(bytes so far)` after each block. For downloaded and unpacked weights."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    partial = partial_name(target)
     digest, done = hashlib.sha256(), 0
     try:
         with open(partial, "wb") as out:

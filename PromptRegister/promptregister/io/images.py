@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -11,11 +12,18 @@ import SimpleITK as sitk
 
 from ..errors import PromptRegisterError
 from ..volume import Volume
-from .atomic import atomic_output
+from .atomic import atomic_output, check_writable, full_suffix
+from .write_errors import no_space_error, quiet_native_errors
+from .nifti_check import check_nifti, is_nifti
 
 #: Refuse volumes larger than this many voxels (about 1.2 GB as float32);
 #: a user can crop or downsample, or raise the limit explicitly.
 DEFAULT_MAX_VOXELS = 300_000_000
+
+#: Voxel spacings outside this range (mm) come from headers in the wrong units (metres, micrometres) or broken
+#: ones; the grids and lengths in mm that registration builds from them would be absurd (a 1e-9 mm spacing ran
+#: out of memory).
+SPACING_RANGE_MM = (1e-3, 100.0)
 
 _RGB_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -42,6 +50,8 @@ def read_volume(
     path = Path(path)
     if not path.exists():
         raise PromptRegisterError(f"Image not found: {path}. Check the path (relative paths start from {Path.cwd()}).")
+    if path.is_file() and is_nifti(path):
+        check_nifti(path, allow_nan)  # ITK reads cut-off data, NaN and zero spacing in NIfTI files without a word
     image = _read_dicom_folder(path, series_id) if path.is_dir() else _read_file(path)
     image = _to_scalar_3d(image, path)
     size = image.GetSize()
@@ -50,6 +60,7 @@ def read_volume(
             f"{path} has {int(np.prod(size)):,} voxels (size {size}), more than the limit of {max_voxels:,}. "
             "Crop it to the region of interest or downsample it first."
         )
+    _check_spacing(image.GetSpacing(), path)
     volume = Volume.from_sitk(image)
     if not allow_nan and np.issubdtype(volume.array.dtype, np.floating) and not np.isfinite(volume.array).all():
         bad = int((~np.isfinite(volume.array)).sum())
@@ -86,9 +97,39 @@ def read_label_map(path: str | os.PathLike, **kwargs) -> Volume:
 
 def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True) -> Path:
     """Write a volume (any format SimpleITK knows by suffix) atomically."""
-    with atomic_output(path) as temporary:
+    with quiet_native_errors(), atomic_output(path) as temporary:
         sitk.WriteImage(volume.to_sitk(), str(temporary), compress)
+        if is_nifti(temporary):
+            _check_written(temporary, Path(path))
     return Path(path)
+
+
+def _check_written(temporary: Path, target: Path) -> None:
+    """ITK's NIfTI writer leaves a short file and no error when the disk fills up (it prints "NWAD: wrote only
+    ... bytes"), so the file is read back through the header check before it is renamed into place."""
+    try:
+        check_nifti(temporary, allow_nan=True)
+    except PromptRegisterError:
+        folder = target.parent if str(target.parent) else Path(".")
+        raise (no_space_error(folder, RuntimeError("short write"))
+               or PromptRegisterError(f"Writing {target} failed: the file came out incomplete. Check the disk and "
+                                      "try again.")) from None
+
+
+def check_image_output(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output path SimpleITK cannot write a 3D image to (its folder, or a suffix such
+    as .xyz that names no image format): a tiny image is written with the same suffix in a temporary folder."""
+    path = Path(path)
+    check_writable(path)
+    suffix = full_suffix(path)
+    with tempfile.TemporaryDirectory() as folder, quiet_native_errors():
+        try:
+            sitk.WriteImage(sitk.Image([2, 2, 2], sitk.sitkFloat32), str(Path(folder) / f"probe{suffix}"))
+        except RuntimeError:
+            raise PromptRegisterError(
+                f"Cannot write {path}: {suffix or 'a name without a suffix'} is not an image format SimpleITK "
+                "writes. Use .nii.gz (recommended), .nrrd or .mha.") from None
+    return path
 
 
 def write_label_map(labels: Volume, path: str | os.PathLike) -> Path:
@@ -96,6 +137,16 @@ def write_label_map(labels: Volume, path: str | os.PathLike) -> Path:
     array = labels.array
     dtype = np.uint16 if array.size == 0 or (array.min() >= 0 and array.max() < 65536) else np.int32
     return write_volume(labels.with_array(array.astype(dtype)), path)
+
+
+def _check_spacing(spacing, path: Path) -> None:
+    low, high = SPACING_RANGE_MM
+    for axis, value in zip("xyz", spacing):
+        if not (low <= value <= high):
+            raise PromptRegisterError(
+                f"{path} has a voxel spacing of {value:g} mm along {axis}, outside {low:g}-{high:g} mm, which no "
+                "scan has: the header's units are probably wrong (metres or micrometres?). Fix the spacing in the "
+                "header and try again.")
 
 
 def _read_file(path: Path) -> sitk.Image:

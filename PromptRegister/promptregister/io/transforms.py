@@ -16,7 +16,8 @@ import SimpleITK as sitk
 from ..errors import PromptRegisterError
 from ..geometry import Geometry
 from ..volume import set_sitk_geometry
-from .atomic import atomic_output
+from .atomic import atomic_output, check_writable
+from .write_errors import quiet_native_errors
 
 TRANSFORM_SUFFIXES = (".h5", ".hdf5", ".tfm", ".txt", ".mat", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _FIELD_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -47,6 +48,21 @@ def transform_to_field(transform: sitk.Transform, geometry: Geometry) -> np.ndar
     return sitk.GetArrayFromImage(converter.Execute(transform))
 
 
+def check_transform_output(path: str | os.PathLike, displacement_field: bool = True) -> Path:
+    """Refuse, before any work, a transform path whose format cannot be told from its suffix or cannot hold
+    the transform (a linear one in an image format), or whose folder cannot be written."""
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(TRANSFORM_SUFFIXES):
+        raise PromptRegisterError(
+            f"Cannot tell the transform format from {path.name}; use .h5 (recommended), .tfm, or .nii.gz.")
+    if not displacement_field and name.endswith(_FIELD_IMAGE_SUFFIXES):
+        raise PromptRegisterError(f"{path.name} is an image format, which can only hold a displacement field; "
+                                  "write linear transforms as .h5 or .tfm.")
+    check_writable(path)
+    return path
+
+
 def write_transform(transform: sitk.Transform, path: str | os.PathLike) -> Path:
     """Write an ITK transform atomically.
 
@@ -59,7 +75,7 @@ def write_transform(transform: sitk.Transform, path: str | os.PathLike) -> Path:
         raise PromptRegisterError(
             f"Cannot tell the transform format from {path.name}; use .h5 (recommended), .tfm, or .nii.gz."
         )
-    with atomic_output(path) as temporary:
+    with quiet_native_errors(), atomic_output(path) as temporary:
         if name.endswith(_FIELD_IMAGE_SUFFIXES):
             if not isinstance(transform, sitk.DisplacementFieldTransform):
                 raise PromptRegisterError(

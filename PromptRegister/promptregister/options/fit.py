@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import PromptRegisterError
+from .checks import require_finite_numbers
 
 LINEAR_MODELS = ("none", "translation", "rigid", "affine")
 """Linear pre-alignment models: of the pairs (FitOptions.linear) and of the images (RegisterOptions.image_linear)."""
@@ -102,6 +103,7 @@ class FitOptions:
     seed: int = 0
 
     def validate(self) -> None:
+        require_finite_numbers(self)
         if self.linear not in LINEAR_MODELS:
             raise PromptRegisterError(f"linear must be one of {', '.join(LINEAR_MODELS)}; got {self.linear!r}.")
         if self.regulariser not in ("gradient", "bending"):

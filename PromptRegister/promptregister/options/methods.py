@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from ..errors import PromptRegisterError
+from .checks import require_range, require_whole
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class SliceSearch:
     slice_step: int = 1
     moving_slices: Optional[Tuple[int, ...]] = None
 
+    def __post_init__(self) -> None:
+        require_range("search_mm", self.search_mm, 0, None, "a distance in mm, more than 0", low_open=True)
+        require_range("threshold", self.threshold, -1, 1, "a cosine similarity in [-1, 1]")
+        require_whole("pairs_per_slice", self.pairs_per_slice, 1)
+        require_whole("slice_step", self.slice_step, 1)
+        for index in self.moving_slices or ():
+            require_whole("each of moving_slices", index, 0)
+
 
 @dataclass(frozen=True)
 class SamRegOptions(SliceSearch):
@@ -77,6 +86,13 @@ class SamRegOptions(SliceSearch):
     max_pairs: int = 100
     everything: EverythingOptions = field(default_factory=EverythingOptions)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_range("min_area", self.min_area, 0, 1, "a fraction of the slice area, in [0, 1]")
+        require_range("max_area", self.max_area, self.min_area, 1, "a fraction of the slice area, in [min_area, 1]")
+        require_range("max_overlap", self.max_overlap, 0, 1, "a fraction in [0, 1]")
+        require_whole("max_pairs", self.max_pairs, 1)
+
 
 @dataclass(frozen=True)
 class Tell2RegOptions(SliceSearch):
@@ -91,6 +107,14 @@ class Tell2RegOptions(SliceSearch):
     text_threshold: float = 0.25
     min_box_area: float = 0.002
     max_box_area: float = 0.8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_range("box_threshold", self.box_threshold, 0, 1, "a detector score in [0, 1]")
+        require_range("text_threshold", self.text_threshold, 0, 1, "a detector score in [0, 1]")
+        require_range("min_box_area", self.min_box_area, 0, 1, "a fraction of the slice area, in [0, 1]")
+        require_range("max_box_area", self.max_box_area, self.min_box_area, 1,
+                      "a fraction of the slice area, in [min_box_area, 1]")
 
 
 MASK_CHOICES = ("score", "part")
@@ -133,8 +157,13 @@ class PromptRegOptions:
     closeup_mm: float = 0.0
 
     def __post_init__(self) -> None:
-        if not float(self.closeup_mm) >= 0:
-            raise PromptRegisterError(f"closeup_mm is a width in mm, 0 (whole slices) or more; got {self.closeup_mm!r}")
+        require_range("search_mm", self.search_mm, 0, None, "a distance in mm, more than 0", low_open=True)
+        require_range("sigma_mm", self.sigma_mm, 0, None, "a distance in mm, more than 0", low_open=True)
+        require_range("step_px", self.step_px, 0, None, "a step in pixels, 0 or more")
+        require_whole("max_auxiliary", self.max_auxiliary, 0)
+        require_whole("marginal_samples", self.marginal_samples, 0)
+        require_whole("seed", self.seed, 0)
+        require_range("closeup_mm", self.closeup_mm, 0, None, "a width in mm, 0 (whole slices) or more")
         if int(self.search_stride) != self.search_stride or self.search_stride < 1:
             raise PromptRegisterError(f"search_stride must be a whole number of slices, at least 1; "
                                       f"got {self.search_stride!r}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Dict
 
 from ..errors import PromptRegisterError
+from .checks import require_finite_numbers
 from .fit import LINEAR_MODELS, FitOptions
 from .methods import GrowthOptions, PromptRegOptions, SamRegOptions, Tell2RegOptions
 
@@ -141,6 +142,8 @@ class RegisterOptions:
     doubtful_below: float = DOUBTFUL_BELOW
 
     def __post_init__(self) -> None:
+        require_finite_numbers(self)
+        self.fit.validate()
         if self.on_worse not in ("warn", "keep"):
             raise PromptRegisterError(f"on_worse must be 'warn' or 'keep'; got {self.on_worse!r}")
         self.growth.validate()
