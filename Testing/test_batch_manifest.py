@@ -111,3 +111,53 @@ def test_a_header_without_the_required_columns_is_refused_with_their_names(cohor
         load_manifest(cohort / "pairs.csv")
     text = str(raised.value)
     assert "lacks the column 'id'" in text and "lacks the column 'fixed'" in text and "'name'" in text
+
+
+def test_a_manifest_that_is_not_utf8_is_one_clean_error_naming_the_file_and_the_fix(cohort, capsys):
+    """Excel's plain "CSV" on Windows writes cp1252: a name with an accent was a UnicodeDecodeError traceback."""
+    from promptregister.cli import main as cli_main
+    from promptregister.errors import PromptRegisterError
+
+    path = cohort / "pairs.csv"
+    path.write_bytes("id,fixed,moving,text\nr\u00e9,sub001.nii.gz,sub004.nii.gz,hippocampus\n".encode("cp1252"))
+    with pytest.raises(PromptRegisterError, match="not UTF-8 text") as raised:
+        load_manifest(path)
+    assert not isinstance(raised.value, ManifestError) and str(path) in str(raised.value)
+    code = cli_main(["batch", str(path), "--out-dir", str(cohort / "out"), "--model", "classical", "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: the manifest {path} is not UTF-8 text") and "save it as UTF-8" in lines[0]
+    path.write_bytes(b"\xef\xbb\xbf" + "id,fixed,moving\nr\u00e9,sub001.nii.gz,sub004.nii.gz\n".encode())
+    with pytest.raises(ManifestError, match="not a plain name"):  # UTF-8 with a BOM reads; the id is then checked
+        load_manifest(path)
+
+
+def test_a_misspelt_column_is_refused_with_the_closest_known_name_and_the_list(cohort):
+    """`fixed_label` for `fixed_labels` would otherwise leave the pair without its Dice, unnoticed."""
+    (cohort / "pairs.csv").write_text("id,fixed,moving,fixed_label\n"
+                                      "a,sub001.nii.gz,sub004.nii.gz,sub001_labels.nii.gz\n")
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(cohort / "pairs.csv")
+    assert raised.value.problems == [
+        "the header has an unknown column 'fixed_label' (did you mean 'fixed_labels'? known: id, fixed, moving, "
+        "points, points_ras, point_pairs, point_pairs_ras, text, auto, fixed_labels, moving_labels, "
+        "fixed_landmarks, moving_landmarks)"]
+    (cohort / "pairs.csv").write_text("id,fixed,moving,notes\na,sub001.nii.gz,sub004.nii.gz,first\n")
+    with pytest.raises(ManifestError, match="unknown column 'notes' \\(known: id"):  # no close name: the list alone
+        load_manifest(cohort / "pairs.csv")
+
+
+def test_a_column_named_twice_or_a_row_longer_than_the_header_is_refused(cohort):
+    """Both used to drop a value silently: csv keeps the last of two equal columns and puts extra cells aside."""
+    (cohort / "pairs.csv").write_text("id,fixed,moving,text,text\na,sub001.nii.gz,sub004.nii.gz,bladder,prostate\n")
+    with pytest.raises(ManifestError, match="names the column 'text' 2 times"):
+        load_manifest(cohort / "pairs.csv")
+    point = ",".join(map(str, inside_point(cohort / "sub004_labels.nii.gz")))
+    (cohort / "pairs.csv").write_text(f"id,fixed,moving,points\na,sub001.nii.gz,sub004.nii.gz,{point}\n"
+                                      f'b,sub001.nii.gz,sub004.nii.gz,"{point}",\n')  # a trailing empty cell is fine
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(cohort / "pairs.csv")
+    problems = raised.value.problems
+    assert any(p.startswith("line 2 (a): 2 more value(s) than the header has columns") and "needs quotes" in p
+               for p in problems), problems
+    assert not any(p.startswith("line 3") for p in problems), problems

@@ -52,3 +52,39 @@ def test_a_pair_that_fails_for_its_input_is_a_record_with_the_message(tmp_path, 
     record = run_pair(row, tmp_path, FAST)
     assert record["status"] == "failed" and "outside the moving image" in record["message"]
     assert not (tmp_path / "bad" / DONE_FILE).exists()
+
+
+def test_a_pair_is_done_only_while_its_outputs_are_as_its_marker_recorded(tmp_path, hippocampus_paths):
+    """The marker records every output's size and SHA-256; a missing, grown or rewritten output (same size, other
+    bytes) makes the pair due again with the reason, and so does a marker of an earlier version without them."""
+    from promptregister.batch.pair_task import pair_check
+    from promptregister.checksums import sha256_of
+
+    row = PairRow(2, "p1", hippocampus_paths("001")[0], hippocampus_paths("004")[0])
+    out = tmp_path / "out"
+    assert run_pair(row, out, FAST)["status"] == "ok"
+    folder = out / "p1"
+    stored = json.loads((folder / DONE_FILE).read_text())
+    written = {p.name for p in folder.iterdir()} - {DONE_FILE}
+    assert set(stored["outputs"]) == written and "transform.h5" in written
+    for name, expected in stored["outputs"].items():
+        assert expected == {"bytes": (folder / name).stat().st_size, "sha256": sha256_of(folder / name)}
+    assert pair_check(row, out, FAST) == ("done", None)
+
+    transform = (folder / "transform.h5").read_bytes()
+    (folder / "pairs.json").write_text((folder / "pairs.json").read_text() + " ")
+    assert pair_check(row, out, FAST) == ("changed", "its pairs.json changed since it was written")
+    (folder / "pairs.json").write_text((folder / "pairs.json").read_text()[:-1])
+    assert pair_check(row, out, FAST).state == "done"
+    middle = len(transform) // 2
+    (folder / "transform.h5").write_bytes(transform[:middle] + bytes([transform[middle] ^ 1]) + transform[middle + 1:])
+    assert pair_check(row, out, FAST) == ("changed", "its transform.h5 changed since it was written")  # same size
+    (folder / "transform.h5").unlink()
+    assert pair_check(row, out, FAST) == ("changed", "its transform.h5 is missing")
+    assert pair_state(row, out, FAST) == "changed"
+
+    (folder / "transform.h5").write_bytes(transform)
+    del stored["outputs"]  # as markers were written before the outputs' checksums
+    (folder / DONE_FILE).write_text(json.dumps(stored))
+    state, reason = pair_check(row, out, FAST)
+    assert state == "changed" and "earlier version" in reason

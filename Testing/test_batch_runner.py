@@ -129,7 +129,7 @@ def test_a_rerun_skips_done_pairs_without_loading_a_model_and_redoes_changed_one
 def test_a_worker_killed_mid_pair_has_its_pair_retried(manifest, tmp_path, monkeypatch):
     from dask.distributed import Client, LocalCluster
 
-    from promptregister.batch.runner import THREAD_VARIABLES
+    from promptregister.batch.cluster import THREAD_VARIABLES
 
     for name in THREAD_VARIABLES:  # a Nanny sets its thread variables in this process too; undo that afterwards
         if name in os.environ:

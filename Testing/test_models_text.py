@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -52,8 +54,41 @@ def test_transformers_detector_boxes_are_in_the_slice_pixel_frame(hf_folder):
 
 def test_missing_transformers_model_is_a_clear_error(tmp_path):
     manager = WeightsManager(weights_dir=tmp_path, cache_dir=tmp_path / "cache", allow_download=False)
-    with pytest.raises(PromptRegisterError, match="GroundingDINO model 'grounding-dino-base' is not available"):
+    with pytest.raises(PromptRegisterError, match="model grounding-dino-base .* is not available") as caught:
         build_detector("grounding-dino-base", manager=manager, device="cpu")
+    assert str(tmp_path / "cache" / "grounding-dino-base") in str(caught.value)  # where to put it
+    assert "promptregister weights fetch grounding-dino-base" in str(caught.value)  # or how to fetch it
+
+
+def test_a_registry_detector_folder_is_checked_against_its_pin(hf_folder, tmp_path):
+    """A folder found under a registry name must hold the pinned weights: the tiny model put where
+    grounding-dino-tiny belongs is refused by its size, never loaded as if it were the real one."""
+    shutil.copytree(hf_folder, tmp_path / "grounding-dino-tiny")
+    manager = WeightsManager(weights_dir=tmp_path, cache_dir=tmp_path / "cache", allow_download=False)
+    with pytest.raises(PromptRegisterError, match="is not the grounding-dino-tiny checkpoint .*689359096 bytes"):
+        build_detector("grounding-dino-tiny", manager=manager, device="cpu")
+
+
+def test_a_pinned_detector_folder_loads_and_a_tampered_one_is_refused(hf_folder, tmp_path):
+    """A registry entry pinned to the tiny model's weights loads through the same path as the real models; one
+    flipped byte in the weights is refused."""
+    weights = hf_folder / "model.safetensors"
+    entry = Checkpoint("tiny-gdino", "test-org/tiny-gdino", "hf-groundingdino", "tiny-gdino",
+                       "https://example.invalid/tiny-gdino", sha256_of(weights), weights.stat().st_size, "test",
+                       revision="0" * 40, weight_file="model.safetensors")
+    shutil.copytree(hf_folder, tmp_path / "good" / "tiny-gdino")
+    manager = WeightsManager(weights_dir=tmp_path / "good", cache_dir=tmp_path / "cache", allow_download=False)
+    manager.add(entry)
+    assert build_detector("tiny-gdino", manager=manager, device="cpu").name == "tiny-gdino"
+    tampered = tmp_path / "bad" / "tiny-gdino"
+    shutil.copytree(hf_folder, tampered)
+    data = bytearray((tampered / "model.safetensors").read_bytes())
+    data[-10] ^= 0x01
+    (tampered / "model.safetensors").write_bytes(bytes(data))
+    manager = WeightsManager(weights_dir=tmp_path / "bad", cache_dir=tmp_path / "cache", allow_download=False)
+    manager.add(entry)
+    with pytest.raises(PromptRegisterError, match="refusing .*model.safetensors"):
+        build_detector("tiny-gdino", manager=manager, device="cpu")
 
 
 @pytest.fixture(scope="module")

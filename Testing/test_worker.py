@@ -317,10 +317,11 @@ def test_a_request_whose_last_event_is_written_no_longer_makes_the_next_one_busy
             time.sleep(1.0)  # the thread that wrote the result is still alive for a second
 
     server.send = slow_after_result
-    server.handle('{"id": 1, "type": "register"}')
+    fields = '"fixed": "a", "moving": "b", "out_dir": "o"'  # what parse_request requires of a register request
+    server.handle('{"id": 1, "type": "register", %s}' % fields)
     assert written_result.wait(10)
     assert server.running.is_alive()
-    server.handle('{"id": 2, "type": "register"}')
+    server.handle('{"id": 2, "type": "register", %s}' % fields)
     server.running.join(10)
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(e["id"], e["type"]) for e in events] == [(1, "result"), (2, "result")], events
@@ -376,3 +377,47 @@ def test_a_deeply_nested_line_is_refused_and_the_worker_answers_the_next_request
     assert refused and refused[0]["code"] == "bad_json" and "deep" in refused[0]["message"]
     assert any(event.get("id") == 1 and event.get("type") == "result" for event in events), events
     assert result.returncode == 0, result.stderr[-500:]
+
+
+def test_wrong_types_and_non_finite_numbers_are_bad_requests_naming_the_field(worker, hippocampus_paths, tmp_path):
+    """A tester's reports: "sample_points": "x" and options holding the NaN or Infinity literals (which Python's
+    json reads) came back as "internal", or even ran with NaN. Every malformed request is a "bad_request" whose
+    message names the field and what it should be; it is refused before the output folder is touched."""
+    import json
+
+    fixed, _ = hippocampus_paths("001")
+    base = {"type": "register", "fixed": str(fixed), "moving": str(fixed), "model": "classical", "device": "cpu"}
+    cases = [({"sample_points": "x"}, '"sample_points" must be a whole number'),
+             ({"sample_points": 2.5}, '"sample_points" must be a whole number'),
+             ({"options": {"smoothness": "NaN"}}, '"options.smoothness" must be a number'),
+             ({"options": {"unfold": "false"}}, '"options.unfold" must be true or false'),
+             ({"report": "no"}, '"report" must be true or false'),
+             ({"points": [{"lps": ["1", 2, 3]}]}, "lps must be three numbers")]
+    lines = [json.dumps({**base, **fields}) for fields, _ in cases]
+    for literal in ("NaN", "Infinity", "-Infinity", "1e400"):  # what json.dumps would never write
+        lines.append(json.dumps(base)[:-1] + f', "options": {{"smoothness": {literal}}}}}')
+        cases.append(({}, '"options.smoothness" must be a finite number'))
+    lines.append(json.dumps(base)[:-1] + ', "point_pairs": [{"moving": [0, 0, NaN], "fixed": [0, 0, 0]}]}')
+    cases.append(({}, '"point_pairs[0].moving[2]" must be a finite number'))
+    for number, (line, (_, message)) in enumerate(zip(lines, cases)):
+        out = tmp_path / f"out{number}"
+        request = json.loads(line)
+        request.update(id=f"t{number}", out_dir=str(out))
+        worker.send_raw(json.dumps(request, allow_nan=True))
+        events = list(worker.events(f"t{number}", timeout=60))
+        assert [(e["type"], e.get("code")) for e in events] == [("error", "bad_request")], (line, events)
+        assert message in events[0]["message"], (line, events[0]["message"])
+        assert not out.exists(), line
+    assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION
+
+
+def test_a_line_the_reading_thread_could_not_handle_no_longer_ends_the_worker(worker):
+    """Found by Testing/test_worker_fuzz.py: a 5,000-digit number (over Python's int conversion limit) and a path
+    longer than the file system takes raised past the reading thread, and the worker died without answering."""
+    worker.send_raw('{"id": "digits", "type": "hello", "pad": ' + "7" * 5000 + "}")
+    (event,) = list(worker.events("digits", timeout=30))
+    assert event["code"] == "bad_request" and '"pad" is too large a number' in event["message"]
+    with pytest.raises(WorkerError) as caught:
+        worker.call("load", path="/" + "x" * 300, timeout=30)
+    assert caught.value.code == "bad_request" and '"path": cannot read' in caught.value.message
+    assert worker.call("hello", timeout=30)["protocol"] == PROTOCOL_VERSION

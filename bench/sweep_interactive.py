@@ -1,11 +1,13 @@
-"""Choose the warm-started fit's learning rate on sweep pairs (bench/cases.SWEEP_PAIRS), not on test pairs.
+"""Choose the warm-started fit's learning rate and convergence tolerance on sweep pairs (bench/cases.SWEEP_PAIRS),
+not on test pairs.
 
 Per pair: four clicks (seeded points in the moving labels, classical backend, no marginalisation), a cold fit,
-a fifth click, then the update fitted warm at each learning rate, and cold. Prints each rate's seconds and how
-far its field lies from the cold fit's (mean and max mm); interactive/session.WARM_LEARNING_RATE_MM is the
-fastest rate whose mean distance from the cold fit stays under a tenth of the pairs' 1 mm voxel.
+a fifth click, then the update fitted warm at each setting (learning rate x tolerance), and cold. Prints each
+setting's seconds, iterations and how far its field lies from the cold fit's (mean and max mm);
+interactive/session.WARM_LEARNING_RATE_MM and WARM_TOLERANCE are the fastest setting whose mean distance from the
+cold fit stays under a tenth of the pairs' 1 mm voxel.
 
-Run: python bench/sweep_interactive.py [--pairs 4] [--rates 1,0.5,0.25]
+Run: python bench/sweep_interactive.py [--pairs 4] [--rates 1,0.5,0.25] [--tolerances 0.002]
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--rates", default="1,0.5,0.25")
+    parser.add_argument("--tolerances", default="0.002", help="warm fits' convergence tolerances (FitOptions)")
     args = parser.parse_args()
-    rates = [float(r) for r in args.rates.split(",")]
+    settings = [(float(r), float(t)) for r in args.rates.split(",") for t in args.tolerances.split(",")]
     folder = DATA / "hippocampus_mr"
-    results = {rate: [] for rate in rates}
+    results = {setting: [] for setting in settings}
     for fixed_case, moving_case in SWEEP_PAIRS[:args.pairs]:
         fixed = read_volume(folder / f"case{fixed_case}_t1.nii.gz")
         moving = read_volume(folder / f"case{moving_case}_t1.nii.gz")
@@ -46,29 +49,33 @@ def main() -> None:
             voxels = np.argwhere(labels.array == 1 + n % 2)
             kji = voxels[rng.integers(len(voxels))]
             points.append(PointPrompt(tuple(labels.geometry.index_to_physical(kji[::-1].astype(float)))))
-        for rate in rates:
-            session = InteractiveSession(fixed, moving, build_segmenter("classical"),
-                                         options_from_flat({"marginal_samples": 0}))
-            for point in points[:4]:
-                session.prompt([point])
-            session.fit()
-            session.prompt([points[4]])
-            base = session.options
-            session.options = replace(base, fit=replace(base.fit, learning_rate_mm=rate))
+        session = InteractiveSession(fixed, moving, build_segmenter("classical"),
+                                     options_from_flat({"marginal_samples": 0}))
+        for point in points[:4]:
+            session.prompt([point])
+        first = session.fit()
+        session.prompt([points[4]])
+        base = session.options
+        cold = session.fit(warm=False)
+        for rate, tolerance in settings:
+            session.last_fit = first  # each setting warms up from the same fit
+            session.options = replace(base, fit=replace(base.fit, learning_rate_mm=rate, tolerance=tolerance))
             started = time.perf_counter()
             warm = session.fit()
             seconds = time.perf_counter() - started
-            session.options = base
-            cold = session.fit(warm=False)
+            iterations = sum(level.iterations for level in warm.fit.levels)
             difference = np.abs(warm.fit.field - cold.fit.field)
-            results[rate].append((seconds, difference.mean(), difference.max()))
-            print(f"{fixed_case}<-{moving_case} rate {rate}: {seconds:.2f} s, mean {difference.mean():.3f} mm, "
-                  f"max {difference.max():.2f} mm", flush=True)
-    print("\n| warm learning rate (mm) | fit update s (mean) | mean distance to cold fit (mm) | max (mm) |")
-    print("| --- | --- | --- | --- |")
-    for rate in rates:
-        rows = np.array(results[rate])
-        print(f"| {rate} | {rows[:, 0].mean():.2f} | {rows[:, 1].mean():.3f} | {rows[:, 2].max():.2f} |")
+            results[(rate, tolerance)].append((seconds, difference.mean(), difference.max(), iterations))
+            print(f"{fixed_case}<-{moving_case} rate {rate} tolerance {tolerance}: {seconds:.2f} s, {iterations} "
+                  f"iterations, mean {difference.mean():.3f} mm, max {difference.max():.2f} mm", flush=True)
+        session.options = base
+    print("\n| warm learning rate (mm) | tolerance | fit update s (mean) | iterations (mean) | mean distance to cold "
+          "fit (mm) | max (mm) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for rate, tolerance in settings:
+        rows = np.array(results[(rate, tolerance)])
+        print(f"| {rate} | {tolerance} | {rows[:, 0].mean():.2f} | {rows[:, 3].mean():.0f} | {rows[:, 1].mean():.3f} "
+              f"| {rows[:, 2].max():.2f} |")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def earlier_outputs(out_dir: Path) -> List[str]:
                   if path.is_file() and (path.name in known or _OTHER_OUTPUTS.fullmatch(path.name)))
 
 
-def check_output_folder(out_dir: os.PathLike, resampled: bool, overwrite: bool) -> Path:
+def check_output_folder(out_dir: os.PathLike, overwrite: bool) -> Path:
     """The output folder, after refusing to replace earlier results unless asked to."""
     out_dir = Path(out_dir)
     existing = earlier_outputs(out_dir)

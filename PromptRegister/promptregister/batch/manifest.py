@@ -8,6 +8,11 @@ prompt (and no default prompt on the command line) is registered on its images a
 against the manifest's folder. Every problem of every row is collected and reported at once, so a cohort of
 300 pairs is not started to fail at pair 250 on a typo.
 
+The file must be UTF-8 text (with or without a byte-order mark). Columns are only those above: an unknown column
+(`fixed_label` for `fixed_labels`) is refused with the closest known name and the list, as are a column named
+twice and a row with more values than the header has columns (an unquoted comma), so that nothing the user
+wrote is silently ignored.
+
 Two kinds of problem: a mistake in the manifest itself (a column, an id, a file that is missing or unreadable, a
 value that does not parse, a label map on another grid) stops the whole run before it starts (ManifestError); a
 prompt point outside its moving image is the pair's own problem, found just as early, and that pair alone fails
@@ -17,6 +22,7 @@ with its message while the others run (PairRow.problem).
 from __future__ import annotations
 
 import csv
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +33,8 @@ import numpy as np
 from ..errors import PromptRegisterError
 
 REQUIRED = ("id", "fixed", "moving")
-OPTIONAL = ("points", "points_ras", "point_pairs", "point_pairs_ras", "text", "auto", "fixed_labels", "moving_labels", "fixed_landmarks",
-            "moving_landmarks")
+OPTIONAL = ("points", "points_ras", "point_pairs", "point_pairs_ras", "text", "auto", "fixed_labels", "moving_labels",
+            "fixed_landmarks", "moving_landmarks")
 PATH_COLUMNS = ("fixed", "moving", "fixed_labels", "moving_labels", "fixed_landmarks", "moving_landmarks")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 """A pair id names its output folder, so it is a plain name."""
@@ -83,33 +89,70 @@ def load_manifest(path, require_prompt: bool = False) -> Manifest:
     if not path.is_file():
         raise PromptRegisterError(f"the manifest {path} does not exist; give a CSV file with a header row "
                                   f"({', '.join(REQUIRED)}, ...)")
-    text = path.read_text(encoding="utf-8-sig")
+    text = _read_text(path)
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in first else ","
     reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-    header = [name.strip() for name in (reader.fieldnames or [])]
-    problems = [f"the header lacks the column {name!r}" for name in REQUIRED if name not in header]
-    problems += [f"the header has an unknown column {name!r} (known: {', '.join(REQUIRED + OPTIONAL)})"
-                 for name in header if name not in REQUIRED + OPTIONAL]
-    if problems:
-        raise ManifestError(path, problems)
-    rows, seen = [], {}
-    for line, raw in enumerate(reader, start=2):
-        values = {key.strip(): (value or "").strip() for key, value in raw.items() if key is not None}
-        if not any(values.values()):
-            continue  # a blank line
-        row, row_problems = _row(path.parent, line, values, require_prompt)
-        if row is not None and row.id in seen:
-            row_problems.append(f"the id {row.id!r} is also on line {seen[row.id]}; ids name output folders")
-        if row is not None:
-            seen.setdefault(row.id, line)
-            rows.append(row)
-        problems += [f"line {line} ({values.get('id') or 'no id'}): {problem}" for problem in row_problems]
+    try:
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        problems = header_problems(header)
+        if problems:
+            raise ManifestError(path, problems)
+        rows, seen = [], {}
+        for line, raw in enumerate(reader, start=2):
+            problems += _row_problems(path.parent, line, raw, require_prompt, rows, seen)
+    except csv.Error as error:
+        raise PromptRegisterError(f"the manifest {path} is not a readable CSV or TSV file (line {reader.line_num}: "
+                                  f"{error}); check its quotes") from None
     if not rows and not problems:
         problems.append("no pairs: the manifest has a header and no rows")
     if problems:
         raise ManifestError(path, problems)
     return Manifest(path, rows)
+
+
+def _read_text(path: Path) -> str:
+    """The manifest's text; a file in another encoding (Excel's "CSV" on Windows, UTF-16) is one clear error."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PromptRegisterError(f"the manifest {path} is not UTF-8 text (byte {error.object[error.start]:#04x} "
+                                  f"at offset {error.start}); save it as UTF-8 (Excel: Save As \"CSV UTF-8\"; "
+                                  "LibreOffice: character set \"Unicode (UTF-8)\") and run again") from None
+
+
+def header_problems(header: Sequence[str]) -> List[str]:
+    """Missing required columns, columns named twice, and unknown columns, each unknown one with the known name
+    it is closest to (a typo such as `fixed_label`) and the list of known columns."""
+    known = REQUIRED + OPTIONAL
+    problems = [f"the header lacks the column {name!r}" for name in REQUIRED if name not in header]
+    problems += [f"the header names the column {name!r} {header.count(name)} times; give each column once"
+                 for name in sorted(set(header)) if header.count(name) > 1]
+    for name in header:
+        if name not in known:
+            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"the header has an unknown column {name!r} ({hint}known: {', '.join(known)})")
+    return problems
+
+
+def _row_problems(folder: Path, line: int, raw: Dict, require_prompt: bool, rows: List["PairRow"],
+                  seen: Dict[str, int]) -> List[str]:
+    """One CSV record checked into `rows` (and `seen`, the ids so far); its problems, each prefixed with the line."""
+    extra = [value for value in (raw.get(None) or []) if value and value.strip()]
+    values = {key.strip(): (value or "").strip() for key, value in raw.items() if key is not None}
+    if not any(values.values()) and not extra:
+        return []  # a blank line
+    row, row_problems = _row(folder, line, values, require_prompt)
+    if extra:
+        row_problems.append(f"{len(extra)} more value(s) than the header has columns ({', '.join(map(repr, extra))})"
+                            "; a value with a comma needs quotes (\"x,y,z;x,y,z\"), or the header lacks a column")
+    if row is not None and row.id in seen:
+        row_problems.append(f"the id {row.id!r} is also on line {seen[row.id]}; ids name output folders")
+    if row is not None:
+        seen.setdefault(row.id, line)
+        rows.append(row)
+    return [f"line {line} ({values.get('id') or 'no id'}): {problem}" for problem in row_problems]
 
 
 def _row(folder: Path, line: int, values: Dict[str, str], require_prompt: bool) -> Tuple[Optional[PairRow], List[str]]:

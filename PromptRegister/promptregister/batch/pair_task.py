@@ -1,10 +1,12 @@
 """One pair of a cohort: register it into <out>/<id>/, all or nothing, and leave a done-marker last.
 
-The marker (done.json) holds the SHA-256 of every input file, the row's prompts and the settings' fingerprint.
-A rerun skips a pair whose marker matches and redoes one whose inputs or settings changed; a pair without a
-marker (a run that died mid-pair) is redone. A failure for a user-input reason (PromptRegisterError) becomes a
-"failed" record with its message; it never stops the other pairs. `run_pair` is the task the runner schedules,
-in-process or on Dask workers.
+The marker (done.json) holds the SHA-256 of every input file, the row's prompts and the settings' fingerprint,
+and the size and SHA-256 of every output the pair wrote. A rerun skips a pair only when its marker matches and
+its outputs are still there as written; it redoes one whose inputs or settings changed, whose outputs are
+missing or changed (deleted or overwritten by hand), or whose marker predates the output checksums; a pair
+without a marker (a run that died mid-pair) is redone. A failure for a user-input reason (PromptRegisterError)
+becomes a "failed" record with its message; it never stops the other pairs. `run_pair` is the task the runner
+schedules, in-process or on Dask workers.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, NamedTuple, Optional
 
-from ..checksums import known_sha256
+from ..checksums import known_sha256, sha256_of
 from ..errors import PromptRegisterError
 from ..io.atomic import atomic_output
 from . import warm_models
@@ -38,21 +40,67 @@ def fingerprint(row: PairRow, settings: BatchSettings) -> Dict[str, Any]:
     return {"files": files, "prompts": prompts, "settings": settings.fingerprint()}
 
 
-def pair_state(row: PairRow, out_root: Path, settings: BatchSettings) -> str:
-    """"done" (the marker matches), "changed" (a marker for other inputs or settings) or "new"."""
-    marker = Path(out_root) / row.id / DONE_FILE
+class PairCheck(NamedTuple):
+    """A pair's state on a rerun and, when it must run again, why (for the console and the summary)."""
+
+    state: str
+    """"done", "changed" (it must run again) or "new" (no marker)."""
+    reason: Optional[str] = None
+    """Why a "changed" pair runs again when that is not its inputs or settings: its outputs, its marker."""
+
+
+def pair_check(row: PairRow, out_root: Path, settings: BatchSettings) -> PairCheck:
+    """Whether the pair is done: its marker matches its inputs and settings AND every output it recorded is in
+    its folder with the recorded size and SHA-256 (a deleted or replaced transform.h5 makes it due again)."""
+    folder = Path(out_root) / row.id
+    marker = folder / DONE_FILE
     if not marker.is_file():
-        return "new"
+        return PairCheck("new")
     try:
-        stored = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return "changed"
-    return "done" if stored.get("fingerprint") == fingerprint(row, settings) else "changed"
+        stored = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return PairCheck("changed", f"its {DONE_FILE} cannot be read")
+    if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint(row, settings):
+        return PairCheck("changed")
+    outputs = stored.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return PairCheck("changed", f"its {DONE_FILE} was written by an earlier version, without its outputs' "
+                                    "checksums")
+    if any(Path(name).name != name for name in outputs):  # a marker names files in its own folder only
+        return PairCheck("changed", f"its {DONE_FILE} cannot be read")
+    for name, expected in sorted(outputs.items()):
+        problem = output_problem(folder / name, expected)
+        if problem:
+            return PairCheck("changed", f"its {name} {problem}")
+    return PairCheck("done")
+
+
+def pair_state(row: PairRow, out_root: Path, settings: BatchSettings) -> str:
+    """"done" (the marker matches and the outputs are as written), "changed" (it must run again) or "new"."""
+    return pair_check(row, out_root, settings).state
+
+
+def output_record(files: Mapping[str, Path]) -> Dict[str, Dict[str, Any]]:
+    """{name: {"bytes", "sha256"}} of the files a pair wrote: what its marker vouches for."""
+    return {name: {"bytes": Path(path).stat().st_size, "sha256": sha256_of(Path(path))}
+            for name, path in sorted(files.items())}
+
+
+def output_problem(path: Path, expected: Any) -> Optional[str]:
+    """What is wrong with one recorded output ("is missing", "changed since it was written"), or None. The size
+    is compared first, so that a truncated file is not read."""
+    if not path.is_file():
+        return "is missing"
+    if not isinstance(expected, dict):
+        return "has no checksum in the marker"
+    if path.stat().st_size != expected.get("bytes") or sha256_of(path) != expected.get("sha256"):
+        return "changed since it was written"
+    return None
 
 
 def stored_record(row: PairRow, out_root: Path) -> Dict[str, Any]:
     """The record a completed pair's marker keeps (its figures), for a rerun that skips it."""
-    return dict(json.loads((Path(out_root) / row.id / DONE_FILE).read_text())["record"])
+    return dict(json.loads((Path(out_root) / row.id / DONE_FILE).read_text(encoding="utf-8"))["record"])
 
 
 def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str, Any]:
@@ -84,7 +132,6 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
                           resampled=settings.resampled, report=settings.report)
         outcome = run_job(job, pool)
         result, written = outcome.registration, outcome.files
-        remove_stale(folder, written)
         record["pairs"] = len(result.pairs)
         record["folding_percent"] = round(float(result.jacobian.get("folding_percent", 0.0)), 4)
         if result.warnings:
@@ -95,29 +142,14 @@ def run_pair(row: PairRow, out_root: Path, settings: BatchSettings) -> Dict[str,
         if pool.load_seconds > loaded_before:  # this pair loaded the worker's models (the first of its worker)
             record["model_load_s"] = round(pool.load_seconds - loaded_before, 3)
         record["seconds"] = round(time.perf_counter() - started, 3)
+        stored = {"fingerprint": fingerprint(row, settings), "outputs": output_record(written), "record": record}
         with atomic_output(marker) as temporary:  # last: its presence says every output is complete
-            temporary.write_text(json.dumps({"fingerprint": fingerprint(row, settings), "record": record}, indent=1))
+            temporary.write_text(json.dumps(stored, indent=1), encoding="utf-8")
     except PromptRegisterError as error:
         record.update(status="failed", message=str(error), seconds=round(time.perf_counter() - started, 3))
         if pool.load_seconds > loaded_before:
             record["model_load_s"] = round(pool.load_seconds - loaded_before, 3)
     return record
-
-
-
-
-def remove_stale(folder: Path, written) -> None:
-    """Outputs an earlier run left in the pair's folder that this one did not write (a report no longer asked
-    for), so that the folder holds this run's outputs only. Only files named as `register` names its outputs are
-    touched: anything else a user keeps there stays."""
-    from ..outputs import MAIN_FILES, RESAMPLED_FILE
-
-    for path in folder.iterdir():
-        name = path.name
-        ours = (name in MAIN_FILES or name == RESAMPLED_FILE or name.startswith("report")
-                or name.startswith(("fixed_rois.", "moving_rois.")))
-        if ours and path.is_file() and name not in written:
-            path.unlink()
 
 
 def label_figures(fixed_labels, moving_labels, transform, row: PairRow) -> Dict[str, float]:

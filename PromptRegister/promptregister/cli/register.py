@@ -188,7 +188,7 @@ def run_register(args: argparse.Namespace) -> int:
     from ..paths import embeddings_cache_dir
     from ..register import check_volumes
 
-    out_dir = check_output_folder(args.out_dir, args.resampled, args.overwrite)
+    out_dir = check_output_folder(args.out_dir, args.overwrite)
     text = args.text
     if text is not None and not text.strip(" ,."):
         raise PromptRegisterError("the text prompt is empty; give phrases such as --text \"prostate, bladder\"")
@@ -204,6 +204,10 @@ def run_register(args: argparse.Namespace) -> int:
     fixed = read_volume(args.fixed)
     moving = read_volume(args.moving)
     check_volumes(fixed, moving, points, point_pairs)  # input errors before the model is chosen, loaded or named
+    if text is not None:  # a detector that is not on this machine is said before any model is loaded
+        from ..models import check_detector
+
+        check_detector(args.detector, args.detector_checkpoint)
     check_output_space(out_dir, fixed.geometry, args.resampled)
     if same_file(args.fixed, args.moving):
         print("note: the fixed and moving images are the same file; the result should be (close to) the identity",

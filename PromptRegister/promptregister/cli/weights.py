@@ -114,18 +114,18 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 def _fetch_hub(manager, entry) -> int:
-    if not manager.allow_download:
-        raise PromptRegisterError(manager.missing_message(entry, suggest_fetch=False))
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise PromptRegisterError("huggingface_hub is missing; install the text extra") from None
-    target = manager.cache_dir / entry.file_name
-    try:
-        snapshot_download(entry.architecture, local_dir=str(target))
-    except Exception as error:  # noqa: BLE001 - network and hub errors come in many types
-        raise PromptRegisterError(f"cannot download {entry.architecture} from the hub: {error}") from None
-    print(f"{entry.name}: saved to {target}")
+    """A hub model folder at its pinned revision, its weight file checked against the pinned SHA-256."""
+    from ..models.hub import fetch_folder
+
+    found = manager.find(entry.name)
+    if found is not None:
+        manager.verify(entry, found)
+        print(f"{entry.name}: already present and verified at {found}")
+        return 0
+    print(f"{entry.name}: downloading {entry.architecture} at revision {entry.revision} ({_size(entry.size)} of "
+          "weights)", file=sys.stderr)
+    target = fetch_folder(manager, entry)
+    print(f"{entry.name}: saved to {target} (revision {entry.revision}, SHA-256 of {entry.weight_file} verified)")
     return 0
 
 

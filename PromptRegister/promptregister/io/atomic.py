@@ -43,7 +43,7 @@ def remove_stale_temporaries(folder: Path) -> List[str]:
         return removed
     for entry in entries:
         match = _TEMPORARY.fullmatch(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
+        if match is None or process_alive(int(match.group(1))):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():
@@ -56,7 +56,8 @@ def remove_stale_temporaries(folder: Path) -> List[str]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (someone else's counts as running: it cannot be asked, and is left alone)."""
     if pid == os.getpid():
         return True
     try:

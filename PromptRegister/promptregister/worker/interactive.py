@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, Deque, Dict
 
+from .fields import shown
 from .protocol import SAFE_NAME, Cancelled, ProtocolError, error_fields
 
 
@@ -145,7 +146,7 @@ class InteractiveRequests:
     def session(self, request: Dict[str, Any]):
         session_id = request.get("session")
         if session_id not in self.sessions:
-            raise ProtocolError("bad_request", f"unknown session {session_id!r}; open one first")
+            raise ProtocolError("bad_request", f"unknown session {shown(session_id)}; open one first")
         return session_id, self.sessions[session_id]
 
     @staticmethod
@@ -160,17 +161,18 @@ class InteractiveRequests:
         from .session import register_options
 
         store = self.server.session
-        fixed, moving = store.volume(request.get("fixed"), "fixed"), store.volume(request.get("moving"), "moving")
-        device = request.get("device", "auto")
-        options = register_options(request.get("options") or {}, device)
-        segmenter = store.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
-                                    request.get("decoder"))
         session_id = request.get("session")  # a client may name it, to send clicks before this answer arrives
-        # the name becomes the session's folder: a plain name, never a path (as batch pair ids)
+        # the name becomes the session's folder: a plain name, never a path (as batch pair ids); checked before
+        # any volume or model is loaded
         if session_id is not None and (not isinstance(session_id, str) or not SAFE_NAME.match(session_id)
                                        or session_id in self.sessions):
             raise ProtocolError("bad_request", '"session" must be a new plain name (letters, digits, ".", "_", "-", '
-                                f'starting with a letter or digit); {session_id!r} is not')
+                                f'starting with a letter or digit); {shown(session_id)} is not')
+        device = request.get("device", "auto")
+        options = register_options(request.get("options") or {}, device)
+        fixed, moving = store.volume(request.get("fixed"), "fixed"), store.volume(request.get("moving"), "moving")
+        segmenter = store.segmenter(request.get("model", "auto"), device, request.get("checkpoint"), progress,
+                                    request.get("decoder"))
         session = InteractiveSession(fixed, moving, segmenter, options)
         session_id = session_id or f"s{next(self.numbers)}"
         self.sessions[session_id] = session

@@ -25,13 +25,20 @@ Events (worker -> client) carry the "id" of the request they answer and a
 "type": "progress" {stage, fraction}, "log" {message}, "result" {...} or
 "error" {code, message}. A line that is not a JSON object gets an error event
 with id null. Error codes are listed in ERROR_CODES.
+
+Each request's fields are checked where it is parsed (fields.py): a field missing or of the wrong JSON type, a
+number that is NaN, infinite or beyond 64 bits, or a lone surrogate in a string is a "bad_request" naming the
+field, answered before anything is loaded or written (a line holding bytes that are not UTF-8 is "bad_json");
+"internal" is left for the worker's own bugs.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, Union
+from typing import Any, Dict
+
+from .bad_requests import SAFE_NAME, ProtocolError, RequestId  # noqa: F401  (the protocol's names, kept here)
 
 PROTOCOL_VERSION = 2
 INTERACTIVE_REQUESTS = ("open", "prompt", "correct", "delete", "undo", "auto", "text", "fit", "pairs", "close")
@@ -48,19 +55,6 @@ ERROR_CODES = {
     "internal": "an unexpected failure inside the worker (see its stderr)",
 }
 
-
-class ProtocolError(Exception):
-    """A request the worker cannot serve; becomes an error event."""
-
-    def __init__(self, code: str, message: str, request_id: "RequestId" = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
-"""A name the worker turns into a file or folder name (uploads, sessions): plain, never a path."""
 
 MAX_NESTING = 32
 """Deepest nesting of arrays and objects a request may have (real requests use 4): deeper ones are refused before
@@ -90,29 +84,42 @@ def nesting_depth(line: str) -> int:
     return deepest
 
 
+NOT_TEXT = re.compile("[\ud800-\udfff]")
+"""What the worker's input decoder (UTF-8, surrogateescape) makes of bytes that are not UTF-8; JSON text itself
+never holds these characters (an escaped "\\ud800" is six ASCII characters)."""
+
+
 def parse_request(line: str) -> Dict[str, Any]:
-    """One request line -> dict with a string id and a known type, or ProtocolError."""
+    """One request line -> dict with a valid id, a known type and each of that type's fields of its JSON type
+    (fields.py), or ProtocolError: "bad_json" for a line that is not a JSON object, "bad_request" for a malformed
+    one (naming the field), "unknown_type"."""
+    from .fields import LARGEST_INTEGER, check_fields, check_values, read_integer, shown
+
+    if NOT_TEXT.search(line):
+        raise ProtocolError("bad_json", "the line is not UTF-8 text")
     few_brackets = line.count("[") + line.count("{") <= MAX_NESTING  # counted in C: a chunk of data has none
     if not few_brackets and nesting_depth(line) > MAX_NESTING:
         raise ProtocolError("bad_json", f"the request nests arrays or objects more than {MAX_NESTING} deep")
     try:
-        message = json.loads(line)
+        message = json.loads(line, parse_int=read_integer)
     except json.JSONDecodeError as error:
         raise ProtocolError("bad_json", f"not JSON ({error.msg} at column {error.colno})") from None
+    except (ValueError, RecursionError) as error:  # not expected past the checks above; still not our bug
+        raise ProtocolError("bad_json", f"not JSON that can be read ({error})") from None
     if not isinstance(message, dict):
         raise ProtocolError("bad_json", "a request must be a JSON object")
     request_id = message.get("id")
-    is_integer = isinstance(request_id, int) and not isinstance(request_id, bool)
-    if not (is_integer or (isinstance(request_id, str) and request_id)):
-        raise ProtocolError("bad_request", 'a request needs an "id": a non-empty string or an integer')
+    is_integer = isinstance(request_id, int) and not isinstance(request_id, bool) and abs(request_id) <= LARGEST_INTEGER
+    if not (is_integer or (isinstance(request_id, str) and request_id and not NOT_TEXT.search(request_id))):
+        raise ProtocolError("bad_request", 'a request needs an "id": a non-empty string or a whole number (64 bits); '
+                                           f"got {shown(request_id)}")
+    check_values(message, "", request_id)
     kind = message.get("type")
     if kind not in REQUEST_TYPES:
-        raise ProtocolError("unknown_type", f"unknown request type {kind!r}; expected one of {', '.join(REQUEST_TYPES)}",
-                            request_id)
-    return message
+        raise ProtocolError("unknown_type", f"unknown request type {shown(kind)}; expected one of "
+                                            f"{', '.join(REQUEST_TYPES)}", request_id)
+    return check_fields(message)
 
-
-RequestId = Union[str, int, None]
 
 
 class Cancelled(Exception):

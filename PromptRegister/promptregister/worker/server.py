@@ -17,7 +17,6 @@ import threading
 from typing import Any, Dict, Optional, TextIO
 
 from .. import __version__
-from ..errors import PromptRegisterError
 from .batch_request import run_batch_request
 from .interactive import InteractiveRequests
 from .protocol import (INTERACTIVE_REQUESTS, LONG_REQUESTS, PROTOCOL_VERSION, REQUEST_TYPES, Cancelled,
@@ -81,11 +80,13 @@ class Server:
             piece = self.stdin.readline(MAX_REQUEST_CHARS)
 
     def handle(self, line: str) -> bool:
-        """Answer one request line; False after shutdown."""
+        """Answer one request line; False after shutdown. Whatever goes wrong is answered as an error event (code
+        "internal" for an unexpected exception, printed to stderr): the reading thread must never end on a
+        request, or the worker would stop answering every later one."""
         try:
             request = parse_request(line)
-        except ProtocolError as error:
-            self.send(error.request_id, "error", code=error.code, message=error.message)
+        except Exception as error:
+            self.send(getattr(error, "request_id", None), "error", **error_fields(error, "cancelled"))
             return True
         request_id, kind = request["id"], request["type"]
         try:
@@ -93,10 +94,7 @@ class Server:
                 self.send(request_id, "result", protocol=PROTOCOL_VERSION, engine=__version__,
                           folder=str(self.session.folder), requests=list(REQUEST_TYPES))
             elif kind == "load":
-                path = request.get("path")
-                if not isinstance(path, str):
-                    raise ProtocolError("bad_request", '"load" needs "path" (an image file)')
-                volume_id, volume = self.session.load(path)
+                volume_id, volume = self.session.load(request["path"])  # a path: parse_request checked it
                 self.send(request_id, "result", volume=volume_id, shape=list(volume.geometry.size),
                           spacing=list(volume.geometry.spacing))
             elif kind == "cancel":
@@ -121,10 +119,8 @@ class Server:
                 self.send(request_id, "result", **self.transfers.upload(request))
             elif kind == "download":
                 self.send(request_id, "result", **self.transfers.download(request))
-        except ProtocolError as error:
-            self.send(request_id, "error", code=error.code, message=error.message)
-        except PromptRegisterError as error:
-            self.send(request_id, "error", code="engine", message=str(error))
+        except Exception as error:  # ProtocolError, PromptRegisterError ("engine"), or a bug ("internal")
+            self.send(request_id, "error", **error_fields(error, "cancelled"))
         return True
 
     # -- long requests --------------------------------------------------------------------------
@@ -187,6 +183,8 @@ def main() -> int:
     # Stray output must not corrupt the protocol stream: Python's prints, C libraries writing to file descriptor 1,
     # and child processes (a batch request's Dask workers) all go to stderr; the protocol keeps a private copy.
     sys.stdout.flush()
+    if hasattr(sys.stdin, "reconfigure"):  # UTF-8 whatever the locale; bytes that are not UTF-8 reach parse_request
+        sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")  # as surrogates, refused as "bad_json"
     protocol_out = open(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -12,23 +12,24 @@ from typing import Any, Dict, Optional, Tuple
 from ..job import DEFAULT_DETECTOR, ModelPool, RegisterJob, run_job
 from ..progress import StageProgress
 from ..volume import Volume
+from .fields import check_options, shown, three_numbers
 from .folders import make_private_folder, remove_stale_folders
 from .protocol import ProtocolError
 
 
 def register_options(values: Dict[str, Any], device: str):
     """RegisterOptions from a request's flat "options" object (options.FLAT_OPTIONS, and "preset", one of
-    options.PRESETS); an unknown or malformed option is a bad request."""
+    options.PRESETS); an unknown or malformed option (one of the wrong JSON type) is a bad request."""
     from ..errors import PromptRegisterError
     from ..register import options_from_flat
 
     if not isinstance(values, dict):
         raise ProtocolError("bad_request", '"options" must be an object of option names and values')
-    values = dict(values)
+    values = check_options(values)
     preset = values.pop("preset", "default")  # a named starting point (options.PRESETS), then the options
     try:
-        return options_from_flat(values, preset=str(preset), device=device)
-    except (PromptRegisterError, TypeError) as error:
+        return options_from_flat(values, preset=preset, device=device)
+    except (PromptRegisterError, TypeError, ValueError) as error:
         raise ProtocolError("bad_request", str(error)) from None
 
 
@@ -47,16 +48,23 @@ class Session:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # -- volumes -------------------------------------------------------------------------------
-    def load(self, path: str) -> Tuple[str, Volume]:
+    def load(self, path: str, field: str = "path") -> Tuple[str, Volume]:
+        """A volume by file path, read once; a path the system cannot use (too long, say) is a bad request
+        naming `field` (a missing or unreadable image is the engine's error, as on the command line)."""
         from ..io import read_volume
 
-        for volume_id, known in self.paths.items():
-            if known == str(Path(path).resolve()):
-                return volume_id, self.volumes[volume_id]
-        volume = read_volume(path)
+        try:
+            resolved = str(Path(path).resolve())
+            for volume_id, known in self.paths.items():
+                if known == resolved:
+                    return volume_id, self.volumes[volume_id]
+            volume = read_volume(path)
+        except OSError as error:
+            raise ProtocolError("bad_request", f'"{field}": cannot read {shown(path)} '
+                                               f"({getattr(error, 'strerror', None) or error})") from None
         volume_id = f"v{len(self.volumes) + 1}"
         self.volumes[volume_id] = volume
-        self.paths[volume_id] = str(Path(path).resolve())
+        self.paths[volume_id] = resolved
         return volume_id, volume
 
     def volume(self, reference: Any, field: str) -> Volume:
@@ -65,9 +73,13 @@ class Session:
             raise ProtocolError("bad_request", f'"{field}" must be a volume id from "load" or a file path')
         if reference in self.volumes:
             return self.volumes[reference]
-        if not Path(reference).exists():
-            raise ProtocolError("bad_request", f'"{field}": {reference!r} is neither a loaded volume nor a file')
-        return self.load(reference)[1]
+        try:
+            exists = Path(reference).exists()
+        except (OSError, ValueError):  # a name too long for the file system, say
+            exists = False
+        if not exists:
+            raise ProtocolError("bad_request", f'"{field}": {shown(reference)} is neither a loaded volume nor a file')
+        return self.load(reference, field)[1]
 
     # -- models --------------------------------------------------------------------------------
     def segmenter(self, model: str, device: str, checkpoint: Optional[str],
@@ -99,6 +111,8 @@ class Session:
                 "model": segmenter.name}
 
     def register(self, request: Dict[str, Any], progress: StageProgress) -> Dict[str, Any]:
+        """A registration. Everything the request says is checked before the disk is touched (parse_request
+        checked the fields' types): the prompts and options, then the volumes, then the output folder."""
         from ..outputs import check_output_folder
 
         out_dir = request.get("out_dir")
@@ -107,18 +121,19 @@ class Session:
         if not Path(out_dir).is_absolute():  # a remote client names a folder inside the worker's own
             if ".." in Path(out_dir).parts:
                 raise ProtocolError("bad_request", f'a relative "out_dir" must stay inside the worker\'s folder; '
-                                                   f"{out_dir!r} does not")
+                                                   f"{shown(out_dir)} does not")
             out_dir = str(self.folder / out_dir)
-        resampled = bool(request.get("resampled", False))
-        check_output_folder(out_dir, resampled, bool(request.get("overwrite", False)))
-        fixed = self.volume(request.get("fixed"), "fixed")
-        moving = self.volume(request.get("moving"), "moving")
         points = [self.point_prompt(p) for p in request.get("points") or []]
         point_pairs = [self.point_pair(p) for p in request.get("point_pairs") or []]
         device = request.get("device", "auto")
-        job = RegisterJob(fixed, moving, register_options(request.get("options") or {}, device), Path(out_dir),
+        options = register_options(request.get("options") or {}, device)
+        fixed = self.volume(request.get("fixed"), "fixed")
+        moving = self.volume(request.get("moving"), "moving")
+        resampled = bool(request.get("resampled", False))
+        check_output_folder(out_dir, bool(request.get("overwrite", False)))
+        job = RegisterJob(fixed, moving, options, Path(out_dir),
                           points=points, point_pairs=point_pairs, text=request.get("text"),
-                          auto=bool(request.get("auto", False)), sample_points=int(request.get("sample_points", 0)),
+                          auto=bool(request.get("auto", False)), sample_points=request.get("sample_points", 0),
                           model=request.get("model", "auto"), checkpoint=request.get("checkpoint"),
                           decoder=request.get("decoder"), detector=request.get("detector", DEFAULT_DETECTOR),
                           detector_checkpoint=request.get("detector_checkpoint"), device=device,
@@ -136,16 +151,7 @@ class Session:
 
         if not isinstance(entry, dict) or "moving" not in entry or "fixed" not in entry:
             raise ProtocolError("bad_request", 'a point pair is {"moving": [x, y, z], "fixed": [x, y, z]} (LPS mm)')
-        points = []
-        for side in ("moving", "fixed"):
-            value = entry[side]
-            try:
-                point = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                point = ()
-            if len(point) != 3:
-                raise ProtocolError("bad_request", f"a point pair's {side} point must be three numbers; got {value!r}")
-            points.append(point)
+        points = [three_numbers(entry[side], f"a point pair's {side} point") for side in ("moving", "fixed")]
         return PointPair(points[0], points[1])
 
     @staticmethod
@@ -154,12 +160,8 @@ class Session:
 
         if not isinstance(entry, dict) or "lps" not in entry:
             raise ProtocolError("bad_request", 'a point is {"lps": [x, y, z], "positive": true|false} (LPS mm)')
-        lps = entry["lps"]
-        if not isinstance(lps, (list, tuple)) or len(lps) != 3:
-            raise ProtocolError("bad_request", f"a point's lps must be three numbers; got {lps!r}")
-        try:
-            point = tuple(float(v) for v in lps)
-        except (TypeError, ValueError):
-            raise ProtocolError("bad_request", f"a point's lps must be three numbers; got {lps!r}") from None
-        return PointPrompt(point, bool(entry.get("positive", True)))
+        positive = entry.get("positive", True)
+        if not isinstance(positive, bool):
+            raise ProtocolError("bad_request", f'a point\'s "positive" must be true or false; got {shown(positive)}')
+        return PointPrompt(three_numbers(entry["lps"], "a point's lps"), positive)
 

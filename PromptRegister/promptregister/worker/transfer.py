@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..checksums import known_sha256, sha256_of
+from .fields import shown
 from .protocol import SAFE_NAME, ProtocolError
 
 CHUNK_BYTES = 512 * 1024
@@ -33,11 +34,17 @@ def pack(raw: bytes) -> Dict[str, str]:
 
 
 def unpack(fields: Dict[str, Any]) -> bytes:
-    """The raw bytes of a packed chunk; ProtocolError when it is damaged."""
+    """The raw bytes of a packed chunk; ProtocolError when it is damaged or holds more than CHUNK_BYTES (a line
+    of a megabyte could otherwise inflate to a gigabyte in memory)."""
     try:
-        raw = zlib.decompress(base64.b64decode(str(fields["data"]), validate=True))
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(base64.b64decode(str(fields["data"]), validate=True), CHUNK_BYTES + 1)
     except (KeyError, ValueError, zlib.error) as error:
         raise ProtocolError("bad_request", f"a transfer chunk could not be decoded ({error})") from None
+    if len(raw) > CHUNK_BYTES:
+        raise ProtocolError("bad_request", f"a transfer chunk holds more than {CHUNK_BYTES} bytes; send smaller ones")
+    if not inflate.eof:
+        raise ProtocolError("bad_request", "a transfer chunk could not be decoded (its compressed data end early)")
     if hashlib.sha256(raw).hexdigest() != fields.get("chunk_sha256"):
         raise ProtocolError("bad_request", "a transfer chunk's checksum does not match its data; send it again")
     return raw
@@ -56,7 +63,7 @@ class Transfers:
         name, offset = request.get("name"), request.get("offset")
         if not isinstance(name, str) or not SAFE_NAME.match(name):
             raise ProtocolError("bad_request", f'"upload" needs a plain file "name" (letters, digits, ".", "_", "-"); '
-                                               f"got {name!r}")
+                                               f"got {shown(name)}")
         if not isinstance(offset, int) or offset < 0:
             raise ProtocolError("bad_request", '"upload" needs "offset": where this chunk starts in the file (bytes)')
         raw = unpack(request)
@@ -87,9 +94,13 @@ class Transfers:
         path, offset = request.get("path"), request.get("offset", 0)
         if not isinstance(path, str) or not isinstance(offset, int) or offset < 0:
             raise ProtocolError("bad_request", '"download" needs "path" (a file the worker wrote) and "offset"')
-        resolved = Path(path).resolve()
-        if self.folder.resolve() not in resolved.parents or not resolved.is_file():
-            raise ProtocolError("bad_request", f"{path} is not a file of this worker's results; only files in "
+        try:
+            resolved = Path(path).resolve()
+            ours = self.folder.resolve() in resolved.parents and resolved.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, say
+            ours = False
+        if not ours:
+            raise ProtocolError("bad_request", f"{shown(path)} is not a file of this worker's results; only files in "
                                                f"{self.folder} can be downloaded")
         size = resolved.stat().st_size
         whole = known_sha256(resolved)  # a file written again gets a new checksum
