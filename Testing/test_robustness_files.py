@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from promptregister.cli import main
 from promptregister.errors import PromptRegisterError
 from promptregister.io import read_volume, write_transform, write_volume
+from promptregister.io.nifti_check import check_nifti
 from promptregister.io.transforms import displacement_field_transform
 
 
@@ -55,6 +56,29 @@ def test_evaluate_with_a_cut_off_label_map_exits_2_instead_of_a_wrong_dice(tmp_p
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "incomplete" in err and "Traceback" not in err
+
+
+def _nifti2(path: Path, array: np.ndarray) -> Path:
+    """A NIfTI-2 file (540-byte header, 64-bit fields) written by hand: ITK writes NIfTI-1 only."""
+    header = bytearray(540)
+    struct.pack_into("<i8s", header, 0, 540, b"n+2\0\r\n\x1a\n")
+    struct.pack_into("<hh", header, 12, 16, 32)  # float32
+    struct.pack_into("<8q", header, 16, 3, *array.shape[::-1], 1, 1, 1, 1)
+    struct.pack_into("<8d", header, 104, 1.0, 1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0)
+    struct.pack_into("<q", header, 168, 544)
+    path.write_bytes(bytes(header) + b"\0" * 4 + array.astype("<f4").tobytes())
+    return path
+
+
+def test_a_cut_off_nifti2_is_refused_too(tmp_path):
+    """NIfTI-2 keeps its voxel offset as a 64-bit integer (a float in NIfTI-1): read it as a float and the check
+    counts the header as voxel data and lets a cut-off file through. (This SimpleITK build reads no NIfTI-2 at
+    all, others do; the check runs before the reader either way.)"""
+    array = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    whole = _nifti2(tmp_path / "whole.nii", array)
+    check_nifti(whole)  # the whole file passes
+    with pytest.raises(PromptRegisterError, match=r"describes 480 bytes .* holds 380"):
+        read_volume(_cut(whole, tmp_path / "cut.nii", (544 + 380) / (544 + 480)))
 
 
 def _nifti_with(tmp_path: Path, name: str, array: np.ndarray, pixdim_x: float = 1.0) -> Path:

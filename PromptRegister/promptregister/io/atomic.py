@@ -33,26 +33,35 @@ def partial_name(target: Path, suffix: str = "") -> Path:
     return target.with_name(f".{stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
-def remove_stale_temporaries(folder: Path) -> List[str]:
+def remove_stale_temporaries(folder: Path) -> List[Path]:
     """Remove our temporary files and folders in `folder` whose writer no longer runs (a run killed with SIGKILL,
-    or a machine that lost power, cannot clean up after itself). Returns the names removed."""
-    removed: List[str] = []
+    or a machine that lost power, cannot clean up after itself). Returns what was removed."""
+    return remove_dead_writers(folder, _TEMPORARY)
+
+
+def remove_dead_writers(folder: Path, name: "re.Pattern[str]") -> List[Path]:
+    """Remove this user's entries of `folder` whose whole name matches `name`, a pattern whose first group is the
+    process id of their writer, when that process no longer runs (symbolic links and other users' entries are
+    left alone). Used for our temporary files here and for the worker's private folders."""
+    removed: List[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:
         return removed
     for entry in entries:
-        match = _TEMPORARY.fullmatch(entry.name)
+        match = name.fullmatch(entry.name)
         if match is None or process_alive(int(match.group(1))):
             continue
         try:
-            if entry.is_dir() and not entry.is_symlink():
+            if entry.is_symlink() or entry.stat().st_uid != os.getuid():
+                continue
+            if entry.is_dir():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-            removed.append(entry.name)
+            removed.append(entry)
         except OSError:
-            pass  # another user's, or already gone
+            pass  # already gone, or not ours to remove
     return removed
 
 

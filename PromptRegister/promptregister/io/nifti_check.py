@@ -22,6 +22,9 @@ from ..errors import PromptRegisterError
 _DATATYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8",
               1280: "u8"}
 _CHUNK = 1 << 20
+_LAYOUTS = {348: (40, 70, 76, 108, "8h", "8f", "f"), 540: (16, 12, 104, 168, "8q", "8d", "q")}
+"""NIfTI-1 and NIfTI-2 headers by their size: byte offsets of dim, datatype and bitpix, pixdim and vox_offset,
+then the struct codes of dim, pixdim and vox_offset (a float in NIfTI-1, an int64 in NIfTI-2)."""
 
 
 def is_nifti(path: Path) -> bool:
@@ -35,7 +38,7 @@ def check_nifti(path: Path, allow_nan: bool = False) -> None:
     header = _read_header(path)
     if header is None:
         return  # not a header we know (ITK's own reader reports it)
-    endian, dims, datatype, bitpix, pixdim, vox_offset, version = header
+    endian, dims, datatype, bitpix, pixdim, vox_offset = header
     ndim = dims[0]
     spacing = pixdim[1:1 + min(ndim, 3)]
     for axis, value in zip("xyz", spacing):
@@ -70,26 +73,21 @@ def _is_gzip(path: Path) -> bool:
         return stream.read(2) == b"\x1f\x8b"
 
 
-def _read_header(path: Path) -> Optional[Tuple[str, tuple, int, int, tuple, int, int]]:
-    """(byte order, dim[8], datatype, bitpix, pixdim[8], vox_offset, NIfTI version) or None when unknown."""
+def _read_header(path: Path) -> Optional[Tuple[str, tuple, int, int, tuple, int]]:
+    """(byte order, dim[8], datatype, bitpix, pixdim[8], vox_offset) of a NIfTI-1 or -2 header, or None."""
     try:
         with _open(path) as stream:
             raw = stream.read(540)
     except (OSError, EOFError, zlib.error):
         raise PromptRegisterError(f"{path} is damaged: its compressed header cannot be read. Copy it again.") from None
     for endian in "<>":
-        if len(raw) >= 348 and struct.unpack(endian + "i", raw[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", raw[40:56])
-            datatype, bitpix = struct.unpack(endian + "hh", raw[70:74])
-            pixdim = struct.unpack(endian + "8f", raw[76:108])
-            vox_offset = int(struct.unpack(endian + "f", raw[108:112])[0])
-            return endian, dims, datatype, bitpix, pixdim, vox_offset, 1
-        if len(raw) >= 540 and struct.unpack(endian + "i", raw[:4])[0] == 540:
-            dims = struct.unpack(endian + "8q", raw[16:80])
-            datatype, bitpix = struct.unpack(endian + "hh", raw[12:16])
-            pixdim = struct.unpack(endian + "8d", raw[104:168])
-            vox_offset = int(struct.unpack(endian + "q", raw[168:176])[0])
-            return endian, dims, datatype, bitpix, pixdim, vox_offset, 2
+        for size, (dims_at, types_at, pixdim_at, offset_at, dims_code, pixdim_code, offset_code) in _LAYOUTS.items():
+            if len(raw) >= size and struct.unpack(endian + "i", raw[:4])[0] == size:
+                dims = struct.unpack_from(endian + dims_code, raw, dims_at)
+                datatype, bitpix = struct.unpack_from(endian + "hh", raw, types_at)
+                pixdim = struct.unpack_from(endian + pixdim_code, raw, pixdim_at)
+                vox_offset = int(struct.unpack_from(endian + offset_code, raw, offset_at)[0])
+                return endian, dims, datatype, bitpix, pixdim, vox_offset
     return None
 
 

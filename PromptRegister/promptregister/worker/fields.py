@@ -10,8 +10,9 @@ name or text can hold). A null field counts as not given. Fields not listed here
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 from .bad_requests import SAFE_NAME, ProtocolError, RequestId
 
@@ -158,23 +159,15 @@ def three_numbers(value: Any, what: str) -> Tuple[float, float, float]:
     return tuple(float(v) for v in value)
 
 
-_OPTION_KINDS: Optional[Dict[str, Spec]] = None
-
-
+@functools.lru_cache(maxsize=1)
 def _option_kinds() -> Dict[str, Spec]:
     """Each flat option's spec, from the type of its default (options.flat: the one table of options)."""
-    global _OPTION_KINDS
-    if _OPTION_KINDS is None:
-        from ..options.flat import FLAT_OPTIONS, flat_default
+    from ..options.flat import FLAT_OPTIONS, flat_default
 
-        by_type = {bool: FLAG, int: (lambda v: _whole(v) or (isinstance(v, float) and v.is_integer()),
-                                     "a whole number"),
-                   float: (_number, "a number"), str: (lambda v: isinstance(v, str), "a string"),
-                   type(None): (lambda v: isinstance(v, list) and all(_whole(i) for i in v),
-                                "a list of whole numbers")}
-        _OPTION_KINDS = {name: by_type[type(flat_default(name))] for name in FLAT_OPTIONS
-                         if type(flat_default(name)) in by_type}
-    return _OPTION_KINDS
+    by_type = {bool: FLAG, int: (lambda v: _whole(v) or (isinstance(v, float) and v.is_integer()), "a whole number"),
+               float: (_number, "a number"), str: (lambda v: isinstance(v, str), "a string"),
+               type(None): (lambda v: isinstance(v, list) and all(_whole(i) for i in v), "a list of whole numbers")}
+    return {name: by_type[type(flat_default(name))] for name in FLAT_OPTIONS if type(flat_default(name)) in by_type}
 
 
 def check_options(values: Mapping[str, Any], where: str = "options") -> Dict[str, Any]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from ..io.atomic import process_alive
+from ..io.atomic import remove_dead_writers
 
 PREFIX = "promptregister-worker-"
-NAME = re.compile(rf"^{PREFIX}(\d+)-[A-Za-z0-9_]+$")
+NAME = re.compile(rf"{PREFIX}(\d+)-[A-Za-z0-9_]+")
 
 
 def make_private_folder(parent: Optional[Path] = None) -> Path:
@@ -27,22 +26,4 @@ def make_private_folder(parent: Optional[Path] = None) -> Path:
 
 def remove_stale_folders(parent: Optional[Path] = None) -> List[Path]:
     """Remove this user's worker folders whose process no longer runs; returns what was removed."""
-    parent = Path(parent or tempfile.gettempdir())
-    removed = []
-    try:
-        entries = list(parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = NAME.match(entry.name)
-        if match is None or int(match.group(1)) == os.getpid():
-            continue
-        try:
-            if entry.is_symlink() or not entry.is_dir() or entry.stat().st_uid != os.getuid():
-                continue
-        except OSError:
-            continue
-        if not process_alive(int(match.group(1))):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-    return removed
+    return remove_dead_writers(Path(parent or tempfile.gettempdir()), NAME)

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Deque, Dict
 
 from .fields import shown
-from .protocol import SAFE_NAME, Cancelled, ProtocolError, error_fields
+from .bad_requests import SAFE_NAME, ProtocolError
+from .protocol import Cancelled, error_fields
 
 
 class Preempted(Exception):

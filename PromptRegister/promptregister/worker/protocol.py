@@ -38,7 +38,7 @@ import json
 import re
 from typing import Any, Dict
 
-from .bad_requests import SAFE_NAME, ProtocolError, RequestId  # noqa: F401  (the protocol's names, kept here)
+from .bad_requests import ProtocolError, RequestId
 
 PROTOCOL_VERSION = 2
 INTERACTIVE_REQUESTS = ("open", "prompt", "correct", "delete", "undo", "auto", "text", "fit", "pairs", "close")

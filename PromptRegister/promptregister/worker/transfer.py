@@ -19,7 +19,7 @@ from typing import Any, Dict
 
 from ..checksums import known_sha256, sha256_of
 from .fields import shown
-from .protocol import SAFE_NAME, ProtocolError
+from .bad_requests import SAFE_NAME, ProtocolError
 
 CHUNK_BYTES = 512 * 1024
 """Raw bytes per chunk: compressed and base64-encoded, a chunk stays well under the worker's 1 Mi-character
